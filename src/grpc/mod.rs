@@ -1,0 +1,11 @@
+//! gRPC layer: thin handlers that convert, call the core and convert back.
+
+/// Generated protobuf and tonic code for `portcullis.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("portcullis.v1");
+
+    /// Encoded file descriptor set of every Portcullis proto, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/portcullis_descriptor.bin"));
+}
