@@ -1,1 +1,28 @@
+//! Portcullis: a gRPC authorization service for workflow-automation platforms.
+//!
+//! Code map (dependencies point inward):
+//! - [`model`]: domain types and validation; no gRPC, no SQL.
+//! - [`engine`]: the decision ([`engine::decide`]) as pure functions, and the
+//!   [`engine::authorizer::Authorizer`] that gathers inputs through the
+//!   [`store::Store`] trait. Never imports tonic or sea-orm.
+//! - [`store`]: the `Store` trait and its sea-orm implementation
+//!   ([`store::sql::SqlStore`]), entities and migrations; administrative
+//!   writes with their invariants and audit records.
+//! - [`grpc`]: thin tonic handlers; `grpc/status.rs` maps [`error::Error`] to
+//!   gRPC codes in one place.
+//! - [`auth`]: API keys and their scopes.
+//! - [`config`], [`telemetry`], [`app`]: configuration, logging, wiring.
+//!
+//! Invariants: a denial is a value, never an error; storage failures are
+//! `UNAVAILABLE`, never a decision; every admin write is one transaction with
+//! its audit record and revision bump.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod error;
 pub mod grpc;
+pub mod model;
+pub mod store;
+pub mod telemetry;

@@ -1,1 +1,111 @@
-fn main() {}
+//! The `portcullis` binary: `serve` and `migrate`.
+
+use clap::{Parser, Subcommand};
+use portcullis::app::App;
+use portcullis::config::{ApiKey, Config, KeyScope, Secret};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "gRPC authorization service")]
+struct Cli {
+    /// TOML configuration file (environment variables `PORTCULLIS_*` override it).
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve gRPC (migrating the database first unless --no-migrate).
+    Serve {
+        /// Do not apply migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    portcullis::telemetry::init(&config.log);
+    let result = match cli.command {
+        Cmd::Migrate => migrate(&config).await,
+        Cmd::Serve { no_migrate } => {
+            let migrate = !no_migrate && config.database.migrate_on_start;
+            serve(&mut config, migrate).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> portcullis::error::Result<()> {
+    App::build(config, true).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn serve(config: &mut Config, migrate: bool) -> portcullis::error::Result<()> {
+    if config.api_keys.is_empty() {
+        // Quick start: no keys configured, so only this machine may call, with
+        // a key made for this run and shown once.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], config.grpc.addr.port()));
+        if config.grpc.addr != loopback {
+            tracing::warn!(requested = %config.grpc.addr, "no API keys configured: binding loopback only");
+        }
+        config.grpc.addr = loopback;
+        let key = portcullis::auth::generate_key();
+        println!("No API keys configured. Operator key for this run (shown once):\n\n  {key}\n");
+        config.api_keys.push(ApiKey {
+            name: "generated-operator".to_owned(),
+            key: Secret::new(key),
+            scope: KeyScope::Operator,
+        });
+    }
+    let app = App::build(config, migrate).await?;
+    let listener = tokio::net::TcpListener::bind(config.grpc.addr)
+        .await
+        .map_err(|e| {
+            portcullis::error::Error::Unavailable(format!("cannot bind {}: {e}", config.grpc.addr))
+        })?;
+    app.serve(listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,4 +1,10 @@
-//! gRPC layer: thin handlers that convert, call the core and convert back.
+//! grpc: thin handlers that validate, call the engine or the store, and
+//! convert; `status.rs` is the one place errors become gRPC codes.
+
+pub mod admin;
+pub mod check;
+pub mod convert;
+mod status;
 
 /// Generated protobuf and tonic code for `portcullis.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -1,0 +1,260 @@
+//! The decision services: gathers inputs through the [`Store`] trait and asks
+//! [`decide`]. No gRPC and no SQL here.
+
+use super::{candidate_scopes, decide, Decision, Question, Reason, Subject};
+use crate::error::{Error, Result};
+use crate::model::{now_millis, Millis, PrincipalStatus, ResourceNode, ResourceRef};
+use crate::store::Store;
+use std::collections::{BTreeSet, HashMap};
+
+/// Largest `BatchCheck`.
+pub const MAX_BATCH: usize = 5_000;
+
+/// One question for [`Authorizer::check`].
+#[derive(Debug, Clone)]
+pub struct CheckQuery {
+    /// Principal.
+    pub subject_id: String,
+    /// Action.
+    pub action: String,
+    /// Resource.
+    pub resource: ResourceRef,
+}
+
+/// A page of ids and the token of the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Ids, ascending.
+    pub ids: Vec<String>,
+    /// Last id of this page when more follow.
+    pub next_after: Option<String>,
+    /// Revision the page was computed at.
+    pub revision: i64,
+}
+
+/// Answers checks and lists over a store.
+#[derive(Debug, Clone)]
+pub struct Authorizer<S> {
+    store: S,
+}
+
+impl<S: Store> Authorizer<S> {
+    /// Wraps a store.
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The tenant's revision, making sure it is at least `min_revision`.
+    /// `None` when the tenant does not exist.
+    async fn revision(&self, tenant: &str, min_revision: Option<i64>) -> Result<Option<i64>> {
+        let rev = self.store.tenant_revision(tenant).await?;
+        if let (Some(rev), Some(min)) = (rev, min_revision) {
+            if rev < min {
+                // Reads go to the store itself, so a token ahead of it was not
+                // issued by this store.
+                return Err(Error::Unavailable(format!(
+                    "this replica is at revision {rev}, behind the requested {min}; retry"
+                )));
+            }
+        }
+        Ok(rev)
+    }
+
+    /// Decides many questions of one tenant; the answers are in order. Returns
+    /// them with the revision they were decided at (0 for an unknown tenant).
+    pub async fn check_many(
+        &self,
+        tenant: &str,
+        queries: &[CheckQuery],
+        min_revision: Option<i64>,
+    ) -> Result<(Vec<Decision>, i64)> {
+        let Some(revision) = self.revision(tenant, min_revision).await? else {
+            let d = Decision::deny(Reason::UnknownTenant, "the tenant does not exist");
+            return Ok((vec![d; queries.len()], 0));
+        };
+        let now = now_millis();
+        let roles = self.store.roles(tenant).await?;
+        let mut principals = HashMap::new();
+        let mut bindings = HashMap::new();
+        let mut paths: HashMap<&ResourceRef, Option<Vec<ResourceNode>>> = HashMap::new();
+        let mut out = Vec::with_capacity(queries.len());
+        for q in queries {
+            if !principals.contains_key(&q.subject_id) {
+                let p = self.store.principal(tenant, &q.subject_id).await?;
+                let b = match &p {
+                    Some(p) if p.status == PrincipalStatus::Active => {
+                        self.store.bindings(tenant, &p.id).await?
+                    }
+                    _ => Vec::new(),
+                };
+                principals.insert(q.subject_id.clone(), p);
+                bindings.insert(q.subject_id.clone(), b);
+            }
+            if !paths.contains_key(&q.resource) {
+                paths.insert(&q.resource, self.store.ancestry(tenant, &q.resource).await?);
+            }
+            let question = Question {
+                rtype: &q.resource.rtype,
+                action: &q.action,
+                path: paths[&q.resource].as_deref(),
+            };
+            let subject = Subject::Principal(principals[&q.subject_id].as_ref());
+            out.push(decide(
+                subject,
+                &bindings[&q.subject_id],
+                &roles,
+                question,
+                now,
+            ));
+        }
+        Ok((out, revision))
+    }
+
+    /// Decides one question.
+    pub async fn check(
+        &self,
+        tenant: &str,
+        query: CheckQuery,
+        min_revision: Option<i64>,
+    ) -> Result<(Decision, i64)> {
+        let (mut d, rev) = self
+            .check_many(tenant, std::slice::from_ref(&query), min_revision)
+            .await?;
+        let decision = d
+            .pop()
+            .ok_or_else(|| Error::Internal("empty batch answer".to_owned()))?;
+        Ok((decision, rev))
+    }
+
+    /// Every resource id of `rtype` on which the principal may do `action`,
+    /// ascending, after `after`, at most `limit`; exactly the ids on which
+    /// [`Authorizer::check`] allows.
+    pub async fn list_accessible(
+        &self,
+        tenant: &str,
+        subject_id: &str,
+        action: &str,
+        rtype: &str,
+        after: Option<&str>,
+        limit: usize,
+        min_revision: Option<i64>,
+    ) -> Result<Page> {
+        let Some(revision) = self.revision(tenant, min_revision).await? else {
+            return Ok(Page {
+                ids: vec![],
+                next_after: None,
+                revision: 0,
+            });
+        };
+        let now = now_millis();
+        let principal = self.store.principal(tenant, subject_id).await?;
+        let Some(principal) = principal.filter(|p| p.status == PrincipalStatus::Active) else {
+            return Ok(Page {
+                ids: vec![],
+                next_after: None,
+                revision,
+            });
+        };
+        let roles = self.store.roles(tenant).await?;
+        let bindings = self.store.bindings(tenant, subject_id).await?;
+        let mut ids = BTreeSet::new();
+        for scope in candidate_scopes(&bindings, &roles, rtype, action, now) {
+            for path in self.store.resources_in_scope(tenant, &scope, rtype).await? {
+                let Some(node) = path.first() else { continue };
+                if ids.contains(&node.resource.id)
+                    || after.is_some_and(|a| node.resource.id.as_str() <= a)
+                {
+                    continue;
+                }
+                let q = Question {
+                    rtype,
+                    action,
+                    path: Some(&path),
+                };
+                if decide(
+                    Subject::Principal(Some(&principal)),
+                    &bindings,
+                    &roles,
+                    q,
+                    now,
+                )
+                .allowed
+                {
+                    ids.insert(node.resource.id.clone());
+                }
+            }
+        }
+        Ok(paginate(ids, limit, revision))
+    }
+
+    /// Every principal who may do `action` on the resource, ascending, after
+    /// `after`, at most `limit`; exactly those for whom [`Authorizer::check`]
+    /// allows.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_subjects(
+        &self,
+        tenant: &str,
+        resource: &ResourceRef,
+        action: &str,
+        after: Option<&str>,
+        limit: usize,
+        min_revision: Option<i64>,
+        now: Option<Millis>,
+    ) -> Result<Page> {
+        let Some(revision) = self.revision(tenant, min_revision).await? else {
+            return Ok(Page {
+                ids: vec![],
+                next_after: None,
+                revision: 0,
+            });
+        };
+        let now = now.unwrap_or_else(now_millis);
+        let Some(path) = self.store.ancestry(tenant, resource).await? else {
+            return Ok(Page {
+                ids: vec![],
+                next_after: None,
+                revision,
+            });
+        };
+        let roles = self.store.roles(tenant).await?;
+        let mut ids = BTreeSet::new();
+        for (principal, bindings) in self.store.holders_on_path(tenant, &path).await? {
+            if after.is_some_and(|a| principal.id.as_str() <= a) {
+                continue;
+            }
+            let q = Question {
+                rtype: &resource.rtype,
+                action,
+                path: Some(&path),
+            };
+            if decide(
+                Subject::Principal(Some(&principal)),
+                &bindings,
+                &roles,
+                q,
+                now,
+            )
+            .allowed
+            {
+                ids.insert(principal.id);
+            }
+        }
+        Ok(paginate(ids, limit, revision))
+    }
+}
+
+fn paginate(ids: BTreeSet<String>, limit: usize, revision: i64) -> Page {
+    let more = ids.len() > limit;
+    let ids: Vec<String> = ids.into_iter().take(limit).collect();
+    let next_after = if more { ids.last().cloned() } else { None };
+    Page {
+        ids,
+        next_after,
+        revision,
+    }
+}

@@ -1,0 +1,327 @@
+//! engine: decides. Pure functions over the model; no I/O, and nothing of
+//! gRPC or SQL. The `authorizer` module gathers the inputs through the
+//! [`crate::store::Store`] trait and hands them to [`decide`].
+//!
+//! The rule (PRODUCT.md): allowed when the principal is an active member of
+//! the tenant, some non-expired allow grant held by the principal or any of its
+//! teams (transitively) sits on the resource or on an ancestor up to the
+//! nearest private boundary (the tenant counts as the top ancestor), its role
+//! (with inherited roles) is effective at that scope and has a permission
+//! matching `<resource type>.<action>`, and no non-expired deny grant anywhere
+//! on the path (private boundaries do not stop a deny) matches. Super users are
+//! always allowed. Anything unknown is a denial with a reason.
+
+pub mod authorizer;
+pub mod roles;
+
+pub use roles::{RoleMatch, RoleTable};
+
+use crate::model::{Effect, Grant, Millis, Principal, PrincipalStatus, ResourceNode, Scope};
+
+/// Why a decision came out the way it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// Allowed by an allow grant.
+    Granted,
+    /// Allowed: super user.
+    SuperUser,
+    /// Denied: no such tenant.
+    UnknownTenant,
+    /// Denied: no such principal in the tenant.
+    UnknownPrincipal,
+    /// Denied: invited, not active.
+    PrincipalInvited,
+    /// Denied: suspended.
+    PrincipalSuspended,
+    /// Denied: removed.
+    PrincipalRemoved,
+    /// Denied: no such resource in the tenant.
+    UnknownResource,
+    /// Denied: no role names the action.
+    UnknownPermission,
+    /// Denied: nothing grants it.
+    NoGrant,
+    /// Denied: a matching role is granted where it has no effect.
+    RoleNotEffective,
+    /// Denied: a matching grant sits above a private boundary.
+    PrivateBoundary,
+    /// Denied: the only matching grant expired.
+    GrantExpired,
+    /// Denied: an explicit deny grant matched.
+    ExplicitDeny,
+}
+
+/// Which grant, role, team and scope decided, or why it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Explanation {
+    /// The deciding (or nearly matching) grant.
+    pub grant_id: String,
+    /// Its role.
+    pub role_id: String,
+    /// The matching permission pattern.
+    pub permission: String,
+    /// Its scope.
+    pub scope: Option<Scope>,
+    /// Teams through which the grant is held, nearest first.
+    pub via_teams: Vec<String>,
+    /// A sentence for people.
+    pub detail: String,
+}
+
+/// The answer to a question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// True only when allowed.
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// Details.
+    pub explanation: Explanation,
+}
+
+impl Decision {
+    fn deny(reason: Reason, detail: impl Into<String>) -> Self {
+        Decision {
+            allowed: false,
+            reason,
+            explanation: Explanation {
+                detail: detail.into(),
+                ..Explanation::default()
+            },
+        }
+    }
+}
+
+/// A grant as held by one principal: directly, or through a chain of teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The grant.
+    pub grant: Grant,
+    /// Teams from the principal's direct team to the team holding the grant;
+    /// empty when held directly.
+    pub via_teams: Vec<String>,
+}
+
+impl Binding {
+    /// Whether the grant still has effect at `now`.
+    pub fn live(&self, now: Millis) -> bool {
+        self.grant.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// An instance super user: always allowed.
+    SuperUser,
+    /// A principal of the tenant, or `None` when the id is unknown.
+    Principal(Option<&'a Principal>),
+}
+
+/// What is asked: `<rtype>.<action>` on the resource whose ancestry is `path`
+/// (the resource first, then its parent, up to the top). An empty path asks
+/// about the tenant itself; `None` means the resource does not exist.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// Permission type, normally the resource's type.
+    pub rtype: &'a str,
+    /// Action.
+    pub action: &'a str,
+    /// Ancestry, the resource first.
+    pub path: Option<&'a [ResourceNode]>,
+}
+
+/// Decides one question from the principal's bindings. Pure: same inputs, same
+/// answer.
+pub fn decide(
+    subject: Subject<'_>,
+    bindings: &[Binding],
+    roles: &RoleTable,
+    q: Question<'_>,
+    now: Millis,
+) -> Decision {
+    let principal = match subject {
+        Subject::SuperUser => {
+            let mut d = Decision::deny(Reason::SuperUser, "super users are allowed everything");
+            d.allowed = true;
+            return d;
+        }
+        Subject::Principal(None) => {
+            return Decision::deny(
+                Reason::UnknownPrincipal,
+                "the principal is not a member of the tenant",
+            )
+        }
+        Subject::Principal(Some(p)) => p,
+    };
+    match principal.status {
+        PrincipalStatus::Active => {}
+        PrincipalStatus::Invited => {
+            return Decision::deny(
+                Reason::PrincipalInvited,
+                "the principal has not accepted the invitation",
+            )
+        }
+        PrincipalStatus::Suspended => {
+            return Decision::deny(Reason::PrincipalSuspended, "the principal is suspended")
+        }
+        PrincipalStatus::Removed => {
+            return Decision::deny(
+                Reason::PrincipalRemoved,
+                "the principal was removed from the tenant",
+            )
+        }
+    }
+    let Some(path) = q.path else {
+        return Decision::deny(
+            Reason::UnknownResource,
+            "the resource does not exist in the tenant",
+        );
+    };
+    if !roles.knows_action(q.action) {
+        return Decision::deny(
+            Reason::UnknownPermission,
+            format!("no role of the tenant names the action `{}`", q.action),
+        );
+    }
+    // Index of the scope on the path: 0 = the resource, path.len() = the tenant.
+    // Allow grants count up to and including the nearest private node.
+    let boundary = path.iter().position(|n| n.private);
+    let depth_of = |scope: &Scope| -> Option<usize> {
+        match scope {
+            Scope::Tenant => Some(path.len()),
+            Scope::Resource(r) => path.iter().position(|n| &n.resource == r),
+        }
+    };
+
+    // A deny anywhere on the path wins over every allow.
+    for b in bindings
+        .iter()
+        .filter(|b| b.grant.effect == Effect::Deny && b.live(now))
+    {
+        if depth_of(&b.grant.scope).is_none() {
+            continue;
+        }
+        if let RoleMatch::Matched(permission) =
+            roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action)
+        {
+            return Decision {
+                allowed: false,
+                reason: Reason::ExplicitDeny,
+                explanation: explain(b, permission, "an explicit deny grant matches"),
+            };
+        }
+    }
+
+    // The best allow: nearest scope, then fewest teams, then grant id.
+    let mut best: Option<(usize, usize, &Binding, String)> = None;
+    let mut failure: Option<(Reason, &Binding)> = None;
+    for b in bindings.iter().filter(|b| b.grant.effect == Effect::Allow) {
+        let Some(depth) = depth_of(&b.grant.scope) else {
+            continue;
+        };
+        match roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action) {
+            RoleMatch::NoMatch => {}
+            RoleMatch::NotEffective => note(&mut failure, Reason::RoleNotEffective, b),
+            RoleMatch::Matched(permission) => {
+                if !b.live(now) {
+                    note(&mut failure, Reason::GrantExpired, b);
+                } else if boundary.is_some_and(|limit| depth > limit) {
+                    note(&mut failure, Reason::PrivateBoundary, b);
+                } else {
+                    let key = (depth, b.via_teams.len());
+                    let better = match &best {
+                        None => true,
+                        Some((d, t, cur, _)) => {
+                            key < (*d, *t) || (key == (*d, *t) && b.grant.id < cur.grant.id)
+                        }
+                    };
+                    if better {
+                        best = Some((depth, b.via_teams.len(), b, permission));
+                    }
+                }
+            }
+        }
+    }
+    if let Some((_, _, b, permission)) = best {
+        return Decision {
+            allowed: true,
+            reason: Reason::Granted,
+            explanation: explain(b, permission, "an allow grant matches"),
+        };
+    }
+    match failure {
+        Some((reason, b)) => {
+            let detail = match reason {
+                Reason::GrantExpired => "the matching grant has expired",
+                Reason::PrivateBoundary => {
+                    "the matching grant sits above a private resource, which inherits nothing"
+                }
+                _ => "the matching role is not effective at the scope it was granted on",
+            };
+            let permission = String::new();
+            Decision {
+                allowed: false,
+                reason,
+                explanation: explain(b, permission, detail),
+            }
+        }
+        None => Decision::deny(
+            Reason::NoGrant,
+            format!(
+                "no grant of the principal or its teams gives `{}.{}` here",
+                q.rtype, q.action
+            ),
+        ),
+    }
+}
+
+/// Keeps the most telling reason for a denial.
+fn note<'b>(failure: &mut Option<(Reason, &'b Binding)>, reason: Reason, b: &'b Binding) {
+    if failure.as_ref().is_none_or(|(r, _)| reason > *r) {
+        *failure = Some((reason, b));
+    }
+}
+
+fn explain(b: &Binding, permission: String, detail: &str) -> Explanation {
+    Explanation {
+        grant_id: b.grant.id.clone(),
+        role_id: b.grant.role_id.clone(),
+        permission,
+        scope: Some(b.grant.scope.clone()),
+        via_teams: b.via_teams.clone(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// The scopes whose subtrees may hold resources on which `<rtype>.<action>` is
+/// allowed: live allow bindings whose role covers it where granted. A superset
+/// of the answer; every candidate is then confirmed with [`decide`].
+pub fn candidate_scopes(
+    bindings: &[Binding],
+    roles: &RoleTable,
+    rtype: &str,
+    action: &str,
+    now: Millis,
+) -> Vec<Scope> {
+    let mut scopes: Vec<Scope> = bindings
+        .iter()
+        .filter(|b| b.grant.effect == Effect::Allow && b.live(now))
+        .filter(|b| {
+            matches!(
+                roles.role_match(&b.grant.role_id, b.grant.scope.kind(), rtype, action),
+                RoleMatch::Matched(_)
+            )
+        })
+        .map(|b| b.grant.scope.clone())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.contains(&Scope::Tenant) {
+        return vec![Scope::Tenant];
+    }
+    scopes
+}
+
+#[cfg(test)]
+mod tests;

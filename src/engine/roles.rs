@@ -1,0 +1,232 @@
+//! The predefined (locked) roles and a tenant's compiled role table.
+
+use crate::model::{Permission, Role, TENANT_TYPE};
+use std::collections::{HashMap, HashSet};
+
+/// Actions every tenant knows, whatever its custom roles say.
+pub const BUILTIN_ACTIONS: &[&str] = &[
+    "view",
+    "edit",
+    "execute",
+    "create",
+    "delete",
+    "share",
+    "manage",
+    "transfer",
+    "manage_members",
+    "manage_teams",
+    "manage_roles",
+    "view_audit",
+];
+
+/// Ids of the predefined roles, which are locked.
+pub const PREDEFINED_ROLE_IDS: &[&str] = &["account_admin", "owner", "admin", "editor", "viewer"];
+
+fn role(id: &str, name: &str, perms: &[&str], excluded: &[&str], effective_at: &[&str]) -> Role {
+    let parse = |p: &&str| Permission::parse("role.permissions", p).expect("predefined pattern");
+    Role {
+        id: id.to_owned(),
+        display_name: name.to_owned(),
+        permissions: perms.iter().map(parse).collect(),
+        excluded_permissions: excluded.iter().map(parse).collect(),
+        inherits: Vec::new(),
+        effective_at: effective_at.iter().map(|s| (*s).to_owned()).collect(),
+        locked: true,
+    }
+}
+
+/// The predefined roles, from the seeds' matrices:
+/// - `account_admin` (Oneflow's account administrator): administers the tenant
+///   (members, teams, roles, audit, tenant-wide grants) and workspaces from the
+///   admin level, but gives no access inside them; effective only on the tenant.
+/// - `owner`: everything (OpenFn owner: the only one who may delete a project).
+/// - `admin`: everything except deleting a project and transferring ownership.
+/// - `editor`: view, create, edit, delete and execute content; not project or
+///   workspace settings, not sharing, not administration.
+/// - `viewer`: view only.
+pub fn predefined_roles() -> Vec<Role> {
+    vec![
+        role(
+            "account_admin",
+            "Account administrator",
+            &[
+                "tenant.*",
+                "workspace.create",
+                "workspace.delete",
+                "workspace.share",
+                "workspace.manage",
+            ],
+            &[],
+            &[TENANT_TYPE],
+        ),
+        role("owner", "Owner", &["*.*"], &[], &[TENANT_TYPE, "*"]),
+        role(
+            "admin",
+            "Admin",
+            &["*.*"],
+            &["project.delete", "*.transfer"],
+            &[TENANT_TYPE, "*"],
+        ),
+        role(
+            "editor",
+            "Editor",
+            &["*.view", "*.edit", "*.execute", "*.create", "*.delete"],
+            &[
+                "tenant.*",
+                "project.edit",
+                "project.delete",
+                "workspace.edit",
+                "workspace.delete",
+            ],
+            &[TENANT_TYPE, "*"],
+        ),
+        role(
+            "viewer",
+            "Viewer",
+            &["*.view"],
+            &["tenant.*"],
+            &[TENANT_TYPE, "*"],
+        ),
+    ]
+}
+
+/// How a role relates to a question on a scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleMatch {
+    /// A permission of the role (or an inherited role) covers it; the pattern.
+    Matched(String),
+    /// The role would cover it, but is not effective at the scope.
+    NotEffective,
+    /// The role does not cover it.
+    NoMatch,
+}
+
+/// A tenant's roles (predefined and custom), ready for decisions.
+#[derive(Debug, Clone)]
+pub struct RoleTable {
+    roles: HashMap<String, Role>,
+    known_actions: HashSet<String>,
+}
+
+impl RoleTable {
+    /// Builds the table from the tenant's custom roles.
+    pub fn new(custom: Vec<Role>) -> Self {
+        let mut roles: HashMap<String, Role> = predefined_roles()
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        for r in custom {
+            // A custom role never shadows a predefined one.
+            roles.entry(r.id.clone()).or_insert(r);
+        }
+        let mut known_actions: HashSet<String> =
+            BUILTIN_ACTIONS.iter().map(|s| (*s).to_owned()).collect();
+        for r in roles.values() {
+            for p in &r.permissions {
+                if let Some(a) = p.names_action() {
+                    known_actions.insert(a.to_owned());
+                }
+            }
+        }
+        Self {
+            roles,
+            known_actions,
+        }
+    }
+
+    /// A role by id.
+    pub fn get(&self, id: &str) -> Option<&Role> {
+        self.roles.get(id)
+    }
+
+    /// Every role, predefined first, then custom in id order.
+    pub fn all(&self) -> Vec<&Role> {
+        let mut v: Vec<&Role> = self.roles.values().collect();
+        v.sort_by_key(|r| (!r.locked, r.id.clone()));
+        v
+    }
+
+    /// Whether any role of the tenant, or the built-in vocabulary, names `action`.
+    pub fn knows_action(&self, action: &str) -> bool {
+        self.known_actions.contains(action)
+    }
+
+    /// Whether `role_id`, granted on a scope of `scope_kind`, covers
+    /// `<rtype>.<action>`. Inherited roles count only where they are themselves
+    /// effective, so inheritance never widens where a permission applies.
+    pub fn role_match(
+        &self,
+        role_id: &str,
+        scope_kind: &str,
+        rtype: &str,
+        action: &str,
+    ) -> RoleMatch {
+        let mut seen = HashSet::new();
+        self.role_match_inner(role_id, scope_kind, rtype, action, &mut seen)
+    }
+
+    fn role_match_inner<'a>(
+        &'a self,
+        role_id: &'a str,
+        scope_kind: &str,
+        rtype: &str,
+        action: &str,
+        seen: &mut HashSet<&'a str>,
+    ) -> RoleMatch {
+        if !seen.insert(role_id) {
+            return RoleMatch::NoMatch;
+        }
+        let Some(role) = self.roles.get(role_id) else {
+            return RoleMatch::NoMatch;
+        };
+        let own = role
+            .permissions
+            .iter()
+            .find(|p| p.matches(rtype, action))
+            .filter(|_| {
+                !role
+                    .excluded_permissions
+                    .iter()
+                    .any(|x| x.matches(rtype, action))
+            });
+        let effective = role.effective_at(scope_kind);
+        let mut result = match (own, effective) {
+            (Some(p), true) => return RoleMatch::Matched(p.to_string()),
+            (Some(_), false) => RoleMatch::NotEffective,
+            (None, _) => RoleMatch::NoMatch,
+        };
+        if !effective {
+            // Inherited permissions apply only where the granted role applies.
+            for parent in &role.inherits {
+                if self.role_match_inner(parent, scope_kind, rtype, action, seen)
+                    != RoleMatch::NoMatch
+                {
+                    result = RoleMatch::NotEffective;
+                }
+            }
+            return result;
+        }
+        for parent in &role.inherits {
+            match self.role_match_inner(parent, scope_kind, rtype, action, seen) {
+                RoleMatch::Matched(p) => return RoleMatch::Matched(p),
+                RoleMatch::NotEffective => result = RoleMatch::NotEffective,
+                RoleMatch::NoMatch => {}
+            }
+        }
+        result
+    }
+
+    /// Roles reachable from `role_id` through inheritance, itself included.
+    pub fn closure(&self, role_id: &str) -> HashSet<String> {
+        let mut out = HashSet::new();
+        let mut stack = vec![role_id.to_owned()];
+        while let Some(r) = stack.pop() {
+            if out.insert(r.clone()) {
+                if let Some(role) = self.roles.get(&r) {
+                    stack.extend(role.inherits.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,196 @@
+//! CheckService and ListAccessibleService handlers: validate, call the
+//! authorizer, convert.
+
+use super::convert;
+use super::pb;
+use super::pb::check_service_server::CheckService;
+use super::pb::list_accessible_service_server::ListAccessibleService;
+use crate::engine::authorizer::{Authorizer, CheckQuery, MAX_BATCH};
+use crate::error::{Error, Result};
+use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
+use crate::store::sql::SqlStore;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Largest `page_size` of the list RPCs.
+pub const MAX_LIST_PAGE: u32 = 10_000;
+
+/// Serves CheckService and ListAccessibleService.
+#[derive(Debug, Clone)]
+pub struct CheckApi {
+    authz: Arc<Authorizer<SqlStore>>,
+}
+
+impl CheckApi {
+    /// Wraps the authorizer.
+    pub fn new(authz: Arc<Authorizer<SqlStore>>) -> Self {
+        Self { authz }
+    }
+}
+
+fn context(ctx: &HashMap<String, String>) -> Result<()> {
+    if ctx.len() > 64 {
+        return Err(Error::invalid("context", "at most 64 entries"));
+    }
+    for (k, v) in ctx {
+        if k.is_empty() || k.len() > 256 || v.len() > 1024 {
+            return Err(Error::invalid(
+                "context",
+                "keys must be 1 to 256 bytes and values at most 1024 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn query(
+    prefix: &str,
+    subject_id: String,
+    action: String,
+    resource: Option<pb::ResourceRef>,
+) -> Result<CheckQuery> {
+    Ok(CheckQuery {
+        subject_id: convert::id(&format!("{prefix}subject_id"), subject_id)?,
+        action: convert::name(&format!("{prefix}action"), action)?,
+        resource: convert::resource(&format!("{prefix}resource"), resource)?,
+    })
+}
+
+#[tonic::async_trait]
+impl CheckService for CheckApi {
+    async fn check(
+        &self,
+        req: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let r = req.into_inner();
+        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let q = query("", r.subject_id, r.action, r.resource)?;
+        context(&r.context)?;
+        let min = parse_revision_token("consistency_token", &r.consistency_token)?;
+        let (d, revision) = self.authz.check(&tenant, q, min).await?;
+        tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, "check");
+        let (allowed, reason, explanation) = convert::decision(d, r.explain);
+        Ok(Response::new(pb::CheckResponse {
+            allowed,
+            reason,
+            revision: revision.to_string(),
+            explanation,
+        }))
+    }
+
+    async fn batch_check(
+        &self,
+        req: Request<pb::BatchCheckRequest>,
+    ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let r = req.into_inner();
+        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        if r.items.is_empty() || r.items.len() > MAX_BATCH {
+            return Err(
+                Error::invalid("items", format!("must hold 1 to {MAX_BATCH} items")).into(),
+            );
+        }
+        let queries = r
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(i, it)| {
+                query(
+                    &format!("items[{i}]."),
+                    it.subject_id,
+                    it.action,
+                    it.resource,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let min = parse_revision_token("consistency_token", &r.consistency_token)?;
+        let (decisions, revision) = self.authz.check_many(&tenant, &queries, min).await?;
+        let results = decisions
+            .into_iter()
+            .map(|d| {
+                let (allowed, reason, explanation) = convert::decision(d, r.explain);
+                pb::BatchCheckResult {
+                    allowed,
+                    reason,
+                    explanation,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::BatchCheckResponse {
+            results,
+            revision: revision.to_string(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl ListAccessibleService for CheckApi {
+    async fn list_accessible(
+        &self,
+        req: Request<pb::ListAccessibleRequest>,
+    ) -> Result<Response<pb::ListAccessibleResponse>, Status> {
+        let r = req.into_inner();
+        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let subject = convert::id("subject_id", r.subject_id)?;
+        let action = convert::name("action", r.action)?;
+        model::validate_resource_type("resource_type", &r.resource_type)?;
+        let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;
+        let after = decode_page_token("page_token", &r.page_token)?;
+        let min = parse_revision_token("consistency_token", &r.consistency_token)?;
+        let page = self
+            .authz
+            .list_accessible(
+                &tenant,
+                &subject,
+                &action,
+                &r.resource_type,
+                after.as_deref(),
+                limit as usize,
+                min,
+            )
+            .await?;
+        Ok(Response::new(pb::ListAccessibleResponse {
+            resource_ids: page.ids,
+            next_page_token: page
+                .next_after
+                .as_deref()
+                .map(encode_page_token)
+                .unwrap_or_default(),
+            revision: page.revision.to_string(),
+        }))
+    }
+
+    async fn list_subjects(
+        &self,
+        req: Request<pb::ListSubjectsRequest>,
+    ) -> Result<Response<pb::ListSubjectsResponse>, Status> {
+        let r = req.into_inner();
+        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let resource = convert::resource("resource", r.resource)?;
+        let action = convert::name("action", r.action)?;
+        let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;
+        let after = decode_page_token("page_token", &r.page_token)?;
+        let min = parse_revision_token("consistency_token", &r.consistency_token)?;
+        let page = self
+            .authz
+            .list_subjects(
+                &tenant,
+                &resource,
+                &action,
+                after.as_deref(),
+                limit as usize,
+                min,
+                None,
+            )
+            .await?;
+        Ok(Response::new(pb::ListSubjectsResponse {
+            principal_ids: page.ids,
+            next_page_token: page
+                .next_after
+                .as_deref()
+                .map(encode_page_token)
+                .unwrap_or_default(),
+            revision: page.revision.to_string(),
+        }))
+    }
+}

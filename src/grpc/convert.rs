@@ -1,0 +1,317 @@
+//! Conversions between protobuf messages and model types. A missing or
+//! malformed field becomes `INVALID_ARGUMENT` naming it.
+
+use super::pb;
+use crate::engine::{Decision, Explanation, Reason};
+use crate::error::{Error, Result};
+use crate::model::{
+    self, AuditEvent, Effect, Grant, Millis, Permission, Principal, PrincipalKind, PrincipalStatus,
+    Resource, ResourceRef, Role, Scope, SubjectRef, Team, Tenant,
+};
+
+/// A required id field.
+pub fn id(field: &str, v: String) -> Result<String> {
+    model::validate_id(field, &v)?;
+    Ok(v)
+}
+
+/// A required name field (type, action, role id).
+pub fn name(field: &str, v: String) -> Result<String> {
+    model::validate_name(field, &v)?;
+    Ok(v)
+}
+
+/// A required resource reference.
+pub fn resource(field: &str, r: Option<pb::ResourceRef>) -> Result<ResourceRef> {
+    let r = r.ok_or_else(|| Error::invalid(field, "must be set"))?;
+    ResourceRef::new(field, &r.r#type, &r.id)
+}
+
+/// An optional resource reference.
+pub fn opt_resource(field: &str, r: Option<pb::ResourceRef>) -> Result<Option<ResourceRef>> {
+    r.map(|r| ResourceRef::new(field, &r.r#type, &r.id))
+        .transpose()
+}
+
+/// A grant scope: a resource, or the tenant when unset.
+pub fn scope(field: &str, r: Option<pb::ResourceRef>) -> Result<Scope> {
+    Ok(opt_resource(field, r)?.map_or(Scope::Tenant, Scope::Resource))
+}
+
+/// A required subject.
+pub fn subject(field: &str, s: Option<pb::SubjectRef>) -> Result<SubjectRef> {
+    use pb::subject_ref::Kind;
+    match s.and_then(|s| s.kind) {
+        Some(Kind::PrincipalId(p)) => Ok(SubjectRef::Principal(id(
+            &format!("{field}.principal_id"),
+            p,
+        )?)),
+        Some(Kind::TeamId(t)) => Ok(SubjectRef::Team(id(&format!("{field}.team_id"), t)?)),
+        None => Err(Error::invalid(
+            field,
+            "must name a `principal_id` or a `team_id`",
+        )),
+    }
+}
+
+/// A display name.
+pub fn display_name(field: &str, v: String) -> Result<String> {
+    model::validate_display_name(field, &v)?;
+    Ok(v)
+}
+
+/// A list of resource type names.
+pub fn type_list(field: &str, v: Vec<String>) -> Result<Vec<String>> {
+    if v.len() > 64 {
+        return Err(Error::invalid(field, "at most 64 types"));
+    }
+    for t in &v {
+        model::validate_resource_type(field, t)?;
+    }
+    Ok(v)
+}
+
+/// A principal kind; unspecified means user.
+pub fn principal_kind(field: &str, v: i32) -> Result<PrincipalKind> {
+    match pb::PrincipalKind::try_from(v) {
+        Ok(pb::PrincipalKind::Unspecified | pb::PrincipalKind::User) => Ok(PrincipalKind::User),
+        Ok(pb::PrincipalKind::ServiceAccount) => Ok(PrincipalKind::ServiceAccount),
+        Err(_) => Err(Error::invalid(field, format!("unknown value {v}"))),
+    }
+}
+
+/// A principal status; `None` when unspecified.
+pub fn principal_status(field: &str, v: i32) -> Result<Option<PrincipalStatus>> {
+    match pb::PrincipalStatus::try_from(v) {
+        Ok(pb::PrincipalStatus::Unspecified) => Ok(None),
+        Ok(pb::PrincipalStatus::Invited) => Ok(Some(PrincipalStatus::Invited)),
+        Ok(pb::PrincipalStatus::Active) => Ok(Some(PrincipalStatus::Active)),
+        Ok(pb::PrincipalStatus::Suspended) => Ok(Some(PrincipalStatus::Suspended)),
+        Ok(pb::PrincipalStatus::Removed) => Ok(Some(PrincipalStatus::Removed)),
+        Err(_) => Err(Error::invalid(field, format!("unknown value {v}"))),
+    }
+}
+
+/// An effect; unspecified means allow.
+pub fn effect(field: &str, v: i32) -> Result<Effect> {
+    match pb::Effect::try_from(v) {
+        Ok(pb::Effect::Unspecified | pb::Effect::Allow) => Ok(Effect::Allow),
+        Ok(pb::Effect::Deny) => Ok(Effect::Deny),
+        Err(_) => Err(Error::invalid(field, format!("unknown value {v}"))),
+    }
+}
+
+/// A timestamp as milliseconds.
+pub fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<Millis>> {
+    let Some(t) = t else { return Ok(None) };
+    if !(0..1_000_000_000).contains(&t.nanos) || !(0..=253_402_300_799).contains(&t.seconds) {
+        return Err(Error::invalid(
+            field,
+            "must be a valid time between 1970 and 9999",
+        ));
+    }
+    Ok(Some(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000))
+}
+
+fn timestamp(ms: Millis) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A role definition from the request.
+pub fn role(field: &str, r: Option<pb::Role>) -> Result<Role> {
+    let r = r.ok_or_else(|| Error::invalid(field, "must be set"))?;
+    let perms = |f: &str, v: &[String]| -> Result<Vec<Permission>> {
+        v.iter()
+            .map(|p| Permission::parse(&format!("{field}.{f}"), p))
+            .collect()
+    };
+    let role = Role {
+        permissions: perms("permissions", &r.permissions)?,
+        excluded_permissions: perms("excluded_permissions", &r.excluded_permissions)?,
+        id: r.id,
+        display_name: r.display_name,
+        inherits: r.inherits,
+        effective_at: r.effective_at,
+        locked: false,
+    };
+    role.validate()?;
+    Ok(role)
+}
+
+impl From<ResourceRef> for pb::ResourceRef {
+    fn from(r: ResourceRef) -> Self {
+        pb::ResourceRef {
+            r#type: r.rtype,
+            id: r.id,
+        }
+    }
+}
+
+impl From<SubjectRef> for pb::SubjectRef {
+    fn from(s: SubjectRef) -> Self {
+        use pb::subject_ref::Kind;
+        pb::SubjectRef {
+            kind: Some(match s {
+                SubjectRef::Principal(p) => Kind::PrincipalId(p),
+                SubjectRef::Team(t) => Kind::TeamId(t),
+            }),
+        }
+    }
+}
+
+fn scope_ref(s: Scope) -> Option<pb::ResourceRef> {
+    match s {
+        Scope::Tenant => None,
+        Scope::Resource(r) => Some(r.into()),
+    }
+}
+
+impl From<Reason> for pb::Reason {
+    fn from(r: Reason) -> Self {
+        match r {
+            Reason::Granted => pb::Reason::Granted,
+            Reason::SuperUser => pb::Reason::SuperUser,
+            Reason::UnknownTenant => pb::Reason::UnknownTenant,
+            Reason::UnknownPrincipal => pb::Reason::UnknownPrincipal,
+            Reason::PrincipalInvited => pb::Reason::PrincipalInvited,
+            Reason::PrincipalSuspended => pb::Reason::PrincipalSuspended,
+            Reason::PrincipalRemoved => pb::Reason::PrincipalRemoved,
+            Reason::UnknownResource => pb::Reason::UnknownResource,
+            Reason::UnknownPermission => pb::Reason::UnknownPermission,
+            Reason::NoGrant => pb::Reason::NoGrant,
+            Reason::RoleNotEffective => pb::Reason::RoleNotEffective,
+            Reason::PrivateBoundary => pb::Reason::PrivateBoundary,
+            Reason::GrantExpired => pb::Reason::GrantExpired,
+            Reason::ExplicitDeny => pb::Reason::ExplicitDeny,
+        }
+    }
+}
+
+impl From<Explanation> for pb::Explanation {
+    fn from(e: Explanation) -> Self {
+        pb::Explanation {
+            grant_id: e.grant_id,
+            role_id: e.role_id,
+            permission: e.permission,
+            scope: e.scope.and_then(scope_ref),
+            via_teams: e.via_teams,
+            detail: e.detail,
+        }
+    }
+}
+
+/// The parts of a decision a response carries.
+pub fn decision(d: Decision, explain: bool) -> (bool, i32, Option<pb::Explanation>) {
+    let reason = pb::Reason::from(d.reason) as i32;
+    (d.allowed, reason, explain.then(|| d.explanation.into()))
+}
+
+impl From<Tenant> for pb::Tenant {
+    fn from(t: Tenant) -> Self {
+        pb::Tenant {
+            id: t.id,
+            display_name: t.display_name,
+            single_owner_types: t.single_owner_types,
+            creator_owner_types: t.creator_owner_types,
+            audit_retention_days: t.audit_retention_days,
+            create_time: Some(timestamp(t.created_at)),
+        }
+    }
+}
+
+impl From<Resource> for pb::Resource {
+    fn from(r: Resource) -> Self {
+        pb::Resource {
+            r#ref: Some(r.resource.into()),
+            parent: r.parent.map(Into::into),
+            private: r.private,
+            create_time: Some(timestamp(r.created_at)),
+        }
+    }
+}
+
+impl From<Principal> for pb::Principal {
+    fn from(p: Principal) -> Self {
+        let kind = match p.kind {
+            PrincipalKind::User => pb::PrincipalKind::User,
+            PrincipalKind::ServiceAccount => pb::PrincipalKind::ServiceAccount,
+        };
+        let status = match p.status {
+            PrincipalStatus::Invited => pb::PrincipalStatus::Invited,
+            PrincipalStatus::Active => pb::PrincipalStatus::Active,
+            PrincipalStatus::Suspended => pb::PrincipalStatus::Suspended,
+            PrincipalStatus::Removed => pb::PrincipalStatus::Removed,
+        };
+        pb::Principal {
+            id: p.id,
+            kind: kind as i32,
+            status: status as i32,
+            display_name: p.display_name,
+            create_time: Some(timestamp(p.created_at)),
+        }
+    }
+}
+
+impl From<Team> for pb::Team {
+    fn from(t: Team) -> Self {
+        pb::Team {
+            id: t.id,
+            display_name: t.display_name,
+        }
+    }
+}
+
+impl From<Role> for pb::Role {
+    fn from(r: Role) -> Self {
+        pb::Role {
+            id: r.id,
+            display_name: r.display_name,
+            permissions: r.permissions.iter().map(ToString::to_string).collect(),
+            excluded_permissions: r
+                .excluded_permissions
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            inherits: r.inherits,
+            effective_at: r.effective_at,
+            locked: r.locked,
+        }
+    }
+}
+
+impl From<Grant> for pb::Grant {
+    fn from(g: Grant) -> Self {
+        let effect = match g.effect {
+            Effect::Allow => pb::Effect::Allow,
+            Effect::Deny => pb::Effect::Deny,
+        };
+        pb::Grant {
+            id: g.id,
+            subject: Some(g.subject.into()),
+            role_id: g.role_id,
+            scope: scope_ref(g.scope),
+            effect: effect as i32,
+            expire_time: g.expires_at.map(timestamp),
+            create_time: Some(timestamp(g.created_at)),
+        }
+    }
+}
+
+impl From<AuditEvent> for pb::AuditEvent {
+    fn from(a: AuditEvent) -> Self {
+        pb::AuditEvent {
+            id: a.id as u64,
+            revision: a.revision.to_string(),
+            time: Some(timestamp(a.at)),
+            caller: a.caller,
+            actor: a.actor,
+            action: a.action,
+            target: a.target,
+            before_json: a.before_json,
+            after_json: a.after_json,
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! model: the domain's types and their validation; knows nothing of gRPC or SQL.
+//!
+//! Constructors validate, so a value of these types is always well-formed and
+//! every rejection names the request field it came from.
+
+mod permission;
+
+pub use permission::{Pattern, Permission};
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest id accepted for tenants, principals, teams, resources and grants.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest display name accepted.
+pub const MAX_DISPLAY_NAME_BYTES: usize = 1024;
+/// Longest type, action or role name accepted.
+pub const MAX_NAME_BYTES: usize = 63;
+/// The pseudo resource type of the tenant itself (tenant-wide permissions).
+pub const TENANT_TYPE: &str = "tenant";
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Checks an id chosen by the platform: 1 to 256 bytes, no control characters.
+pub fn validate_id(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a display name: at most 1024 bytes, no control characters.
+pub fn validate_display_name(field: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_DISPLAY_NAME_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_DISPLAY_NAME_BYTES} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a name (resource type, action, role id): `[a-z][a-z0-9_]*`, at most 63 bytes.
+pub fn validate_name(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(Error::invalid(
+            field,
+            format!("`{value}` must be lower-case letters, digits and `_`, starting with a letter"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a resource type: a name other than `tenant`.
+pub fn validate_resource_type(field: &str, value: &str) -> Result<()> {
+    validate_name(field, value)?;
+    if value == TENANT_TYPE {
+        return Err(Error::invalid(
+            field,
+            "`tenant` is reserved for the tenant itself",
+        ));
+    }
+    Ok(())
+}
+
+/// A resource of the platform: `(type, id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceRef {
+    /// Resource type, such as `workflow`.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// Platform-chosen id.
+    pub id: String,
+}
+
+impl ResourceRef {
+    /// Validates both parts; `field` prefixes the error's field name.
+    pub fn new(field: &str, rtype: &str, id: &str) -> Result<Self> {
+        validate_resource_type(&format!("{field}.type"), rtype)?;
+        validate_id(&format!("{field}.id"), id)?;
+        Ok(Self {
+            rtype: rtype.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.rtype, self.id)
+    }
+}
+
+/// Where a grant sits: the whole tenant or one resource (and its subtree).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// The whole tenant.
+    Tenant,
+    /// A resource and everything below it.
+    Resource(ResourceRef),
+}
+
+impl Scope {
+    /// The kind of scope a role's `effective_at` is matched against.
+    pub fn kind(&self) -> &str {
+        match self {
+            Scope::Tenant => TENANT_TYPE,
+            Scope::Resource(r) => &r.rtype,
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Tenant => f.write_str("tenant"),
+            Scope::Resource(r) => r.fmt(f),
+        }
+    }
+}
+
+/// One step of a resource's ancestry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceNode {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// Whether it is a private boundary.
+    pub private: bool,
+}
+
+/// A registered resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// Its parent; `None` at the top of the tenant.
+    pub parent: Option<ResourceRef>,
+    /// Private boundary.
+    pub private: bool,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// A tenant and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Tenant id.
+    pub id: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Types with exactly one owner.
+    pub single_owner_types: Vec<String>,
+    /// Types whose creator becomes owner.
+    pub creator_owner_types: Vec<String>,
+    /// Audit retention in days.
+    pub audit_retention_days: u32,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// User or service account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// A human.
+    User,
+    /// A non-human identity.
+    ServiceAccount,
+}
+
+impl PrincipalKind {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::ServiceAccount => "service_account",
+        }
+    }
+    /// Parses the storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(PrincipalKind::User),
+            "service_account" => Some(PrincipalKind::ServiceAccount),
+            _ => None,
+        }
+    }
+}
+
+/// Membership status; only `Active` is ever allowed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalStatus {
+    /// Invited, not accepted.
+    Invited,
+    /// Active member.
+    Active,
+    /// Suspended.
+    Suspended,
+    /// Removed.
+    Removed,
+}
+
+impl PrincipalStatus {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalStatus::Invited => "invited",
+            PrincipalStatus::Active => "active",
+            PrincipalStatus::Suspended => "suspended",
+            PrincipalStatus::Removed => "removed",
+        }
+    }
+    /// Parses the storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "invited" => Some(PrincipalStatus::Invited),
+            "active" => Some(PrincipalStatus::Active),
+            "suspended" => Some(PrincipalStatus::Suspended),
+            "removed" => Some(PrincipalStatus::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// A user or service account of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Principal id.
+    pub id: String,
+    /// Kind.
+    pub kind: PrincipalKind,
+    /// Status.
+    pub status: PrincipalStatus,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// A team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// Team id.
+    pub id: String,
+    /// Human-readable name.
+    pub display_name: String,
+}
+
+/// A grant holder or team member.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectRef {
+    /// A principal.
+    Principal(String),
+    /// A team.
+    Team(String),
+}
+
+impl SubjectRef {
+    /// Storage name of the kind.
+    pub fn kind_str(&self) -> &'static str {
+        match self {
+            SubjectRef::Principal(_) => "principal",
+            SubjectRef::Team(_) => "team",
+        }
+    }
+    /// The id.
+    pub fn id(&self) -> &str {
+        match self {
+            SubjectRef::Principal(id) | SubjectRef::Team(id) => id,
+        }
+    }
+    /// Rebuilds from storage.
+    pub fn from_parts(kind: &str, id: String) -> Option<Self> {
+        match kind {
+            "principal" => Some(SubjectRef::Principal(id)),
+            "team" => Some(SubjectRef::Team(id)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SubjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind_str(), self.id())
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Gives the role's permissions.
+    Allow,
+    /// Takes them away on the scope and below, beating every allow.
+    Deny,
+}
+
+impl Effect {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        }
+    }
+    /// Parses the storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "allow" => Some(Effect::Allow),
+            "deny" => Some(Effect::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// A role binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Grant id.
+    pub id: String,
+    /// Holder.
+    pub subject: SubjectRef,
+    /// Role.
+    pub role_id: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// Expiry; `None` for never.
+    pub expires_at: Option<Millis>,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// A role definition, predefined or custom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Role id.
+    pub id: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Permissions.
+    pub permissions: Vec<Permission>,
+    /// Patterns removed from this role's own permissions.
+    pub excluded_permissions: Vec<Permission>,
+    /// Inherited roles.
+    pub inherits: Vec<String>,
+    /// Scope kinds where the role has effect: `tenant`, a type, or `*`.
+    pub effective_at: Vec<String>,
+    /// Predefined and unchangeable.
+    pub locked: bool,
+}
+
+impl Role {
+    /// Validates a custom role definition (not its references to other roles).
+    pub fn validate(&self) -> Result<()> {
+        validate_name("role.id", &self.id)?;
+        validate_display_name("role.display_name", &self.display_name)?;
+        if self.permissions.is_empty() && self.inherits.is_empty() {
+            return Err(Error::invalid(
+                "role.permissions",
+                "a role needs at least one permission or inherited role",
+            ));
+        }
+        if self.permissions.len() > 256 || self.excluded_permissions.len() > 256 {
+            return Err(Error::invalid("role.permissions", "at most 256 patterns"));
+        }
+        if self.inherits.len() > 32 {
+            return Err(Error::invalid("role.inherits", "at most 32 roles"));
+        }
+        for r in &self.inherits {
+            validate_name("role.inherits", r)?;
+            if r == &self.id {
+                return Err(Error::invalid(
+                    "role.inherits",
+                    "a role cannot inherit itself",
+                ));
+            }
+        }
+        if self.effective_at.is_empty() {
+            return Err(Error::invalid(
+                "role.effective_at",
+                "must name at least one scope kind (`tenant`, a resource type, or `*`)",
+            ));
+        }
+        for e in &self.effective_at {
+            if e != "*" {
+                validate_name("role.effective_at", e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a grant of this role on a scope of `kind` has any effect.
+    pub fn effective_at(&self, kind: &str) -> bool {
+        self.effective_at
+            .iter()
+            .any(|e| e == kind || (e == "*" && kind != TENANT_TYPE))
+    }
+}
+
+/// One administrative change, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Sequence number.
+    pub id: i64,
+    /// Tenant revision produced.
+    pub revision: i64,
+    /// Time.
+    pub at: Millis,
+    /// API key name.
+    pub caller: String,
+    /// Acting principal or `super_user`.
+    pub actor: String,
+    /// Action, such as `grant.create`.
+    pub action: String,
+    /// Target, such as `grant:…`.
+    pub target: String,
+    /// JSON before.
+    pub before_json: String,
+    /// JSON after.
+    pub after_json: String,
+}
+
+/// Who makes an administrative change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An instance operator (operator API key without a principal).
+    SuperUser,
+    /// A principal of the tenant, whose own permissions authorize the change.
+    Principal(String),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::SuperUser => f.write_str("super_user"),
+            Actor::Principal(id) => f.write_str(id),
+        }
+    }
+}
+
+/// Revision tokens are the tenant's revision counter, as decimal text.
+pub fn parse_revision_token(field: &str, token: &str) -> Result<Option<i64>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .map(Some)
+        .ok_or_else(|| Error::invalid(field, "not a revision token returned by Portcullis"))
+}
+
+/// Validates a requested page size: 0 means `default`, above `max` is refused.
+pub fn page_size(field: &str, requested: u32, default: u32, max: u32) -> Result<u64> {
+    match requested {
+        0 => Ok(u64::from(default)),
+        n if n > max => Err(Error::invalid(field, format!("must be at most {max}"))),
+        n => Ok(u64::from(n)),
+    }
+}
+
+/// Encodes the last key of a page as an opaque page token.
+pub fn encode_page_token(last_key: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k1:{last_key}"))
+}
+
+/// Decodes a page token made by [`encode_page_token`]; empty means the first page.
+pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>> {
+    use base64::Engine as _;
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if token.len() > 4 * MAX_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            "not a page token returned by Portcullis",
+        ));
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("k1:").map(str::to_owned))
+        .map(Some)
+        .ok_or_else(|| Error::invalid(field, "not a page token returned by Portcullis"))
+}

@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table.
+#![allow(missing_docs)]
+
+pub mod audit_event;
+pub mod grant;
+pub mod principal;
+pub mod resource;
+pub mod role;
+pub mod team;
+pub mod team_member;
+pub mod tenant;

@@ -1,0 +1,16 @@
+//! Schema migrations, one per file, applied in order by `portcullis migrate`
+//! (and by `serve` unless `--no-migrate`).
+
+use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+/// Every migration of the schema.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}
