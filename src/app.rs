@@ -59,6 +59,7 @@ impl App {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
@@ -99,13 +100,19 @@ impl App {
 
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, "serving gRPC");
-        let health_for_shutdown = health.clone();
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: health NOT_SERVING, finishing calls in flight");
-            health_for_shutdown
-                .set_not_serving::<pb::check_service_server::CheckServiceServer<CheckApi>>()
-                .await;
+            for service in [
+                "",
+                "portcullis.v1.CheckService",
+                "portcullis.v1.ListAccessibleService",
+                "portcullis.v1.AdminService",
+            ] {
+                health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
         };
         tonic::transport::Server::builder()
             .add_service(health_service)

@@ -3,4 +3,6 @@
 
 mod helpers;
 
+mod invariants;
 mod smoke;
+mod surface;
