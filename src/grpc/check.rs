@@ -69,7 +69,7 @@ impl CheckService for CheckApi {
         context(&r.context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let (d, revision) = self.authz.check(&tenant, q, min).await?;
-        tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, "check");
+        tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, context = ?r.context, "check");
         let (allowed, reason, explanation) = convert::decision(d, r.explain);
         Ok(Response::new(pb::CheckResponse {
             allowed,

@@ -441,3 +441,32 @@ on_every_backend!(
     an_expiring_grant_stops_granting_at_its_expiry,
     the_audit_trail_records_who_did_what_with_before_and_after,
 );
+
+async fn audit_events_older_than_the_tenant_retention_are_pruned(b: Backend) {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app_on(b).await;
+    app.user("alice").await;
+    // Age every event by 91 days, past the default 90-day retention.
+    let db = sea_orm::Database::connect(app.database_url.as_str())
+        .await
+        .unwrap();
+    db.execute_unprepared("UPDATE audit_events SET at = at - 7862400000")
+        .await
+        .unwrap();
+    db.close().await.ok();
+    app.user("bob").await;
+    let events = app
+        .operator()
+        .list_audit_events(pb::ListAuditEventsRequest {
+            tenant_id: TENANT.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let targets: Vec<&str> = events.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, ["principal:bob"]);
+}
+
+on_every_backend!(audit_events_older_than_the_tenant_retention_are_pruned);

@@ -214,6 +214,7 @@ pub(super) async fn apply(
             }
             .insert(&txn)
             .await?;
+            prune_audit(&txn, &ctx.tenant_id, now).await?;
             txn.commit().await?;
             tracing::info!(tenant = %ctx.tenant_id, actor = %ctx.actor, action = audit.action, revision, "admin write");
             Ok((outcome, revision))
@@ -225,6 +226,20 @@ pub(super) async fn apply(
             Err(e)
         }
     }
+}
+
+/// Deletes the tenant's audit events older than its retention period.
+async fn prune_audit<C: ConnectionTrait>(c: &C, t: &str, now: Millis) -> Result<()> {
+    let Some(tenant) = read::tenant_row(c, t).await? else {
+        return Ok(());
+    };
+    let horizon = now - i64::from(tenant.audit_retention_days) * 86_400_000;
+    audit_event::Entity::delete_many()
+        .filter(audit_event::Column::TenantId.eq(t))
+        .filter(audit_event::Column::At.lt(horizon))
+        .exec(c)
+        .await?;
+    Ok(())
 }
 
 /// Bumps the tenant revision: the first statement of every write, so that it
