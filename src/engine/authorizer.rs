@@ -3,7 +3,7 @@
 
 use super::{candidate_scopes, decide, Decision, Question, Reason, Subject};
 use crate::error::{Error, Result};
-use crate::model::{now_millis, Millis, PrincipalStatus, ResourceNode, ResourceRef};
+use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef};
 use crate::store::Store;
 use std::collections::{BTreeSet, HashMap};
 
@@ -30,6 +30,15 @@ pub struct Page {
     pub next_after: Option<String>,
     /// Revision the page was computed at.
     pub revision: i64,
+}
+
+/// Which page of a list: ids after `after`, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    /// The last id of the previous page.
+    pub after: Option<&'a str>,
+    /// Page size.
+    pub limit: usize,
 }
 
 /// Answers checks and lists over a store.
@@ -137,13 +146,11 @@ impl<S: Store> Authorizer<S> {
     pub async fn list_accessible(
         &self,
         tenant: &str,
-        subject_id: &str,
-        action: &str,
-        rtype: &str,
-        after: Option<&str>,
-        limit: usize,
+        (subject_id, action, rtype): (&str, &str, &str),
+        page: PageRequest<'_>,
         min_revision: Option<i64>,
     ) -> Result<Page> {
+        let PageRequest { after, limit } = page;
         let Some(revision) = self.revision(tenant, min_revision).await? else {
             return Ok(Page {
                 ids: vec![],
@@ -195,17 +202,14 @@ impl<S: Store> Authorizer<S> {
     /// Every principal who may do `action` on the resource, ascending, after
     /// `after`, at most `limit`; exactly those for whom [`Authorizer::check`]
     /// allows.
-    #[allow(clippy::too_many_arguments)]
     pub async fn list_subjects(
         &self,
         tenant: &str,
-        resource: &ResourceRef,
-        action: &str,
-        after: Option<&str>,
-        limit: usize,
+        (resource, action): (&ResourceRef, &str),
+        page: PageRequest<'_>,
         min_revision: Option<i64>,
-        now: Option<Millis>,
     ) -> Result<Page> {
+        let PageRequest { after, limit } = page;
         let Some(revision) = self.revision(tenant, min_revision).await? else {
             return Ok(Page {
                 ids: vec![],
@@ -213,7 +217,7 @@ impl<S: Store> Authorizer<S> {
                 revision: 0,
             });
         };
-        let now = now.unwrap_or_else(now_millis);
+        let now = now_millis();
         let Some(path) = self.store.ancestry(tenant, resource).await? else {
             return Ok(Page {
                 ids: vec![],

@@ -5,7 +5,7 @@ use super::convert;
 use super::pb;
 use super::pb::check_service_server::CheckService;
 use super::pb::list_accessible_service_server::ListAccessibleService;
-use crate::engine::authorizer::{Authorizer, CheckQuery, MAX_BATCH};
+use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
 use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
 use crate::store::sql::SqlStore;
@@ -141,11 +141,11 @@ impl ListAccessibleService for CheckApi {
             .authz
             .list_accessible(
                 &tenant,
-                &subject,
-                &action,
-                &r.resource_type,
-                after.as_deref(),
-                limit as usize,
+                (&subject, &action, &r.resource_type),
+                PageRequest {
+                    after: after.as_deref(),
+                    limit: limit as usize,
+                },
                 min,
             )
             .await?;
@@ -175,12 +175,12 @@ impl ListAccessibleService for CheckApi {
             .authz
             .list_subjects(
                 &tenant,
-                &resource,
-                &action,
-                after.as_deref(),
-                limit as usize,
+                (&resource, &action),
+                PageRequest {
+                    after: after.as_deref(),
+                    limit: limit as usize,
+                },
                 min,
-                None,
             )
             .await?;
         Ok(Response::new(pb::ListSubjectsResponse {
