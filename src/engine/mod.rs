@@ -8,7 +8,9 @@
 //! nearest private boundary (the tenant counts as the top ancestor), its role
 //! (with inherited roles) is effective at that scope and has a permission
 //! matching `<resource type>.<action>`, and no non-expired deny grant anywhere
-//! on the path (private boundaries do not stop a deny) matches. Super users are
+//! on the path (private boundaries do not stop a deny) matches; a deny counts
+//! wherever its role names the permission, effective there or not (fail
+//! closed). Super users are
 //! always allowed. Anything unknown is a denial with a reason.
 
 pub mod authorizer;
@@ -202,15 +204,19 @@ pub fn decide(
         if depth_of(&b.grant.scope).is_none() {
             continue;
         }
-        if let RoleMatch::Matched(permission) =
-            roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action)
-        {
-            return Decision {
-                allowed: false,
-                reason: Reason::ExplicitDeny,
-                explanation: explain(b, permission, "an explicit deny grant matches"),
+        // Fail closed: a deny counts even where its role would not be
+        // effective as an allow.
+        let permission =
+            match roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action) {
+                RoleMatch::Matched(p) => p,
+                RoleMatch::NotEffective => String::new(),
+                RoleMatch::NoMatch => continue,
             };
-        }
+        return Decision {
+            allowed: false,
+            reason: Reason::ExplicitDeny,
+            explanation: explain(b, permission, "an explicit deny grant matches"),
+        };
     }
 
     // The best allow: nearest scope, then fewest teams, then grant id.

@@ -179,16 +179,15 @@ impl RoleTable {
         let Some(role) = self.roles.get(role_id) else {
             return RoleMatch::NoMatch;
         };
-        let own = role
-            .permissions
+        // Exclusions trim everything the role gives, inherited permissions too.
+        if role
+            .excluded_permissions
             .iter()
-            .find(|p| p.matches(rtype, action))
-            .filter(|_| {
-                !role
-                    .excluded_permissions
-                    .iter()
-                    .any(|x| x.matches(rtype, action))
-            });
+            .any(|x| x.matches(rtype, action))
+        {
+            return RoleMatch::NoMatch;
+        }
+        let own = role.permissions.iter().find(|p| p.matches(rtype, action));
         let effective = role.effective_at(scope_kind);
         let mut result = match (own, effective) {
             (Some(p), true) => return RoleMatch::Matched(p.to_string()),

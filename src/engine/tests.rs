@@ -1169,8 +1169,8 @@ fn role_match_terminates_on_an_inheritance_cycle() {
 }
 
 #[test]
-fn excluded_permissions_remove_only_the_roles_own_permissions() {
-    // proto: "Patterns removed from this role's own permissions".
+fn excluded_permissions_remove_own_and_inherited_permissions() {
+    // proto: "Patterns removed from everything this role gives".
     let roles = RoleTable::new(vec![
         custom_role(
             "no_delete_editor",
@@ -1197,6 +1197,10 @@ fn excluded_permissions_remove_only_the_roles_own_permissions() {
     );
     assert_eq!(
         roles.role_match("editor_plus", "folder", "workflow", "delete"),
+        RoleMatch::NoMatch
+    );
+    assert_eq!(
+        roles.role_match("editor_plus", "folder", "connection", "delete"),
         RoleMatch::Matched("*.delete".to_owned())
     );
 }

@@ -375,7 +375,7 @@ pub struct Role {
     pub display_name: String,
     /// Permissions.
     pub permissions: Vec<Permission>,
-    /// Patterns removed from this role's own permissions.
+    /// Patterns removed from everything the role gives, inherited included.
     pub excluded_permissions: Vec<Permission>,
     /// Inherited roles.
     pub inherits: Vec<String>,
