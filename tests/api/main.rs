@@ -4,5 +4,10 @@
 mod helpers;
 
 mod invariants;
+mod seed_flow_builder;
+mod seed_monday;
+mod seed_neowit;
+mod seed_oneflow;
+mod seed_openfn;
 mod smoke;
 mod surface;
