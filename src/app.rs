@@ -3,6 +3,7 @@
 //! the shutdown future completes, so tests bind port 0 and need no sleeps.
 
 use crate::auth::Keys;
+use crate::cache::{CacheSettings, CachedStore};
 use crate::config::{Config, KeyScope};
 use crate::engine::authorizer::Authorizer;
 use crate::error::{Error, Result};
@@ -24,6 +25,7 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub struct App {
     store: SqlStore,
     keys: Keys,
+    cache: CacheSettings,
 }
 
 impl App {
@@ -40,6 +42,7 @@ impl App {
         Ok(Self {
             store,
             keys: Keys::new(&config.api_keys),
+            cache: config.cache.settings(),
         })
     }
 
@@ -68,9 +71,16 @@ impl App {
             .build_v1alpha()
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
-        let authz = Arc::new(Authorizer::new(self.store.clone()));
+        let cache = CachedStore::new(self.store.clone(), self.cache);
+        // Know every tenant's revision before the first check.
+        cache.catch_up(None).await?;
+        let (poll_stop, poll_stopped) = tokio::sync::oneshot::channel::<()>();
+        let poller = tokio::spawn(cache.clone().poll(async {
+            let _ = poll_stopped.await;
+        }));
+        let authz = Arc::new(Authorizer::new(cache.clone()));
         let check_api = CheckApi::new(authz);
-        let admin_api = AdminApi::new(self.store.clone());
+        let admin_api = AdminApi::new(cache);
         let check = InterceptedService::new(
             pb::check_service_server::CheckServiceServer::new(check_api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -114,7 +124,7 @@ impl App {
                     .await;
             }
         };
-        tonic::transport::Server::builder()
+        let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -123,6 +133,9 @@ impl App {
             .add_service(admin)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
-            .map_err(|e| Error::Internal(format!("server: {e}")))
+            .map_err(|e| Error::Internal(format!("server: {e}")));
+        let _ = poll_stop.send(());
+        let _ = poller.await;
+        served
     }
 }

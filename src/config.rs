@@ -73,6 +73,32 @@ pub struct DatabaseConfig {
     pub migrate_on_start: bool,
 }
 
+/// The cache of resolved role bindings and its cross-replica polling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheConfig {
+    /// Most principals (with resolved bindings) kept in memory.
+    pub max_subjects: u64,
+    /// Most resource ancestries kept in memory.
+    pub max_resources: u64,
+    /// Most tenant role tables kept in memory.
+    pub max_tenants: u64,
+    /// Milliseconds between polls of the revision log; bounds how long
+    /// another replica's write may go unseen without a consistency token.
+    pub poll_interval_ms: u64,
+}
+
+impl CacheConfig {
+    /// As cache settings.
+    pub fn settings(&self) -> crate::cache::CacheSettings {
+        crate::cache::CacheSettings {
+            max_subjects: self.max_subjects,
+            max_resources: self.max_resources,
+            max_tenants: self.max_tenants,
+            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogConfig {
@@ -92,6 +118,8 @@ pub struct Config {
     /// API keys; when empty, `serve` binds loopback only and makes an
     /// operator key for the session.
     pub api_keys: Vec<ApiKey>,
+    /// Cache.
+    pub cache: CacheConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -108,6 +136,12 @@ impl Default for Config {
                 migrate_on_start: true,
             },
             api_keys: Vec::new(),
+            cache: CacheConfig {
+                max_subjects: 100_000,
+                max_resources: 1_000_000,
+                max_tenants: 10_000,
+                poll_interval_ms: 250,
+            },
             log: LogConfig {
                 filter: "info".to_owned(),
                 format: "auto".to_owned(),
@@ -169,6 +203,18 @@ impl Config {
                     "must be at least 16 characters",
                 ));
             }
+        }
+        if !(10..=1_000).contains(&self.cache.poll_interval_ms) {
+            return Err(Error::invalid(
+                "cache.poll_interval_ms",
+                "must be between 10 and 1000",
+            ));
+        }
+        if self.cache.max_subjects == 0
+            || self.cache.max_resources == 0
+            || self.cache.max_tenants == 0
+        {
+            return Err(Error::invalid("cache", "capacities must be at least 1"));
         }
         if !["json", "text", "auto"].contains(&self.log.format.as_str()) {
             return Err(Error::invalid(

@@ -10,6 +10,8 @@
 //!   writes with their invariants and audit records.
 //! - [`grpc`]: thin tonic handlers; `grpc/status.rs` maps [`error::Error`] to
 //!   gRPC codes in one place.
+//! - [`cache`]: the moka cache of resolved bindings, ancestries and role
+//!   tables, a `Store` decorator kept exact by the revision log.
 //! - [`auth`]: API keys and their scopes.
 //! - [`config`], [`telemetry`], [`app`]: configuration, logging, wiring.
 //!
@@ -19,6 +21,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -4,8 +4,9 @@
 use super::{candidate_scopes, decide, Decision, Question, Reason, Subject};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef};
-use crate::store::Store;
+use crate::store::{Store, SubjectEntry};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Largest `BatchCheck`.
 pub const MAX_BATCH: usize = 5_000;
@@ -58,22 +59,6 @@ impl<S: Store> Authorizer<S> {
         &self.store
     }
 
-    /// The tenant's revision, making sure it is at least `min_revision`.
-    /// `None` when the tenant does not exist.
-    async fn revision(&self, tenant: &str, min_revision: Option<i64>) -> Result<Option<i64>> {
-        let rev = self.store.tenant_revision(tenant).await?;
-        if let (Some(rev), Some(min)) = (rev, min_revision) {
-            if rev < min {
-                // Reads go to the store itself, so a token ahead of it was not
-                // issued by this store.
-                return Err(Error::Unavailable(format!(
-                    "this replica is at revision {rev}, behind the requested {min}; retry"
-                )));
-            }
-        }
-        Ok(rev)
-    }
-
     /// Decides many questions of one tenant; the answers are in order. Returns
     /// them with the revision they were decided at (0 for an unknown tenant).
     pub async fn check_many(
@@ -82,40 +67,32 @@ impl<S: Store> Authorizer<S> {
         queries: &[CheckQuery],
         min_revision: Option<i64>,
     ) -> Result<(Vec<Decision>, i64)> {
-        let Some(revision) = self.revision(tenant, min_revision).await? else {
+        let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
             let d = Decision::deny(Reason::UnknownTenant, "the tenant does not exist");
             return Ok((vec![d; queries.len()], 0));
         };
         let now = now_millis();
         let roles = self.store.roles(tenant).await?;
-        let mut principals = HashMap::new();
-        let mut bindings = HashMap::new();
-        let mut paths: HashMap<&ResourceRef, Option<Vec<ResourceNode>>> = HashMap::new();
+        let mut subjects: HashMap<&str, Arc<SubjectEntry>> = HashMap::new();
+        let mut paths: HashMap<&ResourceRef, Option<Arc<Vec<ResourceNode>>>> = HashMap::new();
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {
-            if !principals.contains_key(&q.subject_id) {
-                let p = self.store.principal(tenant, &q.subject_id).await?;
-                let b = match &p {
-                    Some(p) if p.status == PrincipalStatus::Active => {
-                        self.store.bindings(tenant, &p.id).await?
-                    }
-                    _ => Vec::new(),
-                };
-                principals.insert(q.subject_id.clone(), p);
-                bindings.insert(q.subject_id.clone(), b);
+            if !subjects.contains_key(q.subject_id.as_str()) {
+                let s = self.store.subject(tenant, &q.subject_id).await?;
+                subjects.insert(&q.subject_id, s);
             }
             if !paths.contains_key(&q.resource) {
                 paths.insert(&q.resource, self.store.ancestry(tenant, &q.resource).await?);
             }
+            let subject = &subjects[q.subject_id.as_str()];
             let question = Question {
                 rtype: &q.resource.rtype,
                 action: &q.action,
-                path: paths[&q.resource].as_deref(),
+                path: paths[&q.resource].as_deref().map(Vec::as_slice),
             };
-            let subject = Subject::Principal(principals[&q.subject_id].as_ref());
             out.push(decide(
-                subject,
-                &bindings[&q.subject_id],
+                Subject::Principal(subject.principal.as_ref()),
+                &subject.bindings,
                 &roles,
                 question,
                 now,
@@ -151,7 +128,7 @@ impl<S: Store> Authorizer<S> {
         min_revision: Option<i64>,
     ) -> Result<Page> {
         let PageRequest { after, limit } = page;
-        let Some(revision) = self.revision(tenant, min_revision).await? else {
+        let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
             return Ok(Page {
                 ids: vec![],
                 next_after: None,
@@ -159,8 +136,12 @@ impl<S: Store> Authorizer<S> {
             });
         };
         let now = now_millis();
-        let principal = self.store.principal(tenant, subject_id).await?;
-        let Some(principal) = principal.filter(|p| p.status == PrincipalStatus::Active) else {
+        let subject = self.store.subject(tenant, subject_id).await?;
+        let Some(principal) = subject
+            .principal
+            .as_ref()
+            .filter(|p| p.status == PrincipalStatus::Active)
+        else {
             return Ok(Page {
                 ids: vec![],
                 next_after: None,
@@ -168,9 +149,9 @@ impl<S: Store> Authorizer<S> {
             });
         };
         let roles = self.store.roles(tenant).await?;
-        let bindings = self.store.bindings(tenant, subject_id).await?;
+        let bindings = &subject.bindings;
         let mut ids = BTreeSet::new();
-        for scope in candidate_scopes(&bindings, &roles, rtype, action, now) {
+        for scope in candidate_scopes(bindings, &roles, rtype, action, now) {
             for path in self.store.resources_in_scope(tenant, &scope, rtype).await? {
                 let Some(node) = path.first() else { continue };
                 if ids.contains(&node.resource.id)
@@ -184,8 +165,8 @@ impl<S: Store> Authorizer<S> {
                     path: Some(&path),
                 };
                 if decide(
-                    Subject::Principal(Some(&principal)),
-                    &bindings,
+                    Subject::Principal(Some(principal)),
+                    bindings,
                     &roles,
                     q,
                     now,
@@ -210,7 +191,7 @@ impl<S: Store> Authorizer<S> {
         min_revision: Option<i64>,
     ) -> Result<Page> {
         let PageRequest { after, limit } = page;
-        let Some(revision) = self.revision(tenant, min_revision).await? else {
+        let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
             return Ok(Page {
                 ids: vec![],
                 next_after: None,

@@ -5,6 +5,7 @@ use super::convert::{self, display_name, id, name};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
 use crate::auth::{caller, Caller};
+use crate::cache::CachedStore;
 use crate::config::KeyScope;
 use crate::engine::RoleTable;
 use crate::error::{Error, Result};
@@ -13,7 +14,6 @@ use crate::model::{
     Team, Tenant,
 };
 use crate::store::sql::{AuditFilter, Command, Outcome, SqlStore, WriteContext};
-use crate::store::Store;
 use tonic::{Request, Response, Status};
 
 /// Largest `page_size` of the admin list RPCs.
@@ -23,17 +23,25 @@ pub const MAX_ADMIN_PAGE: u32 = 1_000;
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     store: SqlStore,
+    cache: CachedStore,
 }
 
 impl AdminApi {
-    /// Wraps the store.
-    pub fn new(store: SqlStore) -> Self {
-        Self { store }
+    /// Writes through `cache`'s store and invalidates the cache.
+    pub fn new(cache: CachedStore) -> Self {
+        Self {
+            store: cache.sql().clone(),
+            cache,
+        }
     }
 
+    /// Applies a command; the cache drops what it made stale before the
+    /// call returns.
     async fn write(&self, ctx: WriteContext, cmd: Command) -> Result<(Outcome, String)> {
-        let (out, rev) = self.store.apply(&ctx, cmd).await?;
-        Ok((out, rev.to_string()))
+        let w = self.store.apply(&ctx, cmd).await?;
+        self.cache
+            .applied_locally(&ctx.tenant_id, w.revision, &w.invalidation);
+        Ok((w.outcome, w.revision.to_string()))
     }
 }
 
@@ -391,7 +399,9 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = id("tenant_id", r.tenant_id)?;
         let p = id("principal_id", r.principal_id)?;
-        let found = Store::principal(&self.store, &t, &p)
+        let found = self
+            .store
+            .principal(&t, &p)
             .await?
             .ok_or_else(|| Error::not_found(format!("principal `{p}`")))?;
         Ok(Response::new(pb::GetPrincipalResponse {
@@ -555,7 +565,7 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = id("tenant_id", r.tenant_id)?;
         let role_id = name("role_id", r.role_id)?;
-        let table: RoleTable = Store::roles(&self.store, &t).await?;
+        let table: RoleTable = self.store.role_table(&t).await?;
         let role = table
             .get(&role_id)
             .cloned()
@@ -571,7 +581,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
         let r = req.into_inner();
         let t = id("tenant_id", r.tenant_id)?;
-        let table: RoleTable = Store::roles(&self.store, &t).await?;
+        let table: RoleTable = self.store.role_table(&t).await?;
         Ok(Response::new(pb::ListRolesResponse {
             roles: table.all().into_iter().cloned().map(Into::into).collect(),
         }))
@@ -685,12 +695,14 @@ impl AdminService for AdminApi {
         if !r.scope_type.is_empty() {
             crate::model::validate_name("scope_type", &r.scope_type)?;
         }
-        let principal = Store::principal(&self.store, &t, &p)
+        let principal = self
+            .store
+            .principal(&t, &p)
             .await?
             .ok_or_else(|| Error::not_found(format!("principal `{p}`")))?;
-        let roles: RoleTable = Store::roles(&self.store, &t).await?;
+        let roles: RoleTable = self.store.role_table(&t).await?;
         let now = now_millis();
-        let mut bindings = Store::bindings(&self.store, &t, &p).await?;
+        let mut bindings = self.store.bindings(&t, &p).await?;
         bindings.retain(|b| r.scope_type.is_empty() || b.grant.scope.kind() == r.scope_type);
         bindings.sort_by(|a, b| (&a.grant.scope, &a.grant.id).cmp(&(&b.grant.scope, &b.grant.id)));
         let entries = bindings

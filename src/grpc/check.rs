@@ -5,10 +5,10 @@ use super::convert;
 use super::pb;
 use super::pb::check_service_server::CheckService;
 use super::pb::list_accessible_service_server::ListAccessibleService;
+use crate::cache::CachedStore;
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
 use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
-use crate::store::sql::SqlStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -19,12 +19,12 @@ pub const MAX_LIST_PAGE: u32 = 10_000;
 /// Serves CheckService and ListAccessibleService.
 #[derive(Debug, Clone)]
 pub struct CheckApi {
-    authz: Arc<Authorizer<SqlStore>>,
+    authz: Arc<Authorizer<CachedStore>>,
 }
 
 impl CheckApi {
     /// Wraps the authorizer.
-    pub fn new(authz: Arc<Authorizer<SqlStore>>) -> Self {
+    pub fn new(authz: Arc<Authorizer<CachedStore>>) -> Self {
         Self { authz }
     }
 }

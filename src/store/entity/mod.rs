@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 pub mod audit_event;
+pub mod change;
 pub mod grant;
 pub mod principal;
 pub mod resource;

@@ -3,11 +3,13 @@
 mod read;
 mod write;
 
-pub use write::{Command, Outcome, WriteContext};
+pub use write::{Command, Outcome, WriteContext, Written};
 
-use super::entity::{audit_event, grant, principal, resource, role, team, team_member, tenant};
+use super::entity::{
+    audit_event, change, grant, principal, resource, role, team, team_member, tenant,
+};
 use super::migration::Migrator;
-use super::Store;
+use super::{Invalidation, Store, SubjectEntry};
 use crate::engine::{Binding, RoleTable};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -16,6 +18,7 @@ use crate::model::{
 };
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl From<DbErr> for Error {
@@ -69,7 +72,7 @@ impl SqlStore {
 
     /// Applies an administrative command in one transaction with its audit
     /// event and revision bump; returns what it produced and the new revision.
-    pub async fn apply(&self, ctx: &WriteContext, cmd: Command) -> Result<(Outcome, i64)> {
+    pub async fn apply(&self, ctx: &WriteContext, cmd: Command) -> Result<Written> {
         write::apply(&self.db, ctx, cmd).await
     }
 
@@ -168,30 +171,48 @@ pub struct AuditFilter {
 }
 
 impl Store for SqlStore {
-    async fn tenant_revision(&self, tenant: &str) -> Result<Option<i64>> {
-        Ok(read::tenant_row(&self.db, tenant)
+    async fn tenant_revision(&self, tenant: &str, at_least: Option<i64>) -> Result<Option<i64>> {
+        let rev = read::tenant_row(&self.db, tenant)
             .await?
-            .map(|t| t.revision))
+            .map(|t| t.revision);
+        if let (Some(rev), Some(min)) = (rev, at_least) {
+            if rev < min {
+                return Err(Error::Unavailable(format!(
+                    "the store is at revision {rev}, behind the requested {min}"
+                )));
+            }
+        }
+        Ok(rev)
     }
 
-    async fn principal(&self, tenant: &str, id: &str) -> Result<Option<Principal>> {
-        read::principal(&self.db, tenant, id).await
-    }
-
-    async fn bindings(&self, tenant: &str, principal_id: &str) -> Result<Vec<Binding>> {
-        read::bindings(&self.db, tenant, principal_id).await
+    async fn subject(&self, tenant: &str, principal_id: &str) -> Result<Arc<SubjectEntry>> {
+        let principal = read::principal(&self.db, tenant, principal_id).await?;
+        let bindings = match &principal {
+            Some(p) if p.status == PrincipalStatus::Active => {
+                read::bindings(&self.db, tenant, principal_id).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Arc::new(SubjectEntry {
+            principal,
+            bindings,
+        }))
     }
 
     async fn ancestry(
         &self,
         tenant: &str,
         resource: &ResourceRef,
-    ) -> Result<Option<Vec<ResourceNode>>> {
-        read::ancestry(&self.db, tenant, resource).await
+    ) -> Result<Option<Arc<Vec<ResourceNode>>>> {
+        Ok(read::ancestry(&self.db, tenant, resource)
+            .await?
+            .map(Arc::new))
     }
 
-    async fn roles(&self, tenant: &str) -> Result<RoleTable> {
-        Ok(RoleTable::new(read::custom_roles(&self.db, tenant).await?))
+    async fn roles(&self, tenant: &str) -> Result<Arc<RoleTable>> {
+        Ok(Arc::new(RoleTable::new(
+            read::custom_roles(&self.db, tenant).await?,
+        )))
     }
 
     async fn resources_in_scope(
@@ -209,6 +230,59 @@ impl Store for SqlStore {
         path: &[ResourceNode],
     ) -> Result<Vec<(Principal, Vec<Binding>)>> {
         read::holders_on_path(&self.db, tenant, path).await
+    }
+}
+
+impl SqlStore {
+    /// A principal, fresh from the database.
+    pub async fn principal(&self, tenant: &str, id: &str) -> Result<Option<Principal>> {
+        read::principal(&self.db, tenant, id).await
+    }
+
+    /// Every grant a principal holds, whatever its status, fresh.
+    pub async fn bindings(&self, tenant: &str, principal_id: &str) -> Result<Vec<Binding>> {
+        read::bindings(&self.db, tenant, principal_id).await
+    }
+
+    /// The tenant's roles, fresh.
+    pub async fn role_table(&self, tenant: &str) -> Result<RoleTable> {
+        Ok(RoleTable::new(read::custom_roles(&self.db, tenant).await?))
+    }
+
+    /// Every tenant with its current revision (what replicas poll).
+    pub async fn tenant_revisions(&self) -> Result<Vec<(String, i64)>> {
+        use sea_orm::{EntityTrait, QuerySelect};
+        Ok(tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::Id)
+            .column(tenant::Column::Revision)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The invalidations of the tenant's revisions in `(after, upto]`, in order.
+    pub async fn changes(
+        &self,
+        tenant: &str,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, Invalidation)>> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        let rows = change::Entity::find()
+            .filter(change::Column::TenantId.eq(tenant))
+            .filter(change::Column::Revision.gt(after))
+            .filter(change::Column::Revision.lte(upto))
+            .order_by_asc(change::Column::Revision)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                serde_json::from_str(&r.invalidation)
+                    .map(|inv| (r.revision, inv))
+                    .map_err(|_| corrupt("change record"))
+            })
+            .collect()
     }
 }
 

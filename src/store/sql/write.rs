@@ -7,6 +7,8 @@ use super::read;
 use super::*;
 use crate::engine::{self, Question, Subject};
 use crate::model::{Actor, Millis};
+use crate::store::entity::change;
+use crate::store::Invalidation;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, PaginatorTrait, QueryFilter, Set,
@@ -191,15 +193,34 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// What a committed write produced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The command's result.
+    pub outcome: Outcome,
+    /// The tenant revision it produced.
+    pub revision: i64,
+    /// What it makes stale.
+    pub invalidation: Invalidation,
+}
+
 pub(super) async fn apply(
     db: &DatabaseConnection,
     ctx: &WriteContext,
     cmd: Command,
-) -> Result<(Outcome, i64)> {
+) -> Result<Written> {
     let txn = db.begin().await?;
     let now = model::now_millis();
     match run(&txn, ctx, cmd, now).await {
-        Ok((outcome, revision, audit)) => {
+        Ok((outcome, revision, audit, invalidation)) => {
+            change::ActiveModel {
+                tenant_id: Set(ctx.tenant_id.clone()),
+                revision: Set(revision),
+                at: Set(now),
+                invalidation: Set(json(&invalidation)),
+            }
+            .insert(&txn)
+            .await?;
             audit_event::ActiveModel {
                 id: NotSet,
                 tenant_id: Set(ctx.tenant_id.clone()),
@@ -217,7 +238,11 @@ pub(super) async fn apply(
             prune_audit(&txn, &ctx.tenant_id, now).await?;
             txn.commit().await?;
             tracing::info!(tenant = %ctx.tenant_id, actor = %ctx.actor, action = audit.action, revision, "admin write");
-            Ok((outcome, revision))
+            Ok(Written {
+                outcome,
+                revision,
+                invalidation,
+            })
         }
         Err(e) => {
             // Dropping the transaction rolls it back too; rolling back
@@ -418,7 +443,7 @@ async fn run<C: ConnectionTrait>(
     ctx: &WriteContext,
     cmd: Command,
     now: Millis,
-) -> Result<(Outcome, i64, Audit)> {
+) -> Result<(Outcome, i64, Audit, Invalidation)> {
     let t = ctx.tenant_id.as_str();
     if let Command::CreateTenant {
         tenant,
@@ -428,6 +453,7 @@ async fn run<C: ConnectionTrait>(
         return create_tenant(c, ctx, tenant, first_admin, now).await;
     }
     let revision = bump(c, t).await?;
+    let mut inv = Invalidation::default();
     let (outcome, audit) = match cmd {
         Command::CreateTenant { .. } => unreachable_command()?,
         Command::UpdateTenant {
@@ -526,7 +552,9 @@ async fn run<C: ConnectionTrait>(
             .await?;
             let mut after =
                 serde_json::json!({ "resource": &resource, "parent": &parent, "private": private });
+            inv.resources.push(resource.clone());
             if let Some(o) = owner {
+                inv.principals.push(o.clone());
                 require_principal(c, t, &o).await?;
                 let g = new_grant(
                     SubjectRef::Principal(o),
@@ -613,6 +641,7 @@ async fn run<C: ConnectionTrait>(
             let after = read::resource(c, t, &resource)
                 .await?
                 .ok_or_else(|| corrupt("moved resource"))?;
+            inv.subtrees.push(resource.clone());
             let audit = Audit {
                 action: "resource.move",
                 target: format!("resource:{resource}"),
@@ -634,6 +663,7 @@ async fn run<C: ConnectionTrait>(
                 private,
                 ..before.clone()
             };
+            inv.subtrees.push(resource.clone());
             let audit = Audit {
                 action: "resource.set_private",
                 target: format!("resource:{resource}"),
@@ -655,6 +685,19 @@ async fn run<C: ConnectionTrait>(
                 .map(|r| r.pk)
                 .collect();
             pks.push(row.pk);
+            inv.subtrees.push(resource.clone());
+            for chunk in pks.chunks(500) {
+                let holders = grant::Entity::find()
+                    .filter(grant::Column::TenantId.eq(t))
+                    .filter(grant::Column::ScopePk.is_in(chunk.iter().copied()))
+                    .all(c)
+                    .await?;
+                for g in holders {
+                    if let Some(s) = SubjectRef::from_parts(&g.subject_kind, g.subject_id) {
+                        inv.principals.extend(principals_of(c, t, &s).await?);
+                    }
+                }
+            }
             let mut deleted = 0;
             for chunk in pks.chunks(500) {
                 grant::Entity::delete_many()
@@ -731,6 +774,9 @@ async fn run<C: ConnectionTrait>(
                     insert_grant(c, t, &kept, Some(row.pk)).await?;
                 }
             }
+            inv.principals.push(new_owner.clone());
+            inv.principals
+                .extend(previous.iter().map(|g| g.subject_id.clone()));
             let before: Vec<&str> = previous.iter().map(|g| g.subject_id.as_str()).collect();
             let audit = Audit {
                 action: "resource.transfer_ownership",
@@ -748,6 +794,7 @@ async fn run<C: ConnectionTrait>(
                 });
             }
             insert_principal(c, t, &principal).await?;
+            inv.principals.push(principal.id.clone());
             let audit = Audit {
                 action: "principal.create",
                 target: format!("principal:{}", principal.id),
@@ -770,6 +817,7 @@ async fn run<C: ConnectionTrait>(
                 .exec(c)
                 .await?;
             keep_an_admin(c, t, admins, now).await?;
+            inv.principals.push(principal_id.clone());
             let after = Principal {
                 status,
                 ..before.clone()
@@ -808,6 +856,7 @@ async fn run<C: ConnectionTrait>(
         Command::DeleteTeam { team_id } => {
             authorize(c, ctx, model::TENANT_TYPE, "manage_teams", &[], now).await?;
             let row = require_team(c, t, &team_id).await?;
+            inv.principals = principals_of(c, t, &SubjectRef::Team(team_id.clone())).await?;
             let admins = durable_admins(c, t, now).await?;
             team_member::Entity::delete_many()
                 .filter(team_member::Column::TenantId.eq(t))
@@ -877,6 +926,7 @@ async fn run<C: ConnectionTrait>(
             }
             .insert(c)
             .await?;
+            inv.principals = principals_of(c, t, &member).await?;
             let audit = Audit {
                 action: "team.add_member",
                 target: format!("team:{team_id}"),
@@ -902,6 +952,7 @@ async fn run<C: ConnectionTrait>(
                     "member `{member}` of team `{team_id}`"
                 )));
             }
+            inv.principals = principals_of(c, t, &member).await?;
             keep_an_admin(c, t, admins, now).await?;
             let audit = Audit {
                 action: "team.remove_member",
@@ -929,6 +980,7 @@ async fn run<C: ConnectionTrait>(
             }
             .insert(c)
             .await?;
+            inv.roles = true;
             let audit = Audit {
                 action: "role.create",
                 target: format!("role:{}", role.id),
@@ -959,6 +1011,7 @@ async fn run<C: ConnectionTrait>(
                 .exec(c)
                 .await?;
             keep_an_admin(c, t, admins, now).await?;
+            inv.roles = true;
             let audit = Audit {
                 action: "role.update",
                 target: format!("role:{}", role.id),
@@ -1009,6 +1062,7 @@ async fn run<C: ConnectionTrait>(
                 .exec(c)
                 .await?;
             keep_an_admin(c, t, admins, now).await?;
+            inv = Invalidation::everything();
             let audit = Audit {
                 action: "role.delete",
                 target: format!("role:{role_id}"),
@@ -1058,6 +1112,7 @@ async fn run<C: ConnectionTrait>(
             let g = new_grant(subject, &role_id, scope, effect, expires_at, now);
             insert_grant(c, t, &g, scope_pk).await?;
             keep_an_admin(c, t, admins, now).await?;
+            inv.principals = principals_of(c, t, &g.subject).await?;
             let audit = Audit {
                 action: "grant.create",
                 target: format!("grant:{}", g.id),
@@ -1099,6 +1154,7 @@ async fn run<C: ConnectionTrait>(
                 .exec(c)
                 .await?;
             keep_an_admin(c, t, admins, now).await?;
+            inv.principals = principals_of(c, t, &g.subject).await?;
             let audit = Audit {
                 action: "grant.delete",
                 target: format!("grant:{grant_id}"),
@@ -1108,7 +1164,7 @@ async fn run<C: ConnectionTrait>(
             (Outcome::Done, audit)
         }
     };
-    Ok((outcome, revision, audit))
+    Ok((outcome, revision, audit, inv))
 }
 
 fn unreachable_command() -> Result<(Outcome, Audit)> {
@@ -1121,7 +1177,7 @@ async fn create_tenant<C: ConnectionTrait>(
     tenant: Tenant,
     first_admin: Option<Principal>,
     now: Millis,
-) -> Result<(Outcome, i64, Audit)> {
+) -> Result<(Outcome, i64, Audit, Invalidation)> {
     if ctx.actor != Actor::SuperUser {
         return Err(Error::PermissionDenied(
             "only an operator creates tenants".to_owned(),
@@ -1165,7 +1221,12 @@ async fn create_tenant<C: ConnectionTrait>(
         before: String::new(),
         after: after.to_string(),
     };
-    Ok((Outcome::Tenant(tenant), revision, audit))
+    Ok((
+        Outcome::Tenant(tenant),
+        revision,
+        audit,
+        Invalidation::everything(),
+    ))
 }
 
 async fn insert_principal<C: ConnectionTrait>(c: &C, t: &str, p: &Principal) -> Result<()> {
@@ -1226,6 +1287,18 @@ async fn check_inheritance<C: ConnectionTrait>(c: &C, t: &str, role: &Role) -> R
         }
     }
     Ok(())
+}
+
+/// The principals a subject stands for: itself, or a team's members transitively.
+async fn principals_of<C: ConnectionTrait>(c: &C, t: &str, s: &SubjectRef) -> Result<Vec<String>> {
+    Ok(match s {
+        SubjectRef::Principal(p) => vec![p.clone()],
+        SubjectRef::Team(team) => read::principals_in_team(c, t, team)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+    })
 }
 
 /// Teams nested inside `team`, transitively.

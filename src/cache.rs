@@ -1,0 +1,418 @@
+//! cache: a [`Store`] decorator over moka, so that hot checks touch no
+//! database. Knows nothing of gRPC; reads through to the SQL store on a miss.
+//!
+//! What is cached, by key:
+//! - `(tenant, principal)` → the principal's record and its resolved bindings
+//!   (teams expanded transitively);
+//! - `(tenant, resource)` → the resource's ancestry (the path to the top, with
+//!   private flags), or its absence;
+//! - `tenant` → the compiled role table.
+//!
+//! How it stays correct: every admin write records, in the same transaction,
+//! an [`Invalidation`] under the tenant's new revision (the revision log). The
+//! replica that wrote applies it before the write returns; every replica polls
+//! the tenants' revisions every `poll_interval` and applies the log entries it
+//! has not seen. A check with a consistency token ahead of what the replica has
+//! applied first catches that tenant up from the log. Expiry needs no
+//! invalidation: bindings carry their expiry and every decision compares it
+//! with the clock. A fill that raced with an invalidation is dropped (the
+//! generation check in [`CachedStore::fill`]).
+
+use crate::engine::{Binding, RoleTable};
+use crate::error::{Error, Result};
+use crate::model::{Principal, ResourceNode, ResourceRef, Scope};
+use crate::store::sql::SqlStore;
+use crate::store::{Invalidation, Store, SubjectEntry};
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Cache sizes and the polling interval.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Most principals (with their bindings) kept.
+    pub max_subjects: u64,
+    /// Most resource ancestries kept.
+    pub max_resources: u64,
+    /// Most tenant role tables kept.
+    pub max_tenants: u64,
+    /// How often the revision log is polled for other replicas' writes.
+    pub poll_interval: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_subjects: 100_000,
+            max_resources: 1_000_000,
+            max_tenants: 10_000,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Hit, miss and eviction counts of one cache.
+#[derive(Debug, Default)]
+pub struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: Arc<AtomicU64>,
+}
+
+/// A snapshot of one cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Lookups answered from memory.
+    pub hits: u64,
+    /// Lookups that read the store.
+    pub misses: u64,
+    /// Entries dropped for capacity.
+    pub evictions: u64,
+    /// Entries held now (approximate).
+    pub entries: u64,
+}
+
+/// Counters of every cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Principals and bindings.
+    pub subjects: CounterSnapshot,
+    /// Resource ancestries.
+    pub resources: CounterSnapshot,
+    /// Role tables.
+    pub roles: CounterSnapshot,
+}
+
+fn build<K, V>(capacity: u64, counters: &Counters) -> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let evictions = counters.evictions.clone();
+    Cache::builder()
+        .max_capacity(capacity)
+        .support_invalidation_closures()
+        .eviction_listener(move |_k, _v, cause| {
+            if cause == RemovalCause::Size {
+                evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .build()
+}
+
+type SubjectKey = (String, String);
+type ResourceKey = (String, ResourceRef);
+
+struct Inner {
+    subjects: Cache<SubjectKey, Arc<SubjectEntry>>,
+    resources: Cache<ResourceKey, Option<Arc<Vec<ResourceNode>>>>,
+    roles: Cache<String, Arc<RoleTable>>,
+    subject_counters: Counters,
+    resource_counters: Counters,
+    role_counters: Counters,
+    /// Per tenant, the revision up to which every log entry has been applied.
+    known: RwLock<HashMap<String, i64>>,
+    /// Bumped by every invalidation; fills that saw it change are dropped.
+    generation: AtomicU64,
+    /// Whether a full poll has completed (so an unknown tenant is absent).
+    polled: AtomicBool,
+    /// Serializes catch-ups so that log entries are applied in order.
+    catching_up: tokio::sync::Mutex<()>,
+}
+
+/// The SQL store with a cache in front of the reads checks make.
+#[derive(Clone)]
+pub struct CachedStore {
+    store: SqlStore,
+    inner: Arc<Inner>,
+    settings: CacheSettings,
+}
+
+impl std::fmt::Debug for CachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl CachedStore {
+    /// Wraps `store`.
+    pub fn new(store: SqlStore, settings: CacheSettings) -> Self {
+        let subject_counters = Counters::default();
+        let resource_counters = Counters::default();
+        let role_counters = Counters::default();
+        let inner = Inner {
+            subjects: build(settings.max_subjects, &subject_counters),
+            resources: build(settings.max_resources, &resource_counters),
+            roles: build(settings.max_tenants, &role_counters),
+            subject_counters,
+            resource_counters,
+            role_counters,
+            known: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            polled: AtomicBool::new(false),
+            catching_up: tokio::sync::Mutex::new(()),
+        };
+        Self {
+            store,
+            inner: Arc::new(inner),
+            settings,
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn sql(&self) -> &SqlStore {
+        &self.store
+    }
+
+    /// The configured settings.
+    pub fn settings(&self) -> CacheSettings {
+        self.settings
+    }
+
+    /// Counters of every cache.
+    pub fn stats(&self) -> CacheStats {
+        let snap = |c: &Counters, entries: u64| CounterSnapshot {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            entries,
+        };
+        let i = &self.inner;
+        CacheStats {
+            subjects: snap(&i.subject_counters, i.subjects.entry_count()),
+            resources: snap(&i.resource_counters, i.resources.entry_count()),
+            roles: snap(&i.role_counters, i.roles.entry_count()),
+        }
+    }
+
+    fn known(&self, tenant: &str) -> Option<i64> {
+        self.inner.known.read().ok()?.get(tenant).copied()
+    }
+
+    fn set_known(&self, tenant: &str, revision: i64) {
+        if let Ok(mut k) = self.inner.known.write() {
+            let e = k.entry(tenant.to_owned()).or_insert(revision);
+            *e = (*e).max(revision);
+        }
+    }
+
+    /// Drops what `inv` makes stale in `tenant`.
+    pub fn invalidate(&self, tenant: &str, inv: &Invalidation) {
+        let i = &self.inner;
+        i.generation.fetch_add(1, Ordering::SeqCst);
+        if inv.everything {
+            let t = tenant.to_owned();
+            let _ = i.subjects.invalidate_entries_if(move |k, _| k.0 == t);
+            let t = tenant.to_owned();
+            let _ = i.resources.invalidate_entries_if(move |k, _| k.0 == t);
+            i.roles.invalidate(tenant);
+            return;
+        }
+        if inv.roles {
+            i.roles.invalidate(tenant);
+        }
+        for p in &inv.principals {
+            i.subjects.invalidate(&(tenant.to_owned(), p.clone()));
+        }
+        for r in &inv.resources {
+            i.resources.invalidate(&(tenant.to_owned(), r.clone()));
+        }
+        for r in &inv.subtrees {
+            let (t, r) = (tenant.to_owned(), r.clone());
+            let _ = i.resources.invalidate_entries_if(move |k, v| {
+                k.0 == t
+                    && v.as_ref()
+                        .is_some_and(|path| path.iter().any(|n| n.resource == r))
+            });
+        }
+    }
+
+    /// Applies a write this replica just committed, before it returns.
+    pub fn applied_locally(&self, tenant: &str, revision: i64, inv: &Invalidation) {
+        self.invalidate(tenant, inv);
+        // Advance only if no earlier revision (from another replica) is
+        // still unapplied; otherwise the poller catches up in order.
+        // A tenant this replica did not know has nothing cached (nothing is
+        // filled before its revision is known), so it may start from here.
+        if let Ok(mut k) = self.inner.known.write() {
+            match k.get_mut(tenant) {
+                Some(known) if *known == revision - 1 => *known = revision,
+                Some(_) => {}
+                None => {
+                    k.insert(tenant.to_owned(), revision);
+                }
+            }
+        }
+    }
+
+    /// Applies the log of every tenant whose revision moved (all tenants), or
+    /// of one tenant.
+    pub async fn catch_up(&self, only: Option<&str>) -> Result<()> {
+        let _serial = self.inner.catching_up.lock().await;
+        let revisions = match only {
+            None => self.store.tenant_revisions().await?,
+            Some(t) => match self.store.tenant_revision(t, None).await? {
+                Some(r) => vec![(t.to_owned(), r)],
+                None => Vec::new(),
+            },
+        };
+        for (tenant, current) in revisions {
+            match self.known(&tenant) {
+                None => self.set_known(&tenant, current),
+                Some(known) if known < current => {
+                    let changes = self.store.changes(&tenant, known, current).await?;
+                    let complete = changes.len() as i64 == current - known;
+                    if complete {
+                        for (_, inv) in &changes {
+                            self.invalidate(&tenant, inv);
+                        }
+                    } else {
+                        // A gap in the log (pruned or corrupt): drop the tenant.
+                        tracing::warn!(
+                            tenant,
+                            known,
+                            current,
+                            "revision log gap; dropping tenant cache"
+                        );
+                        self.invalidate(&tenant, &Invalidation::everything());
+                    }
+                    self.set_known(&tenant, current);
+                }
+                Some(_) => {}
+            }
+        }
+        if only.is_none() {
+            self.inner.polled.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Polls the revision log until `shutdown` completes.
+    pub async fn poll(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.catch_up(None).await {
+                tracing::warn!(error = %e, "revision log poll failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Reads through on a miss and caches the value unless an invalidation
+    /// ran meanwhile.
+    async fn fill<K, V, F>(
+        &self,
+        cache: &Cache<K, V>,
+        counters: &Counters,
+        key: K,
+        load: F,
+    ) -> Result<V>
+    where
+        K: Hash + Eq + Send + Sync + Clone + 'static,
+        V: Clone + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<V>>,
+    {
+        if let Some(v) = cache.get(&key) {
+            counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        counters.misses.fetch_add(1, Ordering::Relaxed);
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let v = load.await?;
+        cache.insert(key.clone(), v.clone());
+        // An invalidation that started before the insert may have missed it.
+        if self.inner.generation.load(Ordering::SeqCst) != generation {
+            cache.invalidate(&key);
+        }
+        Ok(v)
+    }
+}
+
+impl Store for CachedStore {
+    async fn tenant_revision(&self, tenant: &str, at_least: Option<i64>) -> Result<Option<i64>> {
+        let fresh_enough = |k: i64| at_least.is_none_or(|m| k >= m);
+        match self.known(tenant) {
+            Some(k) if fresh_enough(k) => return Ok(Some(k)),
+            // Absent from a completed poll: the tenant does not exist (as of
+            // the staleness bound).
+            None if at_least.is_none() && self.inner.polled.load(Ordering::SeqCst) => {
+                return Ok(None)
+            }
+            _ => {}
+        }
+        self.catch_up(Some(tenant)).await?;
+        match self.known(tenant) {
+            Some(k) if fresh_enough(k) => Ok(Some(k)),
+            Some(k) => Err(Error::Unavailable(format!(
+                "revision {k} is the newest in the store, behind the requested {}",
+                at_least.unwrap_or_default()
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn subject(&self, tenant: &str, principal_id: &str) -> Result<Arc<SubjectEntry>> {
+        let key = (tenant.to_owned(), principal_id.to_owned());
+        let i = &self.inner;
+        self.fill(
+            &i.subjects,
+            &i.subject_counters,
+            key,
+            self.store.subject(tenant, principal_id),
+        )
+        .await
+    }
+
+    async fn ancestry(
+        &self,
+        tenant: &str,
+        resource: &ResourceRef,
+    ) -> Result<Option<Arc<Vec<ResourceNode>>>> {
+        let key = (tenant.to_owned(), resource.clone());
+        let i = &self.inner;
+        self.fill(
+            &i.resources,
+            &i.resource_counters,
+            key,
+            self.store.ancestry(tenant, resource),
+        )
+        .await
+    }
+
+    async fn roles(&self, tenant: &str) -> Result<Arc<RoleTable>> {
+        let i = &self.inner;
+        self.fill(
+            &i.roles,
+            &i.role_counters,
+            tenant.to_owned(),
+            self.store.roles(tenant),
+        )
+        .await
+    }
+
+    async fn resources_in_scope(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        rtype: &str,
+    ) -> Result<Vec<Vec<ResourceNode>>> {
+        self.store.resources_in_scope(tenant, scope, rtype).await
+    }
+
+    async fn holders_on_path(
+        &self,
+        tenant: &str,
+        path: &[ResourceNode],
+    ) -> Result<Vec<(Principal, Vec<Binding>)>> {
+        self.store.holders_on_path(tenant, path).await
+    }
+}
