@@ -108,8 +108,9 @@ impl App {
             .set_serving::<pb::admin_service_server::AdminServiceServer<AdminApi>>()
             .await;
 
-        let addr = listener.local_addr().ok();
-        tracing::info!(?addr, "serving gRPC");
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        // Tests and tools read the bound address from this line.
+        tracing::info!(addr = %addr, "serving gRPC");
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: health NOT_SERVING, finishing calls in flight");
