@@ -108,7 +108,10 @@ impl App {
             .set_serving::<pb::admin_service_server::AdminServiceServer<AdminApi>>()
             .await;
 
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         // Tests and tools read the bound address from this line.
         tracing::info!(addr = %addr, "serving gRPC");
         let shutdown = async move {

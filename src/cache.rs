@@ -399,13 +399,13 @@ impl Store for CachedStore {
         .await
     }
 
-    async fn resources_in_scope(
+    async fn resources_in_scopes(
         &self,
         tenant: &str,
-        scope: &Scope,
+        scopes: &[Scope],
         rtype: &str,
     ) -> Result<Vec<Vec<ResourceNode>>> {
-        self.store.resources_in_scope(tenant, scope, rtype).await
+        self.store.resources_in_scopes(tenant, scopes, rtype).await
     }
 
     async fn holders_on_path(

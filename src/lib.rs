@@ -14,6 +14,7 @@
 //!   tables, a `Store` decorator kept exact by the revision log.
 //! - [`auth`]: API keys and their scopes.
 //! - [`config`], [`telemetry`], [`app`]: configuration, logging, wiring.
+//! - [`bench`]: `portcullis bench`, the dataset seeder and load generator.
 //!
 //! Invariants: a denial is a value, never an error; storage failures are
 //! `UNAVAILABLE`, never a decision; every admin write is one transaction with
@@ -21,6 +22,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod engine;

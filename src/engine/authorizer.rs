@@ -151,30 +151,34 @@ impl<S: Store> Authorizer<S> {
         let roles = self.store.roles(tenant).await?;
         let bindings = &subject.bindings;
         let mut ids = BTreeSet::new();
-        for scope in candidate_scopes(bindings, &roles, rtype, action, now) {
-            for path in self.store.resources_in_scope(tenant, &scope, rtype).await? {
-                let Some(node) = path.first() else { continue };
-                if ids.contains(&node.resource.id)
-                    || after.is_some_and(|a| node.resource.id.as_str() <= a)
-                {
-                    continue;
-                }
-                let q = Question {
-                    rtype,
-                    action,
-                    path: Some(&path),
-                };
-                if decide(
-                    Subject::Principal(Some(principal)),
-                    bindings,
-                    &roles,
-                    q,
-                    now,
-                )
-                .allowed
-                {
-                    ids.insert(node.resource.id.clone());
-                }
+        let scopes = candidate_scopes(bindings, &roles, rtype, action, now);
+        if scopes.is_empty() {
+            return Ok(paginate(ids, limit, revision));
+        }
+        for path in self
+            .store
+            .resources_in_scopes(tenant, &scopes, rtype)
+            .await?
+        {
+            let Some(node) = path.first() else { continue };
+            if after.is_some_and(|a| node.resource.id.as_str() <= a) {
+                continue;
+            }
+            let q = Question {
+                rtype,
+                action,
+                path: Some(&path),
+            };
+            if decide(
+                Subject::Principal(Some(principal)),
+                bindings,
+                &roles,
+                q,
+                now,
+            )
+            .allowed
+            {
+                ids.insert(node.resource.id.clone());
             }
         }
         Ok(paginate(ids, limit, revision))

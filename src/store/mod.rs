@@ -84,12 +84,12 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant's predefined and custom roles.
     fn roles(&self, tenant: &str) -> impl Future<Output = Result<Arc<RoleTable>>> + Send;
 
-    /// The resources of `rtype` in the scope (the scope itself included), each
-    /// with its ancestry.
-    fn resources_in_scope(
+    /// The resources of `rtype` in any of the scopes (the scopes themselves
+    /// included), each once, with its ancestry.
+    fn resources_in_scopes(
         &self,
         tenant: &str,
-        scope: &Scope,
+        scopes: &[Scope],
         rtype: &str,
     ) -> impl Future<Output = Result<Vec<Vec<ResourceNode>>>> + Send;
 

@@ -1,8 +1,10 @@
 //! The SQL store: sea-orm over SQLite (embedded default) or PostgreSQL.
 
+mod bulk;
 mod read;
 mod write;
 
+pub use bulk::{BulkResource, BulkTenant};
 pub use write::{Command, Outcome, WriteContext, Written};
 
 use super::entity::{
@@ -215,13 +217,13 @@ impl Store for SqlStore {
         )))
     }
 
-    async fn resources_in_scope(
+    async fn resources_in_scopes(
         &self,
         tenant: &str,
-        scope: &Scope,
+        scopes: &[Scope],
         rtype: &str,
     ) -> Result<Vec<Vec<ResourceNode>>> {
-        read::resources_in_scope(&self.db, tenant, scope, rtype).await
+        read::resources_in_scopes(&self.db, tenant, scopes, rtype).await
     }
 
     async fn holders_on_path(
@@ -398,6 +400,18 @@ fn ancestor_pks(path: &str) -> Result<Vec<i64>> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<i64>().map_err(|_| corrupt("ancestor path")))
         .collect()
+}
+
+/// Rows whose `ancestors` path starts with `prefix` (which ends in `/`): the
+/// half-open range [`prefix`, `prefix` with its last `/` raised to `0`). Paths
+/// hold only digits and `/`, and compare bytewise (see migration 3), so this is
+/// an index range scan.
+fn under(prefix: &str) -> sea_orm::Condition {
+    use sea_orm::ColumnTrait;
+    let hi = format!("{}0", &prefix[..prefix.len().saturating_sub(1)]);
+    sea_orm::Condition::all()
+        .add(resource::Column::Ancestors.gte(prefix))
+        .add(resource::Column::Ancestors.lt(hi))
 }
 
 /// The `ancestors` value of a child of `r`.

@@ -375,27 +375,50 @@ pub(super) async fn ancestry<C: ConnectionTrait>(
     ancestry_of(&row, &by_pk).map(Some)
 }
 
-pub(super) async fn resources_in_scope<C: ConnectionTrait>(
+pub(super) async fn resources_in_scopes<C: ConnectionTrait>(
     c: &C,
     t: &str,
-    scope: &Scope,
+    scopes: &[Scope],
     rtype: &str,
 ) -> Result<Vec<Vec<ResourceNode>>> {
-    let mut q = resource::Entity::find()
-        .filter(resource::Column::TenantId.eq(t))
-        .filter(resource::Column::Rtype.eq(rtype));
-    let mut rows = Vec::new();
-    if let Scope::Resource(r) = scope {
-        let Some(root) = resource_row(c, t, r).await? else {
-            return Ok(Vec::new());
-        };
-        // Paths hold only digits and `/`, so LIKE has no wildcard to escape.
-        q = q.filter(resource::Column::Ancestors.like(format!("{}%", child_path(&root))));
-        if root.rtype == rtype {
-            rows.push(root);
+    let mut rows: Vec<resource::Model> = Vec::new();
+    if scopes.contains(&Scope::Tenant) {
+        rows = resource::Entity::find()
+            .filter(resource::Column::TenantId.eq(t))
+            .filter(resource::Column::Rtype.eq(rtype))
+            .all(c)
+            .await?;
+    } else {
+        let mut roots = Vec::new();
+        for s in scopes {
+            if let Scope::Resource(r) = s {
+                if let Some(root) = resource_row(c, t, r).await? {
+                    roots.push(root);
+                }
+            }
+        }
+        // A root inside another root's subtree adds nothing.
+        let paths: Vec<String> = roots.iter().map(child_path).collect();
+        let mut seen = HashSet::new();
+        for (root, path) in roots.iter().zip(&paths) {
+            let nested = paths
+                .iter()
+                .any(|p| p != path && path.starts_with(p.as_str()));
+            if root.rtype == rtype && seen.insert(root.pk) {
+                rows.push(root.clone());
+            }
+            if nested {
+                continue;
+            }
+            let found = resource::Entity::find()
+                .filter(resource::Column::TenantId.eq(t))
+                .filter(resource::Column::Rtype.eq(rtype))
+                .filter(under(path))
+                .all(c)
+                .await?;
+            rows.extend(found.into_iter().filter(|r| seen.insert(r.pk)));
         }
     }
-    rows.extend(q.all(c).await?);
     let pks: Vec<i64> = rows
         .iter()
         .map(|r| ancestor_pks(&r.ancestors))

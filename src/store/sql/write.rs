@@ -622,9 +622,9 @@ async fn run<C: ConnectionTrait>(
             let backend = c.get_database_backend();
             let sql = match backend {
                 sea_orm::DatabaseBackend::Postgres => {
-                    "UPDATE resources SET ancestors = $1 || substr(ancestors, $2) WHERE tenant_id = $3 AND ancestors LIKE $4"
+                    "UPDATE resources SET ancestors = $1 || substr(ancestors, $2) WHERE tenant_id = $3 AND ancestors >= $4 AND ancestors < $5"
                 }
-                _ => "UPDATE resources SET ancestors = ? || substr(ancestors, ?) WHERE tenant_id = ? AND ancestors LIKE ?",
+                _ => "UPDATE resources SET ancestors = ? || substr(ancestors, ?) WHERE tenant_id = ? AND ancestors >= ? AND ancestors < ?",
             };
             let start = i32::try_from(old_prefix.len() + 1).map_err(|_| corrupt("path length"))?;
             c.execute(Statement::from_sql_and_values(
@@ -634,7 +634,8 @@ async fn run<C: ConnectionTrait>(
                     new_prefix.into(),
                     start.into(),
                     t.into(),
-                    format!("{old_prefix}%").into(),
+                    old_prefix.clone().into(),
+                    format!("{}0", &old_prefix[..old_prefix.len() - 1]).into(),
                 ],
             ))
             .await?;
@@ -678,7 +679,7 @@ async fn run<C: ConnectionTrait>(
             let before = read::resource_from_row(c, row.clone()).await?;
             let mut pks: Vec<i64> = resource::Entity::find()
                 .filter(resource::Column::TenantId.eq(t))
-                .filter(resource::Column::Ancestors.like(format!("{}%", child_path(&row))))
+                .filter(under(&child_path(&row)))
                 .all(c)
                 .await?
                 .into_iter()
