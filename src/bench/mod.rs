@@ -117,7 +117,7 @@ fn start_server(url: &str, key: &str, core: Option<usize>) -> Result<Server, Str
         .env("PORTCULLIS_GRPC__ADDR", "127.0.0.1:0")
         .env(
             "PORTCULLIS_API_KEYS",
-            format!("[{{name=\"bench\",key=\"{key}\",scope=\"admin\"}}]"),
+            format!("[{{name=\"bench\",key=\"{key}\",scope=\"operator\"}}]"),
         )
         .env("PORTCULLIS_LOG__FORMAT", "json")
         .env("PORTCULLIS_LOG__FILTER", "warn,portcullis::app=info")
@@ -302,6 +302,24 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
 
     let (hwm, rss) = server.memory();
     print_table(&opts, &rows, hwm, rss);
+    let mut admin = pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channels[0].clone(),
+        bearer.clone(),
+    );
+    if let Ok(s) = admin.get_cache_stats(pb::GetCacheStatsRequest {}).await {
+        let s = s.into_inner();
+        for (name, c) in [
+            ("subjects", s.subjects),
+            ("resources", s.resources),
+            ("roles", s.roles),
+        ] {
+            let c = c.unwrap_or_default();
+            println!(
+                "cache {name}: {} hits, {} misses, {} evictions, {} entries",
+                c.hits, c.misses, c.evictions, c.entries
+            );
+        }
+    }
     Ok(rows)
 }
 

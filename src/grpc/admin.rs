@@ -764,4 +764,23 @@ impl AdminService for AdminApi {
             next_page_token,
         }))
     }
+
+    async fn get_cache_stats(
+        &self,
+        req: Request<pb::GetCacheStatsRequest>,
+    ) -> Result<Response<pb::GetCacheStatsResponse>, Status> {
+        require_operator(&caller(&req)?)?;
+        let stats = self.cache.stats();
+        let counters = |c: crate::cache::CounterSnapshot| pb::CacheCounters {
+            hits: c.hits,
+            misses: c.misses,
+            evictions: c.evictions,
+            entries: c.entries,
+        };
+        Ok(Response::new(pb::GetCacheStatsResponse {
+            subjects: Some(counters(stats.subjects)),
+            resources: Some(counters(stats.resources)),
+            roles: Some(counters(stats.roles)),
+        }))
+    }
 }

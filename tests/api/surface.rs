@@ -543,3 +543,29 @@ async fn a_refused_write_leaves_no_resource_no_grant_and_no_audit_event(b: Backe
 }
 
 on_every_backend!(a_refused_write_leaves_no_resource_no_grant_and_no_audit_event);
+
+#[tokio::test]
+async fn cache_counters_show_hits_after_repeated_checks_and_need_an_operator_key() {
+    let app = spawn_app().await;
+    app.user("alice").await;
+    app.resource("workflow:w1", None).await;
+    app.grant("alice", "viewer", "workflow:w1").await;
+    for _ in 0..3 {
+        assert!(app.check("alice", "view", "workflow:w1").await);
+    }
+    let stats = app
+        .operator()
+        .get_cache_stats(pb::GetCacheStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let subjects = stats.subjects.unwrap();
+    assert_eq!(subjects.misses, 1, "the first check reads alice through");
+    assert_eq!(subjects.hits, 2, "the next two are answered from memory");
+    assert!(stats.resources.unwrap().hits >= 2);
+    let denied = app
+        .admin()
+        .get_cache_stats(pb::GetCacheStatsRequest {})
+        .await;
+    assert_eq!(code(denied), Code::PermissionDenied);
+}
