@@ -4,6 +4,7 @@
 mod helpers;
 
 mod invariants;
+mod properties;
 mod seed_flow_builder;
 mod seed_monday;
 mod seed_neowit;
