@@ -14,7 +14,6 @@ use crate::store::sql::SqlStore;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 /// Largest request message accepted (a full BatchCheck fits easily).
@@ -128,6 +127,10 @@ impl App {
                     .await;
             }
         };
+        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms
+        // to every message that spans several segments (batches, lists).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -135,7 +138,7 @@ impl App {
             .add_service(check)
             .add_service(list)
             .add_service(admin)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| Error::Internal(format!("server: {e}")));
         let _ = poll_stop.send(());
