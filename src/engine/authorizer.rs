@@ -1,9 +1,9 @@
 //! The decision services: gathers inputs through the [`Store`] trait and asks
 //! [`decide`]. No gRPC and no SQL here.
 
-use super::{candidate_scopes, decide, Decision, Question, Reason, Subject};
+use super::{candidate_scopes, decide, decide_among, Binding, Decision, Question, Reason, Subject};
 use crate::error::{Error, Result};
-use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef};
+use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef, Scope};
 use crate::store::{Store, SubjectEntry};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -155,6 +155,18 @@ impl<S: Store> Authorizer<S> {
         if scopes.is_empty() {
             return Ok(paginate(ids, limit, revision));
         }
+        // Index the bindings by scope: a candidate is decided among the
+        // tenant-wide ones and those on its own path, which is all `decide`
+        // would ever count.
+        let mut tenant_wide: Vec<&Binding> = Vec::new();
+        let mut by_scope: HashMap<&ResourceRef, Vec<&Binding>> = HashMap::new();
+        for b in bindings {
+            match &b.grant.scope {
+                Scope::Tenant => tenant_wide.push(b),
+                Scope::Resource(r) => by_scope.entry(r).or_default().push(b),
+            }
+        }
+        let mut among: Vec<&Binding> = Vec::new();
         for path in self
             .store
             .resources_in_scopes(tenant, &scopes, rtype)
@@ -164,14 +176,21 @@ impl<S: Store> Authorizer<S> {
             if after.is_some_and(|a| node.resource.id.as_str() <= a) {
                 continue;
             }
+            among.clear();
+            among.extend(tenant_wide.iter().copied());
+            for n in &path {
+                if let Some(bs) = by_scope.get(&n.resource) {
+                    among.extend(bs.iter().copied());
+                }
+            }
             let q = Question {
                 rtype,
                 action,
                 path: Some(&path),
             };
-            if decide(
+            if decide_among(
                 Subject::Principal(Some(principal)),
-                bindings,
+                among.iter().copied(),
                 &roles,
                 q,
                 now,

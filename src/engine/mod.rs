@@ -142,6 +142,22 @@ pub fn decide(
     q: Question<'_>,
     now: Millis,
 ) -> Decision {
+    decide_among(subject, bindings.iter(), roles, q, now)
+}
+
+/// [`decide`] over any (cloneable) iterator of bindings, so that callers
+/// holding an index can pass only the bindings whose scope is on the path
+/// (the others never count, so the answer is the same).
+pub fn decide_among<'b, I>(
+    subject: Subject<'_>,
+    bindings: I,
+    roles: &RoleTable,
+    q: Question<'_>,
+    now: Millis,
+) -> Decision
+where
+    I: Iterator<Item = &'b Binding> + Clone,
+{
     let principal = match subject {
         Subject::SuperUser => {
             let mut d = Decision::deny(Reason::SuperUser, "super users are allowed everything");
@@ -198,7 +214,7 @@ pub fn decide(
 
     // A deny anywhere on the path wins over every allow.
     for b in bindings
-        .iter()
+        .clone()
         .filter(|b| b.grant.effect == Effect::Deny && b.live(now))
     {
         if depth_of(&b.grant.scope).is_none() {
@@ -222,7 +238,7 @@ pub fn decide(
     // The best allow: nearest scope, then fewest teams, then grant id.
     let mut best: Option<(usize, usize, &Binding, String)> = None;
     let mut failure: Option<(Reason, &Binding)> = None;
-    for b in bindings.iter().filter(|b| b.grant.effect == Effect::Allow) {
+    for b in bindings.filter(|b| b.grant.effect == Effect::Allow) {
         let Some(depth) = depth_of(&b.grant.scope) else {
             continue;
         };

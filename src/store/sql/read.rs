@@ -389,31 +389,58 @@ pub(super) async fn resources_in_scopes<C: ConnectionTrait>(
             .all(c)
             .await?;
     } else {
+        // The scope roots, in one query per chunk.
+        let refs: Vec<&ResourceRef> = scopes
+            .iter()
+            .filter_map(|s| match s {
+                Scope::Resource(r) => Some(r),
+                Scope::Tenant => None,
+            })
+            .collect();
         let mut roots = Vec::new();
-        for s in scopes {
-            if let Scope::Resource(r) = s {
-                if let Some(root) = resource_row(c, t, r).await? {
-                    roots.push(root);
-                }
+        for chunk in refs.chunks(200) {
+            let mut any = Condition::any();
+            for r in chunk {
+                any = any.add(
+                    Condition::all()
+                        .add(resource::Column::Rtype.eq(r.rtype.as_str()))
+                        .add(resource::Column::Rid.eq(r.id.as_str())),
+                );
             }
+            roots.extend(
+                resource::Entity::find()
+                    .filter(resource::Column::TenantId.eq(t))
+                    .filter(any)
+                    .all(c)
+                    .await?,
+            );
         }
         // A root inside another root's subtree adds nothing.
         let paths: Vec<String> = roots.iter().map(child_path).collect();
         let mut seen = HashSet::new();
+        let mut subtrees = Vec::new();
         for (root, path) in roots.iter().zip(&paths) {
-            let nested = paths
-                .iter()
-                .any(|p| p != path && path.starts_with(p.as_str()));
             if root.rtype == rtype && seen.insert(root.pk) {
                 rows.push(root.clone());
             }
-            if nested {
-                continue;
+            if !paths
+                .iter()
+                .any(|p| p != path && path.starts_with(p.as_str()))
+            {
+                subtrees.push(path.as_str());
+            }
+        }
+        // Every subtree's resources of the type: one range scan each, in one
+        // statement per chunk.
+        for chunk in subtrees.chunks(100) {
+            let mut any = Condition::any();
+            for p in chunk {
+                any = any.add(under(p));
             }
             let found = resource::Entity::find()
                 .filter(resource::Column::TenantId.eq(t))
                 .filter(resource::Column::Rtype.eq(rtype))
-                .filter(under(path))
+                .filter(any)
                 .all(c)
                 .await?;
             rows.extend(found.into_iter().filter(|r| seen.insert(r.pk)));
