@@ -16,7 +16,8 @@
 //! applied first catches that tenant up from the log. Expiry needs no
 //! invalidation: bindings carry their expiry and every decision compares it
 //! with the clock. A fill that raced with an invalidation is dropped (the
-//! generation check in [`CachedStore::fill`]).
+//! generation check in [`CachedStore::fill`], made under a gate that
+//! invalidations hold exclusively, so no stale value is ever visible).
 
 use crate::engine::{Binding, RoleTable};
 use crate::error::{Error, Result};
@@ -118,6 +119,9 @@ struct Inner {
     known: RwLock<HashMap<String, i64>>,
     /// Bumped by every invalidation; fills that saw it change are dropped.
     generation: AtomicU64,
+    /// Held for writing while an invalidation runs, and for reading while a
+    /// fill checks the generation and inserts, so the two never interleave.
+    fill_gate: RwLock<()>,
     /// Whether a full poll has completed (so an unknown tenant is absent).
     polled: AtomicBool,
     /// Serializes catch-ups so that log entries are applied in order.
@@ -155,6 +159,7 @@ impl CachedStore {
             role_counters,
             known: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            fill_gate: RwLock::new(()),
             polled: AtomicBool::new(false),
             catching_up: tokio::sync::Mutex::new(()),
         };
@@ -205,6 +210,7 @@ impl CachedStore {
     /// Drops what `inv` makes stale in `tenant`.
     pub fn invalidate(&self, tenant: &str, inv: &Invalidation) {
         let i = &self.inner;
+        let _gate = i.fill_gate.write();
         i.generation.fetch_add(1, Ordering::SeqCst);
         if inv.everything {
             let t = tenant.to_owned();
@@ -328,10 +334,12 @@ impl CachedStore {
         counters.misses.fetch_add(1, Ordering::Relaxed);
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let v = load.await?;
-        cache.insert(key.clone(), v.clone());
-        // An invalidation that started before the insert may have missed it.
-        if self.inner.generation.load(Ordering::SeqCst) != generation {
-            cache.invalidate(&key);
+        // Keep the value only if no invalidation ran since the load began;
+        // the gate keeps an invalidation from running between the check and
+        // the insert.
+        let _gate = self.inner.fill_gate.read();
+        if self.inner.generation.load(Ordering::SeqCst) == generation {
+            cache.insert(key, v.clone());
         }
         Ok(v)
     }

@@ -177,6 +177,7 @@ pub(super) async fn bindings<C: ConnectionTrait>(
         .filter(grant::Column::TenantId.eq(t))
         .filter(grant::Column::SubjectKind.eq("principal"))
         .filter(grant::Column::SubjectId.eq(principal_id))
+        .order_by_asc(grant::Column::Id)
         .all(c)
         .await?;
     let team_ids: Vec<&str> = teams.iter().map(|(id, _)| id.as_str()).collect();
@@ -186,6 +187,7 @@ pub(super) async fn bindings<C: ConnectionTrait>(
                 .filter(grant::Column::TenantId.eq(t))
                 .filter(grant::Column::SubjectKind.eq("team"))
                 .filter(grant::Column::SubjectId.is_in(chunk.iter().copied()))
+                .order_by_asc(grant::Column::Id)
                 .all(c)
                 .await?,
         );
@@ -397,23 +399,27 @@ pub(super) async fn resources_in_scopes<C: ConnectionTrait>(
                 Scope::Tenant => None,
             })
             .collect();
+        // Grouped by type, so that each lookup is one `rid IN (…)` on the
+        // (tenant, type, id) index (an OR of pairs is far slower in SQLite).
+        let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
+        for r in refs {
+            by_type
+                .entry(r.rtype.as_str())
+                .or_default()
+                .push(r.id.as_str());
+        }
         let mut roots = Vec::new();
-        for chunk in refs.chunks(200) {
-            let mut any = Condition::any();
-            for r in chunk {
-                any = any.add(
-                    Condition::all()
-                        .add(resource::Column::Rtype.eq(r.rtype.as_str()))
-                        .add(resource::Column::Rid.eq(r.id.as_str())),
+        for (ty, ids) in by_type {
+            for chunk in ids.chunks(CHUNK) {
+                roots.extend(
+                    resource::Entity::find()
+                        .filter(resource::Column::TenantId.eq(t))
+                        .filter(resource::Column::Rtype.eq(ty))
+                        .filter(resource::Column::Rid.is_in(chunk.iter().copied()))
+                        .all(c)
+                        .await?,
                 );
             }
-            roots.extend(
-                resource::Entity::find()
-                    .filter(resource::Column::TenantId.eq(t))
-                    .filter(any)
-                    .all(c)
-                    .await?,
-            );
         }
         // A root inside another root's subtree adds nothing.
         let paths: Vec<String> = roots.iter().map(child_path).collect();
@@ -430,17 +436,14 @@ pub(super) async fn resources_in_scopes<C: ConnectionTrait>(
                 subtrees.push(path.as_str());
             }
         }
-        // Every subtree's resources of the type: one range scan each, in one
-        // statement per chunk.
-        for chunk in subtrees.chunks(100) {
-            let mut any = Condition::any();
-            for p in chunk {
-                any = any.add(under(p));
-            }
+        // Every subtree's resources of the type: one index range scan each.
+        // (One statement with an OR of the ranges makes SQLite re-test every
+        // branch on every row, which is far slower for many subtrees.)
+        for p in subtrees {
             let found = resource::Entity::find()
                 .filter(resource::Column::TenantId.eq(t))
                 .filter(resource::Column::Rtype.eq(rtype))
-                .filter(any)
+                .filter(under(p))
                 .all(c)
                 .await?;
             rows.extend(found.into_iter().filter(|r| seen.insert(r.pk)));
