@@ -90,6 +90,9 @@ pub fn predefined_roles() -> Vec<Role> {
     ]
 }
 
+/// Deepest role inheritance followed.
+pub const MAX_INHERITANCE_DEPTH: usize = 16;
+
 /// How a role relates to a question on a scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoleMatch {
@@ -128,10 +131,25 @@ impl RoleTable {
                 }
             }
         }
-        Self {
+        let mut table = Self {
             roles,
             known_actions,
+        };
+        // Writes refuse inheritance cycles; should a corrupt table hold one
+        // anyway, the roles on it lose their inheritance (fail closed), so
+        // that matching never loops.
+        let cyclic: Vec<String> = table
+            .roles
+            .values()
+            .filter(|r| r.inherits.iter().any(|p| table.closure(p).contains(&r.id)))
+            .map(|r| r.id.clone())
+            .collect();
+        for id in cyclic {
+            if let Some(r) = table.roles.get_mut(&id) {
+                r.inherits.clear();
+            }
         }
+        table
     }
 
     /// A role by id.
@@ -161,8 +179,7 @@ impl RoleTable {
         rtype: &str,
         action: &str,
     ) -> RoleMatch {
-        let mut seen = HashSet::new();
-        self.role_match_inner(role_id, scope_kind, rtype, action, &mut seen)
+        self.role_match_inner(role_id, scope_kind, rtype, action, 0)
     }
 
     fn role_match_inner<'a>(
@@ -171,9 +188,11 @@ impl RoleTable {
         scope_kind: &str,
         rtype: &str,
         action: &str,
-        seen: &mut HashSet<&'a str>,
+        depth: usize,
     ) -> RoleMatch {
-        if !seen.insert(role_id) {
+        // Writes refuse inheritance cycles; the depth limit only guards
+        // against a corrupt table (and needs no allocation per call).
+        if depth > MAX_INHERITANCE_DEPTH {
             return RoleMatch::NoMatch;
         }
         let Some(role) = self.roles.get(role_id) else {
@@ -197,7 +216,7 @@ impl RoleTable {
         if !effective {
             // Inherited permissions apply only where the granted role applies.
             for parent in &role.inherits {
-                if self.role_match_inner(parent, scope_kind, rtype, action, seen)
+                if self.role_match_inner(parent, scope_kind, rtype, action, depth + 1)
                     != RoleMatch::NoMatch
                 {
                     result = RoleMatch::NotEffective;
@@ -206,7 +225,7 @@ impl RoleTable {
             return result;
         }
         for parent in &role.inherits {
-            match self.role_match_inner(parent, scope_kind, rtype, action, seen) {
+            match self.role_match_inner(parent, scope_kind, rtype, action, depth + 1) {
                 RoleMatch::Matched(p) => return RoleMatch::Matched(p),
                 RoleMatch::NotEffective => result = RoleMatch::NotEffective,
                 RoleMatch::NoMatch => {}

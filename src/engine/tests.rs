@@ -1149,22 +1149,32 @@ fn role_match_finds_permissions_through_several_levels_of_inheritance() {
 }
 
 #[test]
-fn role_match_terminates_on_an_inheritance_cycle() {
-    // The store refuses cycles; the engine must still not loop on one.
+fn a_corrupt_inheritance_cycle_is_cut_and_matching_terminates() {
+    // The store refuses cycles; should a table hold one anyway, the roles on
+    // it keep only their own permissions (fail closed) and nothing loops.
     let roles = RoleTable::new(vec![
         custom_role("a", &["thing.poke"], &[], &["b"], &["*"]),
         custom_role("b", &["thing.prod"], &[], &["a"], &["*"]),
+        custom_role("c", &["thing.zip"], &[], &["a"], &["*"]),
     ]);
     assert_eq!(
+        roles.role_match("a", "folder", "thing", "poke"),
+        RoleMatch::Matched("thing.poke".to_owned())
+    );
+    assert_eq!(
         roles.role_match("a", "folder", "thing", "prod"),
-        RoleMatch::Matched("thing.prod".to_owned())
+        RoleMatch::NoMatch
     );
     assert_eq!(
         roles.role_match("a", "folder", "thing", "zap"),
         RoleMatch::NoMatch
     );
-    let want: std::collections::HashSet<String> =
-        ["a", "b"].iter().map(|s| (*s).to_owned()).collect();
+    // A role that merely inherits from the cycle keeps its inheritance.
+    assert_eq!(
+        roles.role_match("c", "folder", "thing", "poke"),
+        RoleMatch::Matched("thing.poke".to_owned())
+    );
+    let want: std::collections::HashSet<String> = ["a"].iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(roles.closure("a"), want);
 }
 
