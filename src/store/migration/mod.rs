@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_changes;
 mod m20261123_000003_resource_path_index;
+mod m20261123_000004_member_index;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_changes::Migration),
             Box::new(m20261123_000003_resource_path_index::Migration),
+            Box::new(m20261123_000004_member_index::Migration),
         ]
     }
 }
