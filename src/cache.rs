@@ -412,8 +412,12 @@ impl Store for CachedStore {
         tenant: &str,
         scopes: &[Scope],
         rtype: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<Vec<ResourceNode>>> {
-        self.store.resources_in_scopes(tenant, scopes, rtype).await
+        self.store
+            .resources_in_scopes(tenant, scopes, rtype, after, limit)
+            .await
     }
 
     async fn holders_on_path(

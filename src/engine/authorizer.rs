@@ -167,38 +167,54 @@ impl<S: Store> Authorizer<S> {
             }
         }
         let mut among: Vec<&Binding> = Vec::new();
-        for path in self
-            .store
-            .resources_in_scopes(tenant, &scopes, rtype)
-            .await?
-        {
-            let Some(node) = path.first() else { continue };
-            if after.is_some_and(|a| node.resource.id.as_str() <= a) {
-                continue;
-            }
-            among.clear();
-            among.extend(tenant_wide.iter().copied());
-            for n in &path {
-                if let Some(bs) = by_scope.get(&n.resource) {
-                    among.extend(bs.iter().copied());
+        // A tenant-wide grant makes the whole tenant the candidate set: read
+        // it in id order, a batch at a time, until the page is full (one more
+        // id than the page tells whether another page follows).
+        let tenant_wide_scan = scopes == [Scope::Tenant];
+        let batch = (limit + 1).max(1_000);
+        let mut cursor: Option<String> = after.map(str::to_owned);
+        loop {
+            let paths = self
+                .store
+                .resources_in_scopes(tenant, &scopes, rtype, cursor.as_deref(), batch)
+                .await?;
+            let exhausted = !tenant_wide_scan || paths.len() < batch;
+            for path in &paths {
+                let Some(node) = path.first() else { continue };
+                if after.is_some_and(|a| node.resource.id.as_str() <= a) {
+                    continue;
+                }
+                among.clear();
+                among.extend(tenant_wide.iter().copied());
+                for n in path {
+                    if let Some(bs) = by_scope.get(&n.resource) {
+                        among.extend(bs.iter().copied());
+                    }
+                }
+                let q = Question {
+                    rtype,
+                    action,
+                    path: Some(path),
+                };
+                if decide_among(
+                    Subject::Principal(Some(principal)),
+                    among.iter().copied(),
+                    &roles,
+                    q,
+                    now,
+                )
+                .allowed
+                {
+                    ids.insert(node.resource.id.clone());
                 }
             }
-            let q = Question {
-                rtype,
-                action,
-                path: Some(&path),
-            };
-            if decide_among(
-                Subject::Principal(Some(principal)),
-                among.iter().copied(),
-                &roles,
-                q,
-                now,
-            )
-            .allowed
-            {
-                ids.insert(node.resource.id.clone());
+            if exhausted || ids.len() > limit {
+                break;
             }
+            cursor = paths
+                .last()
+                .and_then(|p| p.first())
+                .map(|n| n.resource.id.clone());
         }
         Ok(paginate(ids, limit, revision))
     }

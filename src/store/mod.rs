@@ -85,12 +85,16 @@ pub trait Store: Send + Sync + 'static {
     fn roles(&self, tenant: &str) -> impl Future<Output = Result<Arc<RoleTable>>> + Send;
 
     /// The resources of `rtype` in any of the scopes (the scopes themselves
-    /// included), each once, with its ancestry.
+    /// included) whose id is after `after`, each once, with its ancestry.
+    /// For the tenant scope the result is in id order and holds at most
+    /// `limit` resources (keyset pages); for resource scopes it is complete.
     fn resources_in_scopes(
         &self,
         tenant: &str,
         scopes: &[Scope],
         rtype: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<Vec<ResourceNode>>>> + Send;
 
     /// Every principal holding a grant on the tenant or on a resource of

@@ -222,8 +222,10 @@ impl Store for SqlStore {
         tenant: &str,
         scopes: &[Scope],
         rtype: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<Vec<ResourceNode>>> {
-        read::resources_in_scopes(&self.db, tenant, scopes, rtype).await
+        read::resources_in_scopes(&self.db, tenant, scopes, rtype, after, limit).await
     }
 
     async fn holders_on_path(

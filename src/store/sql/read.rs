@@ -382,12 +382,21 @@ pub(super) async fn resources_in_scopes<C: ConnectionTrait>(
     t: &str,
     scopes: &[Scope],
     rtype: &str,
+    after: Option<&str>,
+    limit: usize,
 ) -> Result<Vec<Vec<ResourceNode>>> {
     let mut rows: Vec<resource::Model> = Vec::new();
     if scopes.contains(&Scope::Tenant) {
-        rows = resource::Entity::find()
+        // Keyset page over the (tenant, type, id) index.
+        let mut q = resource::Entity::find()
             .filter(resource::Column::TenantId.eq(t))
-            .filter(resource::Column::Rtype.eq(rtype))
+            .filter(resource::Column::Rtype.eq(rtype));
+        if let Some(a) = after {
+            q = q.filter(resource::Column::Rid.gt(a));
+        }
+        rows = q
+            .order_by_asc(resource::Column::Rid)
+            .limit(limit as u64)
             .all(c)
             .await?;
     } else {
@@ -440,12 +449,14 @@ pub(super) async fn resources_in_scopes<C: ConnectionTrait>(
         // (One statement with an OR of the ranges makes SQLite re-test every
         // branch on every row, which is far slower for many subtrees.)
         for p in subtrees {
-            let found = resource::Entity::find()
+            let mut q = resource::Entity::find()
                 .filter(resource::Column::TenantId.eq(t))
                 .filter(resource::Column::Rtype.eq(rtype))
-                .filter(under(p))
-                .all(c)
-                .await?;
+                .filter(under(p));
+            if let Some(a) = after {
+                q = q.filter(resource::Column::Rid.gt(a));
+            }
+            let found = q.all(c).await?;
             rows.extend(found.into_iter().filter(|r| seen.insert(r.pk)));
         }
     }

@@ -1272,7 +1272,13 @@ async fn check_inheritance<C: ConnectionTrait>(c: &C, t: &str, role: &Role) -> R
         .filter(|r| r.id != role.id)
         .collect();
     custom.push(role.clone());
-    let table = RoleTable::new(custom);
+    let table = RoleTable::new(custom.clone());
+    // The role table cuts cycles when it loads, so look for one on the raw
+    // definitions.
+    let edges: std::collections::HashMap<&str, &Vec<String>> = custom
+        .iter()
+        .map(|r| (r.id.as_str(), &r.inherits))
+        .collect();
     for parent in &role.inherits {
         if table.get(parent).is_none() {
             return Err(Error::invalid(
@@ -1280,11 +1286,20 @@ async fn check_inheritance<C: ConnectionTrait>(c: &C, t: &str, role: &Role) -> R
                 format!("no role `{parent}`"),
             ));
         }
-        if table.closure(parent).contains(&role.id) {
-            return Err(Error::precondition(
-                "role_cycle",
-                format!("`{parent}` already inherits `{}`", role.id),
-            ));
+        let mut stack = vec![parent.as_str()];
+        let mut seen = HashSet::new();
+        while let Some(r) = stack.pop() {
+            if r == role.id {
+                return Err(Error::precondition(
+                    "role_cycle",
+                    format!("`{parent}` already inherits `{}`", role.id),
+                ));
+            }
+            if seen.insert(r) {
+                if let Some(next) = edges.get(r) {
+                    stack.extend(next.iter().map(String::as_str));
+                }
+            }
         }
     }
     Ok(())
