@@ -33,6 +33,17 @@ pub struct Page {
     pub revision: i64,
 }
 
+impl Page {
+    /// No ids, decided at `revision`.
+    fn empty(revision: i64) -> Self {
+        Page {
+            ids: Vec::new(),
+            next_after: None,
+            revision,
+        }
+    }
+}
+
 /// Which page of a list: ids after `after`, at most `limit`.
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest<'a> {
@@ -129,11 +140,7 @@ impl<S: Store> Authorizer<S> {
     ) -> Result<Page> {
         let PageRequest { after, limit } = page;
         let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
-            return Ok(Page {
-                ids: vec![],
-                next_after: None,
-                revision: 0,
-            });
+            return Ok(Page::empty(0));
         };
         let now = now_millis();
         let subject = self.store.subject(tenant, subject_id).await?;
@@ -142,11 +149,7 @@ impl<S: Store> Authorizer<S> {
             .as_ref()
             .filter(|p| p.status == PrincipalStatus::Active)
         else {
-            return Ok(Page {
-                ids: vec![],
-                next_after: None,
-                revision,
-            });
+            return Ok(Page::empty(revision));
         };
         let roles = self.store.roles(tenant).await?;
         let bindings = &subject.bindings;
@@ -231,19 +234,11 @@ impl<S: Store> Authorizer<S> {
     ) -> Result<Page> {
         let PageRequest { after, limit } = page;
         let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
-            return Ok(Page {
-                ids: vec![],
-                next_after: None,
-                revision: 0,
-            });
+            return Ok(Page::empty(0));
         };
         let now = now_millis();
         let Some(path) = self.store.ancestry(tenant, resource).await? else {
-            return Ok(Page {
-                ids: vec![],
-                next_after: None,
-                revision,
-            });
+            return Ok(Page::empty(revision));
         };
         let roles = self.store.roles(tenant).await?;
         let mut ids = BTreeSet::new();

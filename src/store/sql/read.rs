@@ -373,8 +373,16 @@ pub(super) async fn ancestry<C: ConnectionTrait>(
     let Some(row) = resource_row(c, t, r).await? else {
         return Ok(None);
     };
+    ancestry_of_row(c, &row).await.map(Some)
+}
+
+/// The ancestry of a resource row already read.
+pub(super) async fn ancestry_of_row<C: ConnectionTrait>(
+    c: &C,
+    row: &resource::Model,
+) -> Result<Vec<ResourceNode>> {
     let by_pk = resources_by_pk(c, &ancestor_pks(&row.ancestors)?).await?;
-    ancestry_of(&row, &by_pk).map(Some)
+    ancestry_of(row, &by_pk)
 }
 
 pub(super) async fn resources_in_scopes<C: ConnectionTrait>(

@@ -341,10 +341,33 @@ async fn existing<C: ConnectionTrait>(
     let row = read::resource_row(c, t, r)
         .await?
         .ok_or_else(|| Error::not_found(format!("resource `{r}`")))?;
-    let path = read::ancestry(c, t, r)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("resource `{r}`")))?;
+    let path = read::ancestry_of_row(c, &row).await?;
     Ok((row, path))
+}
+
+/// An optional parent's row and ancestry; none (the tenant) when unset.
+async fn existing_parent<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    parent: Option<&ResourceRef>,
+) -> Result<(Option<resource::Model>, Vec<ResourceNode>)> {
+    match parent {
+        Some(p) => {
+            let (row, path) = existing(c, t, p).await?;
+            Ok((Some(row), path))
+        }
+        None => Ok((None, Vec::new())),
+    }
+}
+
+/// The direct `owner` allow grants of principals on a resource.
+fn owner_grants(t: &str, pk: i64) -> sea_orm::Select<grant::Entity> {
+    grant::Entity::find()
+        .filter(grant::Column::TenantId.eq(t))
+        .filter(grant::Column::ScopePk.eq(pk))
+        .filter(grant::Column::RoleId.eq("owner"))
+        .filter(grant::Column::Effect.eq("allow"))
+        .filter(grant::Column::SubjectKind.eq("principal"))
 }
 
 async fn require_principal<C: ConnectionTrait>(c: &C, t: &str, id: &str) -> Result<Principal> {
@@ -501,13 +524,7 @@ async fn run<C: ConnectionTrait>(
             private,
             owner,
         } => {
-            let (parent_row, parent_path) = match &parent {
-                Some(p) => {
-                    let (row, path) = existing(c, t, p).await?;
-                    (Some(row), path)
-                }
-                None => (None, Vec::new()),
-            };
+            let (parent_row, parent_path) = existing_parent(c, t, parent.as_ref()).await?;
             authorize(c, ctx, &resource.rtype, "create", &parent_path, now).await?;
             if read::resource_row(c, t, &resource).await?.is_some() {
                 return Err(Error::AlreadyExists {
@@ -587,13 +604,7 @@ async fn run<C: ConnectionTrait>(
         } => {
             let (row, path) = existing(c, t, &resource).await?;
             authorize(c, ctx, &resource.rtype, "manage", &path, now).await?;
-            let (np_row, np_path) = match &new_parent {
-                Some(p) => {
-                    let (r, path) = existing(c, t, p).await?;
-                    (Some(r), path)
-                }
-                None => (None, Vec::new()),
-            };
+            let (np_row, np_path) = existing_parent(c, t, new_parent.as_ref()).await?;
             authorize(c, ctx, &resource.rtype, "create", &np_path, now).await?;
             if let Some(np) = &np_row {
                 if np.pk == row.pk || np.ancestors.contains(&format!("/{}/", row.pk)) {
@@ -740,14 +751,7 @@ async fn run<C: ConnectionTrait>(
                     return Err(Error::not_found(format!("role `{r}`")));
                 }
             }
-            let previous = grant::Entity::find()
-                .filter(grant::Column::TenantId.eq(t))
-                .filter(grant::Column::ScopePk.eq(row.pk))
-                .filter(grant::Column::RoleId.eq("owner"))
-                .filter(grant::Column::Effect.eq("allow"))
-                .filter(grant::Column::SubjectKind.eq("principal"))
-                .all(c)
-                .await?;
+            let previous = owner_grants(t, row.pk).all(c).await?;
             grant::Entity::delete_many()
                 .filter(grant::Column::Id.is_in(previous.iter().map(|g| g.id.clone())))
                 .exec(c)
@@ -1346,14 +1350,7 @@ async fn ensure_single_owners<C: ConnectionTrait>(c: &C, t: &str, rtype: &str) -
         .all(c)
         .await?;
     for r in rows {
-        let owners = grant::Entity::find()
-            .filter(grant::Column::TenantId.eq(t))
-            .filter(grant::Column::ScopePk.eq(r.pk))
-            .filter(grant::Column::RoleId.eq("owner"))
-            .filter(grant::Column::Effect.eq("allow"))
-            .filter(grant::Column::SubjectKind.eq("principal"))
-            .count(c)
-            .await?;
+        let owners = owner_grants(t, r.pk).count(c).await?;
         if owners != 1 {
             return Err(Error::precondition(
                 "single_owner",
