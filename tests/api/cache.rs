@@ -1062,26 +1062,7 @@ impl Drop for InProcess {
 async fn serve_in_process(url: &str, migrate: bool, poll_ms: u64) -> InProcess {
     let mut cfg = test_config(url);
     cfg.cache.poll_interval_ms = poll_ms;
-    let app = portcullis::app::App::build(&cfg, migrate)
-        .await
-        .expect("build a replica");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        app.serve(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let (_, channel, tx, _) = serve(&cfg, migrate).await;
     InProcess {
         node: Node { channel },
         stop: Some(tx),

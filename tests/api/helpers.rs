@@ -184,13 +184,19 @@ pub async fn spawn_app_on(backend: Backend) -> TestApp {
     app
 }
 
-/// A server on `backend` with no tenant.
-pub async fn spawn_bare(backend: Backend) -> TestApp {
-    init_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = fresh_database(&backend, dir.path()).await;
-    let cfg = test_config(&database_url);
-    let app = App::build(&cfg, true).await.expect("build app");
+/// Builds an app from `cfg` (migrating when asked), serves it on an
+/// ephemeral loopback port, and connects to it. Sending on (or dropping) the
+/// returned sender shuts it down.
+pub async fn serve(
+    cfg: &Config,
+    migrate: bool,
+) -> (
+    SocketAddr,
+    Channel,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let app = App::build(cfg, migrate).await.expect("build app");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -208,6 +214,15 @@ pub async fn spawn_bare(backend: Backend) -> TestApp {
         .connect()
         .await
         .expect("connect");
+    (addr, channel, tx, server)
+}
+
+/// A server on `backend` with no tenant.
+pub async fn spawn_bare(backend: Backend) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(&backend, dir.path()).await;
+    let (addr, channel, tx, server) = serve(&test_config(&database_url), true).await;
     TestApp {
         addr,
         channel,
