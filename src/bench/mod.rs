@@ -4,6 +4,7 @@
 
 pub mod dataset;
 
+use crate::auth::Bearer;
 use crate::grpc::pb;
 use crate::store::sql::SqlStore;
 use dataset::{Dataset, Shape};
@@ -14,9 +15,7 @@ use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
-use tonic::Request;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -149,16 +148,6 @@ type Client = CheckServiceClient<tonic::service::interceptor::InterceptedService
 type Lister =
     ListAccessibleServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
-#[derive(Clone)]
-struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
 const TENANT: &str = "bench";
 
 fn check_req(user: &str, workflow: &str, action: &str) -> pb::CheckRequest {
@@ -228,7 +217,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
 
     let key = crate::auth::generate_key();
     let server = start_server(&url, &key, opts.server_core)?;
-    let bearer = Bearer(format!("Bearer {key}").parse().map_err(|_| "bad key")?);
+    let bearer = Bearer::new(&key).ok_or("bad key")?;
     let mut channels = Vec::new();
     for _ in 0..opts.connections.max(1) {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))

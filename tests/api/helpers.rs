@@ -14,11 +14,9 @@ use portcullis::grpc::pb;
 use sea_orm::ConnectionTrait;
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 pub const OPERATOR_KEY: &str = "operator-key-0123456789";
 pub const ADMIN_KEY: &str = "admin-key-0123456789abc";
@@ -72,16 +70,7 @@ macro_rules! on_every_backend {
     };
 }
 
-/// Adds `authorization: Bearer <key>` to every call.
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
+pub use portcullis::auth::Bearer;
 
 pub type Authed = InterceptedService<Channel, Bearer>;
 
@@ -268,7 +257,7 @@ pub fn code<T: std::fmt::Debug>(r: Result<T, Status>) -> Code {
 
 impl TestApp {
     fn bearer(key: &str) -> Bearer {
-        Bearer(format!("Bearer {key}").parse().expect("ascii"))
+        Bearer::new(key).expect("ascii key")
     }
 
     /// Admin client with the operator key.
