@@ -2,29 +2,49 @@
 //! `App::build` connects and migrates; `App::serve` serves a listener until
 //! the shutdown future completes, so tests bind port 0 and need no sleeps.
 
-use crate::auth::Keys;
+use crate::auth::Credentials;
 use crate::cache::{CacheSettings, CachedStore};
-use crate::config::{Config, KeyScope};
+use crate::config::{Config, GrpcConfig, KeyScope, TlsConfig};
 use crate::engine::authorizer::Authorizer;
 use crate::error::{Error, Result};
 use crate::grpc::admin::AdminApi;
+use crate::grpc::admission::Admission;
 use crate::grpc::check::CheckApi;
 use crate::grpc::pb;
 use crate::store::sql::SqlStore;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 /// Largest request message accepted (a full BatchCheck fits easily).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Health service names: `""` and each Portcullis service report
+/// readiness (the store is reachable and the server is not shutting down);
+/// `liveness` reports SERVING for as long as the process serves.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+const READINESS_SERVICES: [&str; 4] = [
+    "",
+    "portcullis.v1.CheckService",
+    "portcullis.v1.ListAccessibleService",
+    "portcullis.v1.AdminService",
+];
 
 /// A built application, ready to serve.
 #[derive(Debug)]
 pub struct App {
     store: SqlStore,
-    keys: Keys,
+    credentials: Credentials,
     cache: CacheSettings,
+    grpc: GrpcConfig,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl App {
@@ -40,8 +60,10 @@ impl App {
         }
         Ok(Self {
             store,
-            keys: Keys::new(&config.api_keys),
+            credentials: Credentials::new(&config.api_keys, &config.tls.clients),
             cache: config.cache.settings(),
+            grpc: config.grpc.clone(),
+            tls: tls_config(&config.tls)?,
         })
     }
 
@@ -77,72 +99,166 @@ impl App {
         let poller = tokio::spawn(cache.clone().poll(async {
             let _ = poll_stopped.await;
         }));
+        let cache_reachable = cache.reachable();
         let authz = Arc::new(Authorizer::new(cache.clone()));
         let check_api = CheckApi::new(authz);
         let admin_api = AdminApi::new(cache);
         let check = InterceptedService::new(
             pb::check_service_server::CheckServiceServer::new(check_api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            self.keys.interceptor(KeyScope::Check),
+            self.credentials.interceptor(KeyScope::Check),
         );
         let list = InterceptedService::new(
             pb::list_accessible_service_server::ListAccessibleServiceServer::new(check_api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            self.keys.interceptor(KeyScope::Check),
+            self.credentials.interceptor(KeyScope::Check),
         );
         let admin = InterceptedService::new(
             pb::admin_service_server::AdminServiceServer::new(admin_api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            self.keys.interceptor(KeyScope::Admin),
+            self.credentials.interceptor(KeyScope::Admin),
         );
 
-        // The store is migrated (App::build) before anything reports SERVING.
+        let admission = Admission::new(
+            self.grpc.max_in_flight,
+            Duration::from_millis(self.grpc.request_timeout_ms),
+        );
+        let grace = Duration::from_millis(self.grpc.shutdown_grace_ms);
+        // Readiness follows the store: SERVING while polls reach it (the store
+        // is migrated, App::build, before anything reports SERVING).
+        let shutting_down = Arc::new(AtomicBool::new(false));
         health
-            .set_serving::<pb::check_service_server::CheckServiceServer<CheckApi>>()
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
-        health
-            .set_serving::<pb::list_accessible_service_server::ListAccessibleServiceServer<CheckApi>>()
-            .await;
-        health
-            .set_serving::<pb::admin_service_server::AdminServiceServer<AdminApi>>()
-            .await;
+        set_readiness(&health, ServingStatus::Serving).await;
+        let readiness = tokio::spawn(follow_store(
+            health.clone(),
+            cache_reachable,
+            shutting_down.clone(),
+        ));
 
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
         // Tests and tools read the bound address from this line.
-        tracing::info!(addr = %addr, "serving gRPC");
-        let shutdown = async move {
-            shutdown.await;
-            tracing::info!("shutting down: health NOT_SERVING, finishing calls in flight");
-            for service in [
-                "",
-                "portcullis.v1.CheckService",
-                "portcullis.v1.ListAccessibleService",
-                "portcullis.v1.AdminService",
-            ] {
+        tracing::info!(addr = %addr, tls = self.tls.is_some(), "serving gRPC");
+        let draining = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let (admission, draining, health) =
+                (admission.clone(), draining.clone(), health.clone());
+            async move {
+                shutdown.await;
+                shutting_down.store(true, Ordering::SeqCst);
+                set_readiness(&health, ServingStatus::NotServing).await;
                 health
-                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
                     .await;
+                admission.close();
+                draining.notify_one();
+                tracing::info!(
+                    in_flight = admission.in_flight(),
+                    grace_ms = grace.as_millis() as u64,
+                    "shutting down: health NOT_SERVING, new calls refused, finishing calls in flight"
+                );
+                if tokio::time::timeout(grace, admission.drained())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        in_flight = admission.in_flight(),
+                        "grace period over with calls in flight"
+                    );
+                }
             }
         };
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms
         // to every message that spans several segments (batches, lists).
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let served = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| Error::invalid("tls", e.to_string()))?;
+        }
+        let server = builder
+            .layer(admission.clone())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(check)
             .add_service(list)
             .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| Error::Internal(format!("server: {e}")));
+            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(server);
+        // The grace period bounds the whole shutdown, however slow the
+        // connections are to close.
+        let served = tokio::select! {
+            r = &mut server => r.map_err(|e| Error::Internal(format!("server: {e}"))),
+            _ = async {
+                draining.notified().await;
+                tokio::time::sleep(grace + Duration::from_millis(500)).await;
+            } => {
+                tracing::warn!("grace period over; exiting");
+                Ok(())
+            }
+        };
+        readiness.abort();
         let _ = poll_stop.send(());
         let _ = poller.await;
         served
     }
+}
+
+async fn set_readiness(health: &HealthReporter, status: ServingStatus) {
+    for service in READINESS_SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Turns readiness NOT_SERVING while polls fail to reach the store, and
+/// SERVING again when they succeed (never once shutdown began).
+async fn follow_store(
+    health: HealthReporter,
+    mut reachable: tokio::sync::watch::Receiver<bool>,
+    shutting_down: Arc<AtomicBool>,
+) {
+    while reachable.changed().await.is_ok() {
+        let up = *reachable.borrow_and_update();
+        if shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let status = if up {
+            tracing::info!("store reachable again: readiness SERVING");
+            ServingStatus::Serving
+        } else {
+            tracing::warn!("store unreachable: readiness NOT_SERVING");
+            ServingStatus::NotServing
+        };
+        set_readiness(&health, status).await;
+    }
+}
+
+fn read_pem(field: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| Error::invalid(field, format!("cannot read `{}`: {e}", path.display())))
+}
+
+/// The rustls configuration of the listener, when TLS is configured.
+fn tls_config(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        return Ok(None);
+    };
+    let identity = Identity::from_pem(
+        read_pem("tls.cert_file", cert)?,
+        read_pem("tls.key_file", key)?,
+    );
+    let mut cfg = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_file {
+        cfg = cfg
+            .client_ca_root(Certificate::from_pem(read_pem("tls.client_ca_file", ca)?))
+            .client_auth_optional(tls.client_auth_optional);
+    }
+    Ok(Some(cfg))
 }

@@ -1,8 +1,12 @@
-//! auth: API keys. Keys are kept only as SHA-256 digests; a call presents
-//! `authorization: Bearer <key>`, and an interceptor per service checks the
-//! key's scope and attaches the [`Caller`] to the request.
+//! auth: who is calling. A call proves itself with an API key
+//! (`authorization: Bearer <key>`) or, when mutual TLS is configured, with a
+//! client certificate that names a configured identity. Keys are kept only as
+//! SHA-256 digests. An interceptor per service checks the credential's scope
+//! and attaches the [`Caller`]; handlers then ask [`Caller::tenant`] before
+//! touching a tenant, so a credential limited to some tenants reaches no other.
 
-use crate::config::{ApiKey, KeyScope};
+use crate::config::{ApiKey, ClientIdentity, KeyScope};
+use crate::error::Error;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,21 +15,62 @@ use tonic::{Request, Status};
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// Name of the key (recorded in the audit trail).
+    /// Name of the key or certificate identity (recorded in the audit trail).
     pub name: String,
-    /// What the key may call.
+    /// What it may call.
     pub scope: KeyScope,
+    /// The tenants it may reach; `None` for every tenant.
+    pub tenants: Option<Arc<[String]>>,
 }
 
-/// The configured keys, by digest.
+impl Caller {
+    /// Validates a request's `tenant_id` and checks that this caller may
+    /// reach it. The refusal is the same whether or not the tenant exists.
+    pub fn tenant(&self, tenant_id: String) -> Result<String, Error> {
+        crate::model::validate_id("tenant_id", &tenant_id)?;
+        match &self.tenants {
+            Some(allowed) if !allowed.iter().any(|t| *t == tenant_id) => {
+                Err(Error::PermissionDenied(format!(
+                    "credential `{}` is not permitted for tenant `{tenant_id}`",
+                    self.name
+                )))
+            }
+            _ => Ok(tenant_id),
+        }
+    }
+
+    /// Refuses callers limited to some tenants (for instance-wide calls).
+    pub fn require_every_tenant(&self) -> Result<(), Error> {
+        match self.tenants {
+            None => Ok(()),
+            Some(_) => Err(Error::PermissionDenied(format!(
+                "credential `{}` is limited to some tenants; this call spans every tenant",
+                self.name
+            ))),
+        }
+    }
+}
+
+fn tenant_list(tenants: &[String]) -> Option<Arc<[String]>> {
+    (!tenants.is_empty()).then(|| tenants.iter().cloned().collect())
+}
+
+/// The configured credentials: API keys by digest, and client-certificate
+/// identities by subject.
 #[derive(Clone, Default)]
-pub struct Keys {
+pub struct Credentials {
     by_digest: Arc<HashMap<[u8; 32], Caller>>,
+    by_certificate: Arc<HashMap<String, Caller>>,
 }
 
-impl std::fmt::Debug for Keys {
+impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Keys({} configured)", self.by_digest.len())
+        write!(
+            f,
+            "Credentials({} keys, {} certificate identities)",
+            self.by_digest.len(),
+            self.by_certificate.len()
+        )
     }
 }
 
@@ -33,9 +78,9 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl Keys {
-    /// Hashes the configured keys.
-    pub fn new(keys: &[ApiKey]) -> Self {
+impl Credentials {
+    /// Hashes the configured keys and indexes the certificate identities.
+    pub fn new(keys: &[ApiKey], identities: &[ClientIdentity]) -> Self {
         let by_digest = keys
             .iter()
             .map(|k| {
@@ -44,21 +89,58 @@ impl Keys {
                     Caller {
                         name: k.name.clone(),
                         scope: k.scope,
+                        tenants: tenant_list(&k.tenants),
+                    },
+                )
+            })
+            .collect();
+        let by_certificate = identities
+            .iter()
+            .map(|c| {
+                (
+                    c.subject.clone(),
+                    Caller {
+                        name: c.name.clone(),
+                        scope: c.scope,
+                        tenants: tenant_list(&c.tenants),
                     },
                 )
             })
             .collect();
         Self {
             by_digest: Arc::new(by_digest),
+            by_certificate: Arc::new(by_certificate),
         }
     }
 
-    /// Authenticates a request and checks that its key reaches `required`.
+    /// Authenticates a request and checks that its credential reaches
+    /// `required`. An `authorization` header wins; without one, a verified
+    /// client certificate naming a configured identity is the credential.
     pub fn authenticate<T>(&self, req: &Request<T>, required: KeyScope) -> Result<Caller, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <api key>`"))?;
+        let caller = match req.metadata().get("authorization") {
+            Some(header) => self.by_key(header)?,
+            None => match req.peer_certs() {
+                Some(chain) => self.by_certificate(&chain)?,
+                None => {
+                    return Err(Status::unauthenticated(
+                        "missing `authorization: Bearer <api key>` (or a client certificate)",
+                    ))
+                }
+            },
+        };
+        if caller.scope < required {
+            return Err(Status::permission_denied(format!(
+                "credential `{}` has scope `{:?}`; this service needs `{:?}`",
+                caller.name, caller.scope, required
+            )));
+        }
+        Ok(caller)
+    }
+
+    fn by_key(
+        &self,
+        header: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ) -> Result<Caller, Status> {
         let token = header
             .to_str()
             .ok()
@@ -67,17 +149,28 @@ impl Keys {
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .ok_or_else(|| Status::unauthenticated("`authorization` must be `Bearer <api key>`"))?;
-        let caller = self
-            .by_digest
+        self.by_digest
             .get(&digest(token.trim()))
-            .ok_or_else(|| Status::unauthenticated("unknown API key"))?;
-        if caller.scope < required {
-            return Err(Status::permission_denied(format!(
-                "API key `{}` has scope `{:?}`; this service needs `{:?}`",
-                caller.name, caller.scope, required
-            )));
-        }
-        Ok(caller.clone())
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unknown API key"))
+    }
+
+    /// The identity of the leaf certificate of a chain the TLS layer has
+    /// already verified against the configured client CA.
+    fn by_certificate(
+        &self,
+        chain: &[tonic::transport::CertificateDer<'static>],
+    ) -> Result<Caller, Status> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+        certificate_names(leaf.as_ref())
+            .iter()
+            .find_map(|n| self.by_certificate.get(n))
+            .cloned()
+            .ok_or_else(|| {
+                Status::unauthenticated("client certificate names no configured identity")
+            })
     }
 
     /// A tonic interceptor requiring `required`, attaching the [`Caller`].
@@ -86,13 +179,38 @@ impl Keys {
         required: KeyScope,
     ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
     {
-        let keys = self.clone();
+        let creds = self.clone();
         move |mut req: Request<()>| {
-            let caller = keys.authenticate(&req, required)?;
+            let caller = creds.authenticate(&req, required)?;
             req.extensions_mut().insert(caller);
             Ok(req)
         }
     }
+}
+
+/// The names a certificate proves: its DNS and URI subject alternative
+/// names (a SPIFFE id is a URI name), then its subject common names.
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => names.push((*d).to_owned()),
+                GeneralName::URI(u) => names.push((*u).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(s) = cn.as_str() {
+            names.push(s.to_owned());
+        }
+    }
+    names
 }
 
 /// The caller attached by the interceptor.

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Cache sizes and the polling interval.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +43,8 @@ pub struct CacheSettings {
     pub max_tenants: u64,
     /// How often the revision log is polled for other replicas' writes.
     pub poll_interval: Duration,
+    /// Longest the cache answers without a successful poll of the store.
+    pub max_staleness: Duration,
 }
 
 impl Default for CacheSettings {
@@ -52,6 +54,7 @@ impl Default for CacheSettings {
             max_resources: 1_000_000,
             max_tenants: 10_000,
             poll_interval: Duration::from_millis(250),
+            max_staleness: Duration::from_secs(5),
         }
     }
 }
@@ -126,6 +129,13 @@ struct Inner {
     polled: AtomicBool,
     /// Serializes catch-ups so that log entries are applied in order.
     catching_up: tokio::sync::Mutex<()>,
+    /// When the cache was created; `last_sync` counts from it.
+    epoch: Instant,
+    /// Milliseconds after `epoch` when a poll of every tenant last
+    /// began that then succeeded (0: never).
+    last_sync: AtomicU64,
+    /// Whether the last poll reached the store (for readiness).
+    reachable: tokio::sync::watch::Sender<bool>,
 }
 
 /// The SQL store with a cache in front of the reads checks make.
@@ -162,6 +172,9 @@ impl CachedStore {
             fill_gate: RwLock::new(()),
             polled: AtomicBool::new(false),
             catching_up: tokio::sync::Mutex::new(()),
+            epoch: Instant::now(),
+            last_sync: AtomicU64::new(0),
+            reachable: tokio::sync::watch::channel(true).0,
         };
         Self {
             store,
@@ -257,9 +270,35 @@ impl CachedStore {
         }
     }
 
+    /// Whether the last poll reached the store; changes drive readiness.
+    pub fn reachable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.reachable.subscribe()
+    }
+
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Refuses to answer from memory when no poll has reached the store
+    /// within `max_staleness`: a revocation written meanwhile could be
+    /// missed, and a stale allow is worse than no answer.
+    fn ensure_fresh(&self) -> Result<()> {
+        let last = self.inner.last_sync.load(Ordering::SeqCst);
+        let age = self.since_epoch().saturating_sub(last.saturating_sub(1));
+        if last == 0 || age > self.settings.max_staleness.as_millis() as u64 {
+            return Err(Error::Unavailable(format!(
+                "the store has not been reached for {age} ms (max_staleness {} ms)",
+                self.settings.max_staleness.as_millis()
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies the log of every tenant whose revision moved (all tenants), or
     /// of one tenant.
     pub async fn catch_up(&self, only: Option<&str>) -> Result<()> {
+        // Taken before reading: everything committed by now will be seen.
+        let began = self.since_epoch() + 1;
         let _serial = self.inner.catching_up.lock().await;
         let revisions = match only {
             None => self.store.tenant_revisions().await?,
@@ -295,6 +334,7 @@ impl CachedStore {
         }
         if only.is_none() {
             self.inner.polled.store(true, Ordering::SeqCst);
+            self.inner.last_sync.fetch_max(began, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -302,10 +342,28 @@ impl CachedStore {
     /// Polls the revision log until `shutdown` completes.
     pub async fn poll(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // A poll that hangs (a store that stopped answering) counts as failed.
+        let timeout = (self.settings.poll_interval * 4).max(Duration::from_secs(1));
         loop {
-            if let Err(e) = self.catch_up(None).await {
-                tracing::warn!(error = %e, "revision log poll failed");
-            }
+            let reached = match tokio::time::timeout(timeout, self.catch_up(None)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "revision log poll failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_ms = timeout.as_millis() as u64,
+                        "revision log poll timed out"
+                    );
+                    false
+                }
+            };
+            self.inner.reachable.send_if_modified(|r| {
+                let changed = *r != reached;
+                *r = reached;
+                changed
+            });
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
@@ -347,6 +405,7 @@ impl CachedStore {
 
 impl Store for CachedStore {
     async fn tenant_revision(&self, tenant: &str, at_least: Option<i64>) -> Result<Option<i64>> {
+        self.ensure_fresh()?;
         let fresh_enough = |k: i64| at_least.is_none_or(|m| k >= m);
         match self.known(tenant) {
             Some(k) if fresh_enough(k) => return Ok(Some(k)),

@@ -8,7 +8,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A secret string that never prints.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,43 @@ pub struct ApiKey {
     pub key: Secret,
     /// What it may call.
     pub scope: KeyScope,
+    /// The tenants it may reach; empty for every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+/// A calling service identified by its client certificate (mutual TLS).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientIdentity {
+    /// Name recorded in the audit trail as the caller.
+    pub name: String,
+    /// A DNS or URI subject alternative name (such as a SPIFFE id) or the
+    /// subject common name that the certificate must carry.
+    pub subject: String,
+    /// What it may call.
+    pub scope: KeyScope,
+    /// The tenants it may reach; empty for every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+/// TLS for the gRPC listener (rustls). Off unless both `cert_file` and
+/// `key_file` are set; mutual TLS when `client_ca_file` is set too.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the server.
+    pub key_file: Option<PathBuf>,
+    /// PEM CA bundle that client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// With a client CA: accept clients without a certificate (they must
+    /// then present an API key). Default: a certificate is required.
+    #[serde(default)]
+    pub client_auth_optional: bool,
+    /// Identities that client certificates may prove.
+    #[serde(default)]
+    pub clients: Vec<ClientIdentity>,
 }
 
 /// The gRPC listener.
@@ -60,6 +97,14 @@ pub struct ApiKey {
 pub struct GrpcConfig {
     /// Listen address.
     pub addr: SocketAddr,
+    /// Most calls (other than health checks) handled at once; more are
+    /// refused at once with `RESOURCE_EXHAUSTED` rather than queued.
+    pub max_in_flight: u32,
+    /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
+    pub request_timeout_ms: u64,
+    /// On SIGTERM, how long calls in flight may take to finish before the
+    /// process exits anyway.
+    pub shutdown_grace_ms: u64,
 }
 
 /// The database.
@@ -85,6 +130,10 @@ pub struct CacheConfig {
     /// Milliseconds between polls of the revision log; bounds how long
     /// another replica's write may go unseen without a consistency token.
     pub poll_interval_ms: u64,
+    /// Longest the replica answers from memory without having reached the
+    /// store; past it, checks answer `UNAVAILABLE` rather than risk a stale
+    /// allow, and readiness reports `NOT_SERVING`.
+    pub max_staleness_ms: u64,
 }
 
 impl CacheConfig {
@@ -95,6 +144,7 @@ impl CacheConfig {
             max_resources: self.max_resources,
             max_tenants: self.max_tenants,
             poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
+            max_staleness: std::time::Duration::from_millis(self.max_staleness_ms),
         }
     }
 }
@@ -118,6 +168,9 @@ pub struct Config {
     /// API keys; when empty, `serve` binds loopback only and makes an
     /// operator key for the session.
     pub api_keys: Vec<ApiKey>,
+    /// TLS and client certificates.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Cache.
     pub cache: CacheConfig,
     /// Logging.
@@ -129,6 +182,9 @@ impl Default for Config {
         Self {
             grpc: GrpcConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                max_in_flight: 512,
+                request_timeout_ms: 10_000,
+                shutdown_grace_ms: 20_000,
             },
             database: DatabaseConfig {
                 url: Secret::new("sqlite://portcullis.db?mode=rwc"),
@@ -136,11 +192,13 @@ impl Default for Config {
                 migrate_on_start: true,
             },
             api_keys: Vec::new(),
+            tls: TlsConfig::default(),
             cache: CacheConfig {
                 max_subjects: 100_000,
                 max_resources: 1_000_000,
                 max_tenants: 10_000,
                 poll_interval_ms: 250,
+                max_staleness_ms: 5_000,
             },
             log: LogConfig {
                 filter: "info".to_owned(),
@@ -203,6 +261,72 @@ impl Config {
                     "must be at least 16 characters",
                 ));
             }
+        }
+        for (i, c) in self.tls.clients.iter().enumerate() {
+            if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                return Err(Error::invalid(
+                    format!("tls.clients[{i}].name"),
+                    "must be non-empty and unique among keys and identities",
+                ));
+            }
+            if c.subject.is_empty() {
+                return Err(Error::invalid(
+                    format!("tls.clients[{i}].subject"),
+                    "must be non-empty",
+                ));
+            }
+        }
+        for (field, tenants) in self
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("api_keys[{i}].tenants"), &k.tenants))
+            .chain(
+                self.tls
+                    .clients
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("tls.clients[{i}].tenants"), &c.tenants)),
+            )
+        {
+            for t in tenants {
+                crate::model::validate_id(&field, t)?;
+            }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(Error::invalid(
+                "tls",
+                "`cert_file` and `key_file` must be set together",
+            ));
+        }
+        if self.tls.cert_file.is_none()
+            && (self.tls.client_ca_file.is_some() || !self.tls.clients.is_empty())
+        {
+            return Err(Error::invalid(
+                "tls.client_ca_file",
+                "client certificates need TLS: set `tls.cert_file` and `tls.key_file`",
+            ));
+        }
+        if !self.tls.clients.is_empty() && self.tls.client_ca_file.is_none() {
+            return Err(Error::invalid(
+                "tls.clients",
+                "certificate identities need `tls.client_ca_file`",
+            ));
+        }
+        if self.grpc.max_in_flight == 0 {
+            return Err(Error::invalid("grpc.max_in_flight", "must be at least 1"));
+        }
+        if self.grpc.request_timeout_ms < 10 {
+            return Err(Error::invalid(
+                "grpc.request_timeout_ms",
+                "must be at least 10",
+            ));
+        }
+        if self.cache.max_staleness_ms < 2 * self.cache.poll_interval_ms {
+            return Err(Error::invalid(
+                "cache.max_staleness_ms",
+                "must be at least twice `cache.poll_interval_ms`",
+            ));
         }
         if !(10..=1_000).contains(&self.cache.poll_interval_ms) {
             return Err(Error::invalid(

@@ -127,6 +127,7 @@ async fn serve(config: &mut Config, migrate: bool) -> portcullis::error::Result<
             name: "generated-operator".to_owned(),
             key: Secret::new(key),
             scope: KeyScope::Operator,
+            tenants: Vec::new(),
         });
     }
     let app = App::build(config, migrate).await?;

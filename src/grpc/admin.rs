@@ -13,7 +13,7 @@ use crate::model::{
     decode_page_token, encode_page_token, now_millis, page_size, Actor, Principal, PrincipalStatus,
     Team, Tenant,
 };
-use crate::store::sql::{AuditFilter, Command, Outcome, SqlStore, WriteContext};
+use crate::store::sql::{AuditFilter, Command, Outcome, RequestKey, SqlStore, WriteContext};
 use tonic::{Request, Response, Status};
 
 /// Largest `page_size` of the admin list RPCs.
@@ -47,8 +47,13 @@ impl AdminApi {
 
 /// The write context: a tenant and an actor. An empty `actor_id` means the
 /// super user, which only an operator key may be.
-fn ctx(caller: &Caller, tenant_id: String, actor_id: String) -> Result<WriteContext> {
-    let tenant_id = id("tenant_id", tenant_id)?;
+fn ctx(
+    caller: &Caller,
+    tenant_id: String,
+    actor_id: String,
+    request: Option<RequestKey>,
+) -> Result<WriteContext> {
+    let tenant_id = caller.tenant(tenant_id)?;
     let actor = if actor_id.is_empty() {
         if caller.scope != KeyScope::Operator {
             return Err(Error::invalid(
@@ -64,7 +69,63 @@ fn ctx(caller: &Caller, tenant_id: String, actor_id: String) -> Result<WriteCont
         tenant_id,
         caller: caller.name.clone(),
         actor,
+        request,
     })
+}
+
+/// Write requests carry an optional client request id.
+trait WriteRequest: prost::Message + Sized {
+    fn request_id(&mut self) -> &mut String;
+}
+
+macro_rules! write_requests {
+    ($($t:ident),* $(,)?) => {
+        $(impl WriteRequest for pb::$t {
+            fn request_id(&mut self) -> &mut String {
+                &mut self.request_id
+            }
+        })*
+    };
+}
+
+write_requests!(
+    CreateTenantRequest,
+    UpdateTenantRequest,
+    CreateResourceRequest,
+    MoveResourceRequest,
+    SetResourcePrivateRequest,
+    DeleteResourceRequest,
+    TransferOwnershipRequest,
+    CreatePrincipalRequest,
+    SetPrincipalStatusRequest,
+    CreateTeamRequest,
+    DeleteTeamRequest,
+    AddTeamMemberRequest,
+    RemoveTeamMemberRequest,
+    CreateRoleRequest,
+    UpdateRoleRequest,
+    DeleteRoleRequest,
+    CreateGrantRequest,
+    DeleteGrantRequest,
+);
+
+/// Takes the request id out of a write request and fingerprints the rest
+/// (message type and encoded fields), so that reusing the id for another
+/// request is caught.
+fn request_key<M: WriteRequest>(msg: &mut M) -> Result<Option<RequestKey>> {
+    use sha2::{Digest, Sha256};
+    let id = std::mem::take(msg.request_id());
+    if id.is_empty() {
+        return Ok(None);
+    }
+    crate::model::validate_id("request_id", &id)?;
+    let mut h = Sha256::new();
+    h.update(std::any::type_name::<M>().as_bytes());
+    h.update(msg.encode_to_vec());
+    Ok(Some(RequestKey {
+        id,
+        fingerprint: format!("{:x}", h.finalize()),
+    }))
 }
 
 fn require_operator(caller: &Caller) -> Result<()> {
@@ -74,6 +135,12 @@ fn require_operator(caller: &Caller) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Instance-wide calls: an operator credential not limited to some tenants.
+fn require_instance_operator(caller: &Caller) -> Result<()> {
+    require_operator(caller)?;
+    caller.require_every_tenant()
 }
 
 fn unexpected() -> Error {
@@ -124,8 +191,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateTenantResponse>, Status> {
         let caller = caller(&req)?;
         require_operator(&caller)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, String::new())?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, String::new(), request)?;
         let now = now_millis();
         let tenant = Tenant {
             id: ctx.tenant_id.clone(),
@@ -170,8 +238,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::GetTenantResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let tenant = self
             .store
             .tenant(&t)
@@ -186,7 +255,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        require_operator(&caller(&req)?)?;
+        require_instance_operator(&caller(&req)?)?;
         let r = req.into_inner();
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
         let after = decode_page_token("page_token", &r.page_token)?;
@@ -204,8 +273,9 @@ impl AdminService for AdminApi {
         req: Request<pb::UpdateTenantRequest>,
     ) -> Result<Response<pb::UpdateTenantResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::UpdateTenant {
             display_name: display_name("display_name", r.display_name)?,
             single_owner_types: convert::type_list("single_owner_types", r.single_owner_types)?,
@@ -224,8 +294,9 @@ impl AdminService for AdminApi {
         req: Request<pb::CreateResourceRequest>,
     ) -> Result<Response<pb::CreateResourceResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let owner = if r.owner_id.is_empty() {
             None
         } else {
@@ -248,8 +319,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetResourceRequest>,
     ) -> Result<Response<pb::GetResourceResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let res = convert::resource("resource", r.resource)?;
         let found = self
             .store
@@ -265,8 +337,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let parent = convert::opt_resource("parent", r.parent)?;
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
         let after = decode_page_token("page_token", &r.page_token)?;
@@ -290,8 +363,9 @@ impl AdminService for AdminApi {
         req: Request<pb::MoveResourceRequest>,
     ) -> Result<Response<pb::MoveResourceResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::MoveResource {
             resource: convert::resource("resource", r.resource)?,
             new_parent: convert::opt_resource("new_parent", r.new_parent)?,
@@ -308,8 +382,9 @@ impl AdminService for AdminApi {
         req: Request<pb::SetResourcePrivateRequest>,
     ) -> Result<Response<pb::SetResourcePrivateResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::SetResourcePrivate {
             resource: convert::resource("resource", r.resource)?,
             private: r.private,
@@ -326,8 +401,9 @@ impl AdminService for AdminApi {
         req: Request<pb::DeleteResourceRequest>,
     ) -> Result<Response<pb::DeleteResourceResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::DeleteResource {
             resource: convert::resource("resource", r.resource)?,
         };
@@ -343,8 +419,9 @@ impl AdminService for AdminApi {
         req: Request<pb::TransferOwnershipRequest>,
     ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let previous_owner_role = if r.previous_owner_role_id.is_empty() {
             None
         } else {
@@ -367,8 +444,9 @@ impl AdminService for AdminApi {
         req: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let status = match convert::principal_status("status", r.status)? {
             None | Some(PrincipalStatus::Invited) => PrincipalStatus::Invited,
             Some(PrincipalStatus::Active) => PrincipalStatus::Active,
@@ -396,8 +474,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetPrincipalRequest>,
     ) -> Result<Response<pb::GetPrincipalResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let p = id("principal_id", r.principal_id)?;
         let found = self
             .store
@@ -413,8 +492,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListPrincipalsRequest>,
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
         let after = decode_page_token("page_token", &r.page_token)?;
         let items = self
@@ -433,8 +513,9 @@ impl AdminService for AdminApi {
         req: Request<pb::SetPrincipalStatusRequest>,
     ) -> Result<Response<pb::SetPrincipalStatusResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let status = convert::principal_status("status", r.status)?
             .ok_or_else(|| Error::invalid("status", "must be set"))?;
         let cmd = Command::SetPrincipalStatus {
@@ -453,8 +534,9 @@ impl AdminService for AdminApi {
         req: Request<pb::CreateTeamRequest>,
     ) -> Result<Response<pb::CreateTeamResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let team = Team {
             id: id("team_id", r.team_id)?,
             display_name: display_name("display_name", r.display_name)?,
@@ -470,8 +552,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListTeamsRequest>,
     ) -> Result<Response<pb::ListTeamsResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
         let after = decode_page_token("page_token", &r.page_token)?;
         let items = self.store.list_teams(&t, after.as_deref(), limit).await?;
@@ -487,8 +570,9 @@ impl AdminService for AdminApi {
         req: Request<pb::DeleteTeamRequest>,
     ) -> Result<Response<pb::DeleteTeamResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::DeleteTeam {
             team_id: id("team_id", r.team_id)?,
         };
@@ -501,8 +585,9 @@ impl AdminService for AdminApi {
         req: Request<pb::AddTeamMemberRequest>,
     ) -> Result<Response<pb::AddTeamMemberResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::AddTeamMember {
             team_id: id("team_id", r.team_id)?,
             member: convert::subject("member", r.member)?,
@@ -516,8 +601,9 @@ impl AdminService for AdminApi {
         req: Request<pb::RemoveTeamMemberRequest>,
     ) -> Result<Response<pb::RemoveTeamMemberResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::RemoveTeamMember {
             team_id: id("team_id", r.team_id)?,
             member: convert::subject("member", r.member)?,
@@ -530,8 +616,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListTeamMembersRequest>,
     ) -> Result<Response<pb::ListTeamMembersResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let team = id("team_id", r.team_id)?;
         let members = self
             .store
@@ -548,8 +635,9 @@ impl AdminService for AdminApi {
         req: Request<pb::CreateRoleRequest>,
     ) -> Result<Response<pb::CreateRoleResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let role = convert::role("role", r.role)?;
         let (out, revision) = self.write(ctx, Command::CreateRole { role }).await?;
         Ok(Response::new(pb::CreateRoleResponse {
@@ -562,8 +650,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetRoleRequest>,
     ) -> Result<Response<pb::GetRoleResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let role_id = name("role_id", r.role_id)?;
         let table: RoleTable = self.store.role_table(&t).await?;
         let role = table
@@ -579,8 +668,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let table: RoleTable = self.store.role_table(&t).await?;
         Ok(Response::new(pb::ListRolesResponse {
             roles: table.all().into_iter().cloned().map(Into::into).collect(),
@@ -592,8 +682,9 @@ impl AdminService for AdminApi {
         req: Request<pb::UpdateRoleRequest>,
     ) -> Result<Response<pb::UpdateRoleResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let role = convert::role("role", r.role)?;
         let (out, revision) = self.write(ctx, Command::UpdateRole { role }).await?;
         Ok(Response::new(pb::UpdateRoleResponse {
@@ -607,8 +698,9 @@ impl AdminService for AdminApi {
         req: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::DeleteRole {
             role_id: name("role_id", r.role_id)?,
             cascade: r.cascade,
@@ -625,8 +717,9 @@ impl AdminService for AdminApi {
         req: Request<pb::CreateGrantRequest>,
     ) -> Result<Response<pb::CreateGrantResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::CreateGrant {
             subject: convert::subject("subject", r.subject)?,
             role_id: name("role_id", r.role_id)?,
@@ -646,8 +739,9 @@ impl AdminService for AdminApi {
         req: Request<pb::DeleteGrantRequest>,
     ) -> Result<Response<pb::DeleteGrantResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id)?;
+        let mut r = req.into_inner();
+        let request = request_key(&mut r)?;
+        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
         let cmd = Command::DeleteGrant {
             grant_id: id("grant_id", r.grant_id)?,
         };
@@ -659,8 +753,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListGrantsRequest>,
     ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let subject = match r.subject {
             None => None,
             Some(s) => Some(convert::subject("subject", Some(s))?),
@@ -689,8 +784,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetAccessOverviewRequest>,
     ) -> Result<Response<pb::GetAccessOverviewResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = id("tenant_id", r.tenant_id)?;
+        let t = caller.tenant(r.tenant_id)?;
         let p = id("principal_id", r.principal_id)?;
         if !r.scope_type.is_empty() {
             crate::model::validate_name("scope_type", &r.scope_type)?;
@@ -731,6 +827,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let opt = |field: &str, v: String| -> Result<Option<String>> {
             if v.is_empty() {
@@ -747,7 +844,7 @@ impl AdminService for AdminApi {
             })?),
         };
         let filter = AuditFilter {
-            tenant: id("tenant_id", r.tenant_id)?,
+            tenant: caller.tenant(r.tenant_id)?,
             actor: opt("actor", r.actor)?,
             action: opt("action", r.action)?,
             target_prefix: opt("target_prefix", r.target_prefix)?,
@@ -769,7 +866,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetCacheStatsRequest>,
     ) -> Result<Response<pb::GetCacheStatsResponse>, Status> {
-        require_operator(&caller(&req)?)?;
+        require_instance_operator(&caller(&req)?)?;
         let stats = self.cache.stats();
         let counters = |c: crate::cache::CounterSnapshot| pb::CacheCounters {
             hits: c.hits,

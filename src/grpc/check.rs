@@ -5,6 +5,7 @@ use super::convert;
 use super::pb;
 use super::pb::check_service_server::CheckService;
 use super::pb::list_accessible_service_server::ListAccessibleService;
+use crate::auth::caller;
 use crate::cache::CachedStore;
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
@@ -63,8 +64,9 @@ impl CheckService for CheckApi {
         &self,
         req: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let tenant = caller.tenant(r.tenant_id)?;
         let q = query("", r.subject_id, r.action, r.resource)?;
         context(&r.context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
@@ -83,8 +85,9 @@ impl CheckService for CheckApi {
         &self,
         req: Request<pb::BatchCheckRequest>,
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let tenant = caller.tenant(r.tenant_id)?;
         if r.items.is_empty() || r.items.len() > MAX_BATCH {
             return Err(
                 Error::invalid("items", format!("must hold 1 to {MAX_BATCH} items")).into(),
@@ -129,8 +132,9 @@ impl ListAccessibleService for CheckApi {
         &self,
         req: Request<pb::ListAccessibleRequest>,
     ) -> Result<Response<pb::ListAccessibleResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let tenant = caller.tenant(r.tenant_id)?;
         let subject = convert::id("subject_id", r.subject_id)?;
         let action = convert::name("action", r.action)?;
         model::validate_resource_type("resource_type", &r.resource_type)?;
@@ -164,8 +168,9 @@ impl ListAccessibleService for CheckApi {
         &self,
         req: Request<pb::ListSubjectsRequest>,
     ) -> Result<Response<pb::ListSubjectsResponse>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = convert::id("tenant_id", r.tenant_id)?;
+        let tenant = caller.tenant(r.tenant_id)?;
         let resource = convert::resource("resource", r.resource)?;
         let action = convert::name("action", r.action)?;
         let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;

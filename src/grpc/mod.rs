@@ -2,6 +2,7 @@
 //! convert; `status.rs` is the one place errors become gRPC codes.
 
 pub mod admin;
+pub mod admission;
 pub mod check;
 pub mod convert;
 mod status;

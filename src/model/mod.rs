@@ -17,6 +17,8 @@ pub const MAX_ID_BYTES: usize = 256;
 pub const MAX_DISPLAY_NAME_BYTES: usize = 1024;
 /// Longest type, action or role name accepted.
 pub const MAX_NAME_BYTES: usize = 63;
+/// Most levels in a resource tree (a top-level resource is level 1).
+pub const MAX_TREE_DEPTH: usize = 32;
 /// The pseudo resource type of the tenant itself (tenant-wide permissions).
 pub const TENANT_TYPE: &str = "tenant";
 

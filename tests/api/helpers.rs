@@ -111,16 +111,19 @@ pub fn test_config(database_url: &str) -> Config {
             name: "test-operator".into(),
             key: Secret::new(OPERATOR_KEY),
             scope: KeyScope::Operator,
+            tenants: Vec::new(),
         },
         ApiKey {
             name: "test-admin".into(),
             key: Secret::new(ADMIN_KEY),
             scope: KeyScope::Admin,
+            tenants: Vec::new(),
         },
         ApiKey {
             name: "test-check".into(),
             key: Secret::new(CHECK_KEY),
             scope: KeyScope::Check,
+            tenants: Vec::new(),
         },
     ];
     cfg
@@ -354,6 +357,7 @@ impl TestApp {
     ) -> Result<String, Status> {
         self.operator()
             .create_resource(pb::CreateResourceRequest {
+                request_id: String::new(),
                 tenant_id: TENANT.into(),
                 actor_id: actor.into(),
                 resource: Some(res(r)),
@@ -448,6 +452,7 @@ impl TestApp {
     ) -> Result<pb::Grant, Status> {
         self.operator()
             .create_grant(pb::CreateGrantRequest {
+                request_id: String::new(),
                 tenant_id: TENANT.into(),
                 actor_id: actor.into(),
                 subject: Some(subj(subject)),
@@ -481,6 +486,7 @@ impl TestApp {
     ) -> Result<String, Status> {
         self.operator()
             .set_principal_status(pb::SetPrincipalStatusRequest {
+                request_id: String::new(),
                 tenant_id: TENANT.into(),
                 actor_id: actor.into(),
                 principal_id: principal.into(),

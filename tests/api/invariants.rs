@@ -368,6 +368,7 @@ async fn the_audit_trail_records_who_did_what_with_before_and_after(b: Backend) 
         .unwrap();
     app.admin()
         .create_team(pb::CreateTeamRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: ADMIN.into(),
             team_id: "ops".into(),

@@ -3,7 +3,9 @@
 
 mod cache;
 mod helpers;
+mod process;
 
+mod hostile;
 mod invariants;
 mod properties;
 mod seed_flow_builder;

@@ -421,6 +421,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
         let r = app
             .operator()
             .create_grant(pb::CreateGrantRequest {
+                request_id: String::new(),
                 tenant_id: TENANT.into(),
                 actor_id: String::new(),
                 subject: Some(subj(&w.subject_name(g.subject))),

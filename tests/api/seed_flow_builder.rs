@@ -81,6 +81,7 @@ async fn invite_as(
     };
     app.admin()
         .create_principal(pb::CreatePrincipalRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             principal_id: id.into(),
@@ -101,6 +102,7 @@ async fn status_as(
 ) -> Result<String, tonic::Status> {
     app.admin()
         .set_principal_status(pb::SetPrincipalStatusRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             principal_id: id.into(),
@@ -195,6 +197,7 @@ async fn editors_manage_connections_and_viewers_cannot(b: Backend) {
         async move {
             client
                 .delete_resource(pb::DeleteResourceRequest {
+                    request_id: String::new(),
                     tenant_id: TENANT.into(),
                     actor_id: actor.into(),
                     resource: Some(res("connection:stripe")),
@@ -666,6 +669,7 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
     let g = app
         .admin()
         .create_grant(pb::CreateGrantRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: "ada".into(),
             subject: Some(subj("ian")),
@@ -690,6 +694,7 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
     let rev = app
         .admin()
         .add_team_member(pb::AddTeamMemberRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: "ada".into(),
             team_id: "engineering".into(),
@@ -703,6 +708,7 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
     let rev = app
         .admin()
         .delete_grant(pb::DeleteGrantRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: "ada".into(),
             grant_id: grant_id.clone(),

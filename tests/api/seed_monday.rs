@@ -343,6 +343,7 @@ async fn only_account_roles_allowed_to_create_workflows_can_create_them(b: Backe
     // The account admin withdraws workflow creation from members too.
     app.admin()
         .update_role(pb::UpdateRoleRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: ADMIN.into(),
             role: Some(pb::Role {
@@ -367,6 +368,7 @@ async fn only_account_roles_allowed_to_create_workflows_can_create_them(b: Backe
     let r = app
         .admin()
         .update_role(pb::UpdateRoleRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: "sam".into(),
             role: Some(pb::Role {

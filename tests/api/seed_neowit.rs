@@ -137,6 +137,7 @@ async fn list_at(
 async fn delete_as(app: &TestApp, actor: &str, r: &str) -> Result<u64, Status> {
     app.operator()
         .delete_resource(pb::DeleteResourceRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             resource: Some(res(r)),
@@ -160,6 +161,7 @@ async fn change_org_policy_as(app: &TestApp, actor: &str) -> Result<String, Stat
         .expect("tenant");
     app.operator()
         .update_tenant(pb::UpdateTenantRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             display_name: t.display_name,
@@ -364,6 +366,7 @@ async fn promoting_a_user_to_admin_opens_every_workflow_at_once(b: Backend) {
     let promotion = app
         .operator()
         .create_grant(pb::CreateGrantRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: ADMIN.into(),
             subject: Some(subj("pat")),

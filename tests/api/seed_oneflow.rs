@@ -33,6 +33,7 @@ async fn oneflow_account(b: Backend) -> TestApp {
 async fn invite_as(app: &TestApp, actor: &str, id: &str) -> Result<String, Status> {
     app.operator()
         .create_principal(pb::CreatePrincipalRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             principal_id: id.into(),
@@ -47,6 +48,7 @@ async fn invite_as(app: &TestApp, actor: &str, id: &str) -> Result<String, Statu
 async fn revoke_as(app: &TestApp, actor: &str, grant_id: &str) -> Result<String, Status> {
     app.operator()
         .delete_grant(pb::DeleteGrantRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             grant_id: grant_id.into(),
@@ -129,6 +131,7 @@ async fn predefined_roles_cannot_be_edited_or_removed(b: Backend) {
             let update = app
                 .operator()
                 .update_role(pb::UpdateRoleRequest {
+                    request_id: String::new(),
                     tenant_id: TENANT.into(),
                     actor_id: actor.into(),
                     role: Some(edited.clone()),
@@ -139,6 +142,7 @@ async fn predefined_roles_cannot_be_edited_or_removed(b: Backend) {
                 let delete = app
                     .operator()
                     .delete_role(pb::DeleteRoleRequest {
+                        request_id: String::new(),
                         tenant_id: TENANT.into(),
                         actor_id: actor.into(),
                         role_id: id.into(),
@@ -315,6 +319,7 @@ async fn account_admin_granted_on_a_workspace_grants_no_account_permission(b: Ba
     let custom_role = app
         .operator()
         .create_role(pb::CreateRoleRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: "aaron".into(),
             role: Some(pb::Role {
@@ -652,6 +657,7 @@ async fn custom_roles_extend_and_inherit_the_predefined_ones(b: Backend) {
         async move {
             client
                 .create_role(pb::CreateRoleRequest {
+                    request_id: String::new(),
                     tenant_id: TENANT.into(),
                     actor_id: actor,
                     role: Some(role),
@@ -676,6 +682,7 @@ async fn custom_roles_extend_and_inherit_the_predefined_ones(b: Backend) {
     wider.permissions.push("contract.edit".into());
     app.operator()
         .update_role(pb::UpdateRoleRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: ADMIN.into(),
             role: Some(wider),
@@ -689,6 +696,7 @@ async fn custom_roles_extend_and_inherit_the_predefined_ones(b: Backend) {
         async move {
             client
                 .delete_role(pb::DeleteRoleRequest {
+                    request_id: String::new(),
                     tenant_id: TENANT.into(),
                     actor_id: ADMIN.into(),
                     role_id: "contract_publisher".into(),

@@ -158,6 +158,7 @@ async fn create_as(app: &TestApp, actor: &str, r: &str, parent: &str) -> Result<
 async fn delete_resource_as(app: &TestApp, actor: &str, r: &str) -> Result<u64, Status> {
     app.operator()
         .delete_resource(pb::DeleteResourceRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             resource: Some(res(r)),
@@ -169,6 +170,7 @@ async fn delete_resource_as(app: &TestApp, actor: &str, r: &str) -> Result<u64, 
 async fn revoke_as(app: &TestApp, actor: &str, grant_id: &str) -> Result<String, Status> {
     app.operator()
         .delete_grant(pb::DeleteGrantRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             grant_id: grant_id.into(),
@@ -186,6 +188,7 @@ async fn transfer(
 ) -> Result<pb::Grant, Status> {
     app.operator()
         .transfer_ownership(pb::TransferOwnershipRequest {
+            request_id: String::new(),
             tenant_id: TENANT.into(),
             actor_id: actor.into(),
             resource: Some(res(r)),

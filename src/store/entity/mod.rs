@@ -5,6 +5,7 @@ pub mod audit_event;
 pub mod change;
 pub mod grant;
 pub mod principal;
+pub mod request;
 pub mod resource;
 pub mod role;
 pub mod team;

@@ -7,6 +7,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_changes;
 mod m20261123_000003_resource_path_index;
 mod m20261123_000004_member_index;
+mod m20261123_000005_requests;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_changes::Migration),
             Box::new(m20261123_000003_resource_path_index::Migration),
             Box::new(m20261123_000004_member_index::Migration),
+            Box::new(m20261123_000005_requests::Migration),
         ]
     }
 }

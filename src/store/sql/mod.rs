@@ -5,7 +5,7 @@ mod read;
 mod write;
 
 pub use bulk::{BulkResource, BulkTenant};
-pub use write::{Command, Outcome, WriteContext, Written};
+pub use write::{Command, Outcome, RequestKey, WriteContext, Written, REQUEST_ID_RETENTION_MS};
 
 use super::entity::{
     audit_event, change, grant, principal, resource, role, team, team_member, tenant,
@@ -45,13 +45,18 @@ impl SqlStore {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                // On every connection of the pool: WAL lets checks read while
+                // an admin write is in progress; FULL syncs the log at every
+                // commit, so an acknowledged write survives a crash of the
+                // process or of the machine.
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(5))
+            });
         let db = Database::connect(opts).await?;
-        if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-            // WAL lets checks read while an admin write is in progress.
-            db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-                .await?;
-        }
         Ok(Self { db })
     }
 

@@ -7,7 +7,7 @@ use super::read;
 use super::*;
 use crate::engine::{self, Question, Subject};
 use crate::model::{Actor, Millis};
-use crate::store::entity::change;
+use crate::store::entity::{change, request};
 use crate::store::Invalidation;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -25,7 +25,21 @@ pub struct WriteContext {
     pub caller: String,
     /// The acting principal or the super user.
     pub actor: Actor,
+    /// The client's id for this write, so that a retry is applied once.
+    pub request: Option<RequestKey>,
 }
+
+/// A client request id and what it was first used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// The client's id (unique per tenant).
+    pub id: String,
+    /// A digest of the whole request, to refuse reuse for another request.
+    pub fingerprint: String,
+}
+
+/// How long a request id is remembered.
+pub const REQUEST_ID_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// An administrative change.
 #[derive(Debug, Clone)]
@@ -161,7 +175,7 @@ pub enum Command {
 }
 
 /// What a command produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// A tenant.
     Tenant(Tenant),
@@ -212,7 +226,29 @@ pub(super) async fn apply(
     let txn = db.begin().await?;
     let now = model::now_millis();
     match run(&txn, ctx, cmd, now).await {
-        Ok((outcome, revision, audit, invalidation)) => {
+        Ok(Ran::Replayed(outcome, revision)) => {
+            // Undo the revision bump: nothing changes.
+            let _ = txn.rollback().await;
+            tracing::info!(tenant = %ctx.tenant_id, revision, "admin write replayed for a retried request id");
+            Ok(Written {
+                outcome,
+                revision,
+                invalidation: Invalidation::default(),
+            })
+        }
+        Ok(Ran::Applied((outcome, revision, audit, invalidation))) => {
+            if let Some(key) = &ctx.request {
+                request::ActiveModel {
+                    tenant_id: Set(ctx.tenant_id.clone()),
+                    request_id: Set(key.id.clone()),
+                    fingerprint: Set(key.fingerprint.clone()),
+                    revision: Set(revision),
+                    outcome: Set(json(&outcome)),
+                    at: Set(now),
+                }
+                .insert(&txn)
+                .await?;
+            }
             change::ActiveModel {
                 tenant_id: Set(ctx.tenant_id.clone()),
                 revision: Set(revision),
@@ -235,7 +271,7 @@ pub(super) async fn apply(
             }
             .insert(&txn)
             .await?;
-            prune_audit(&txn, &ctx.tenant_id, now).await?;
+            prune(&txn, &ctx.tenant_id, now).await?;
             txn.commit().await?;
             tracing::info!(tenant = %ctx.tenant_id, actor = %ctx.actor, action = audit.action, revision, "admin write");
             Ok(Written {
@@ -253,8 +289,14 @@ pub(super) async fn apply(
     }
 }
 
-/// Deletes the tenant's audit events older than its retention period.
-async fn prune_audit<C: ConnectionTrait>(c: &C, t: &str, now: Millis) -> Result<()> {
+/// Deletes the tenant's request ids older than a day and audit events older
+/// than its retention period.
+async fn prune<C: ConnectionTrait>(c: &C, t: &str, now: Millis) -> Result<()> {
+    request::Entity::delete_many()
+        .filter(request::Column::TenantId.eq(t))
+        .filter(request::Column::At.lt(now - REQUEST_ID_RETENTION_MS))
+        .exec(c)
+        .await?;
     let Some(tenant) = read::tenant_row(c, t).await? else {
         return Ok(());
     };
@@ -265,6 +307,55 @@ async fn prune_audit<C: ConnectionTrait>(c: &C, t: &str, now: Millis) -> Result<
         .exec(c)
         .await?;
     Ok(())
+}
+
+/// Refuses a tree deeper than [`model::MAX_TREE_DEPTH`] levels.
+fn check_depth(field: &str, depth: usize) -> Result<()> {
+    if depth > model::MAX_TREE_DEPTH {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "the resource tree would be {depth} levels deep; the limit is {}",
+                model::MAX_TREE_DEPTH
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Levels in the subtree of `row`, itself included (1 for a leaf).
+async fn subtree_height<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    row: &resource::Model,
+) -> Result<usize> {
+    let prefix = child_path(row);
+    let backend = c.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            "SELECT CAST(MAX(length(ancestors) - length(replace(ancestors, '/', ''))) AS BIGINT) AS d FROM resources WHERE tenant_id = $1 AND ancestors >= $2 AND ancestors < $3"
+        }
+        _ => "SELECT CAST(MAX(length(ancestors) - length(replace(ancestors, '/', ''))) AS BIGINT) AS d FROM resources WHERE tenant_id = ? AND ancestors >= ? AND ancestors < ?",
+    };
+    let deepest: Option<i64> = c
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                t.into(),
+                prefix.clone().into(),
+                format!("{}0", &prefix[..prefix.len() - 1]).into(),
+            ],
+        ))
+        .await?
+        .and_then(|r| r.try_get::<Option<i64>>("", "d").ok().flatten());
+    // A path of k slashes is a resource at depth k; `row` is at the depth of
+    // its own ancestors' slashes.
+    let own = row.ancestors.matches('/').count();
+    Ok(match deepest {
+        Some(d) => usize::try_from(d).unwrap_or(0).saturating_sub(own) + 1,
+        None => 1,
+    })
 }
 
 /// Bumps the tenant revision: the first statement of every write, so that it
@@ -461,21 +552,63 @@ async fn tenant_settings<C: ConnectionTrait>(c: &C, t: &str) -> Result<Tenant> {
         .ok_or_else(|| Error::not_found(format!("tenant `{t}`")))
 }
 
+/// A command's effect, with the revision it produced.
+type Applied = (Outcome, i64, Audit, Invalidation);
+
+/// What running a command did.
+enum Ran {
+    /// It changed the store.
+    Applied(Applied),
+    /// Its request id was seen before: the first attempt's outcome and revision.
+    Replayed(Outcome, i64),
+}
+
+/// The first attempt of a retried request id, if any.
+async fn replay<C: ConnectionTrait>(c: &C, ctx: &WriteContext) -> Result<Option<Ran>> {
+    let Some(key) = &ctx.request else {
+        return Ok(None);
+    };
+    let Some(row) = request::Entity::find_by_id((ctx.tenant_id.clone(), key.id.clone()))
+        .one(c)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if row.fingerprint != key.fingerprint {
+        return Err(Error::precondition(
+            "request_id_reused",
+            format!("request id `{}` was used for a different request", key.id),
+        ));
+    }
+    let outcome = serde_json::from_str(&row.outcome).map_err(|_| corrupt("request outcome"))?;
+    Ok(Some(Ran::Replayed(outcome, row.revision)))
+}
+
 async fn run<C: ConnectionTrait>(
     c: &C,
     ctx: &WriteContext,
     cmd: Command,
     now: Millis,
-) -> Result<(Outcome, i64, Audit, Invalidation)> {
+) -> Result<Ran> {
     let t = ctx.tenant_id.as_str();
     if let Command::CreateTenant {
         tenant,
         first_admin,
     } = cmd
     {
-        return create_tenant(c, ctx, tenant, first_admin, now).await;
+        if let Some(first) = replay(c, ctx).await? {
+            return Ok(first);
+        }
+        return create_tenant(c, ctx, tenant, first_admin, now)
+            .await
+            .map(Ran::Applied);
     }
+    // The bump serializes the tenant's writers, so two attempts of one
+    // request id cannot both miss each other here.
     let revision = bump(c, t).await?;
+    if let Some(first) = replay(c, ctx).await? {
+        return Ok(first);
+    }
     let mut inv = Invalidation::default();
     let (outcome, audit) = match cmd {
         Command::CreateTenant { .. } => unreachable_command()?,
@@ -526,6 +659,7 @@ async fn run<C: ConnectionTrait>(
         } => {
             let (parent_row, parent_path) = existing_parent(c, t, parent.as_ref()).await?;
             authorize(c, ctx, &resource.rtype, "create", &parent_path, now).await?;
+            check_depth("parent", parent_path.len() + 1)?;
             if read::resource_row(c, t, &resource).await?.is_some() {
                 return Err(Error::AlreadyExists {
                     what: format!("resource `{resource}`"),
@@ -614,6 +748,8 @@ async fn run<C: ConnectionTrait>(
                     ));
                 }
             }
+            let height = subtree_height(c, t, &row).await?;
+            check_depth("new_parent", np_path.len() + height)?;
             let before = read::resource_from_row(c, row.clone()).await?;
             let old_prefix = child_path(&row);
             let new_ancestors = np_row
@@ -1169,7 +1305,7 @@ async fn run<C: ConnectionTrait>(
             (Outcome::Done, audit)
         }
     };
-    Ok((outcome, revision, audit, inv))
+    Ok(Ran::Applied((outcome, revision, audit, inv)))
 }
 
 fn unreachable_command() -> Result<(Outcome, Audit)> {
@@ -1182,7 +1318,7 @@ async fn create_tenant<C: ConnectionTrait>(
     tenant: Tenant,
     first_admin: Option<Principal>,
     now: Millis,
-) -> Result<(Outcome, i64, Audit, Invalidation)> {
+) -> Result<Applied> {
     if ctx.actor != Actor::SuperUser {
         return Err(Error::PermissionDenied(
             "only an operator creates tenants".to_owned(),
