@@ -3,8 +3,9 @@
 //!   with `RESOURCE_EXHAUSTED` (and a retry pushback) instead of queueing, so
 //!   an overload costs the excess callers a retry, not everyone latency and
 //!   memory;
-//! - enforces a deadline on every call: the server's `request_timeout`, or
-//!   the caller's shorter `grpc-timeout`, answered with `DEADLINE_EXCEEDED`;
+//! - enforces the server's `request_timeout` on every call, answered with
+//!   `DEADLINE_EXCEEDED` (a caller's shorter `grpc-timeout` is enforced by
+//!   tonic itself, which answers `CANCELLED`);
 //! - refuses new calls with `UNAVAILABLE` once shutdown begins, and lets
 //!   [`Admission::drained`] wait for the calls in flight.
 //!
@@ -99,24 +100,6 @@ pub struct Admitted<S> {
     admission: Admission,
 }
 
-/// Parses a `grpc-timeout` header value: up to 8 digits and a unit.
-fn grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 fn refuse<B: Default>(status: Status) -> http::Response<B> {
     status.into_http()
 }
@@ -142,7 +125,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         // Take the service that was made ready; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -166,13 +149,7 @@ where
             tracing::debug!(path = req.uri().path(), "shed: too many calls in flight");
             return Box::pin(async move { Ok(refuse(status)) });
         };
-        // The caller's deadline, if shorter; removed so that the deadline is
-        // enforced here, once, with the right code.
-        let caller_deadline = req
-            .headers_mut()
-            .remove("grpc-timeout")
-            .and_then(|v| v.to_str().ok().and_then(grpc_timeout));
-        let timeout = caller_deadline.map_or(state.timeout, |d| d.min(state.timeout));
+        let timeout = state.timeout;
         let fut = inner.call(req);
         Box::pin(async move {
             let _permit = permit;
@@ -184,25 +161,5 @@ where
                 )))),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grpc_timeout;
-    use std::time::Duration;
-
-    #[test]
-    fn parses_grpc_timeout_units() {
-        assert_eq!(grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(grpc_timeout("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(grpc_timeout("7u"), Some(Duration::from_micros(7)));
-        assert_eq!(grpc_timeout("9n"), Some(Duration::from_nanos(9)));
-        assert_eq!(grpc_timeout("123456789S"), None);
-        assert_eq!(grpc_timeout("S"), None);
-        assert_eq!(grpc_timeout("10x"), None);
-        assert_eq!(grpc_timeout("-1S"), None);
     }
 }

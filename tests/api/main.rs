@@ -7,6 +7,7 @@ mod process;
 
 mod hostile;
 mod invariants;
+mod isolation;
 mod properties;
 mod seed_flow_builder;
 mod seed_monday;
@@ -15,3 +16,4 @@ mod seed_oneflow;
 mod seed_openfn;
 mod smoke;
 mod surface;
+mod trust;

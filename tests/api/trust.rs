@@ -1,0 +1,692 @@
+//! Caller identity and the server's own limits, over real gRPC:
+//! - TLS, and mutual TLS where a calling service is identified by its client
+//!   certificate (URI or DNS name) instead of an API key;
+//! - several keys active at once (rotation), keys limited to tenants;
+//! - client request ids: a retried write is applied once;
+//! - load shedding past `max_in_flight`, with health still answered;
+//! - deadlines; the cache's capacity bounds what it holds.
+
+use crate::helpers::*;
+use crate::on_every_backend;
+use pb::check_service_client::CheckServiceClient;
+use portcullis::app::App;
+use portcullis::config::{ApiKey, ClientIdentity, Config, KeyScope, Secret};
+use portcullis::grpc::pb;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+
+// ---- certificates ------------------------------------------------------
+
+/// A certificate authority made for the test.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("key");
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, key).expect("CA"),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A leaf certificate with these DNS names, URI names and common name;
+    /// (certificate PEM, key PEM).
+    fn leaf(&self, dns: &[&str], uris: &[&str], cn: &str) -> (String, String) {
+        let mut params =
+            CertificateParams::new(dns.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .expect("params");
+        for u in uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*u).try_into().expect("uri")));
+        }
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+struct TlsServer {
+    addr: SocketAddr,
+    ca: Ca,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TlsServer {
+    /// A server with TLS (server certificate for `localhost`); with
+    /// `client_ca`, mutual TLS against it with these identities.
+    async fn start(client_ca: Option<&Ca>, clients: Vec<ClientIdentity>, optional: bool) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = Ca::new("portcullis test server CA");
+        let (cert, key) = ca.leaf(&["localhost"], &[], "portcullis");
+        let write = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).expect("write pem");
+            p
+        };
+        let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+        let mut cfg = test_config(&url);
+        cfg.tls.cert_file = Some(write("server.pem", &cert));
+        cfg.tls.key_file = Some(write("server.key", &key));
+        if let Some(c) = client_ca {
+            cfg.tls.client_ca_file = Some(write("clients-ca.pem", &c.pem()));
+            cfg.tls.client_auth_optional = optional;
+        }
+        cfg.tls.clients = clients;
+        cfg.validate().expect("valid config");
+        let app = App::build(&cfg, true).await.expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TlsServer {
+            addr,
+            ca,
+            _dir: dir,
+            _stop: tx,
+        }
+    }
+
+    /// A TLS channel trusting the server's CA, with an optional client
+    /// certificate (PEM certificate, PEM key).
+    async fn connect(&self, client: Option<&(String, String)>) -> Result<Channel, String> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.ca.pem()))
+            .domain_name("localhost");
+        if let Some((cert, key)) = client {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Endpoint::from_shared(format!("https://{}", self.addr))
+            .expect("endpoint")
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+fn identity(name: &str, subject: &str, scope: KeyScope, tenants: &[&str]) -> ClientIdentity {
+    ClientIdentity {
+        name: name.into(),
+        subject: subject.into(),
+        scope,
+        tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+async fn health(channel: Channel) -> Result<i32, tonic::Status> {
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+async fn bootstrap(channel: &Channel, tenant: &str) {
+    let mut op = pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(OPERATOR_KEY).expect("key"),
+    );
+    op.create_tenant(pb::CreateTenantRequest {
+        tenant_id: tenant.into(),
+        display_name: tenant.into(),
+        first_admin: Some(pb::FirstAdmin {
+            principal_id: ADMIN.into(),
+            kind: 0,
+            display_name: "Root".into(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("create tenant");
+}
+
+fn check_req(tenant: &str) -> pb::CheckRequest {
+    pb::CheckRequest {
+        tenant_id: tenant.into(),
+        subject_id: ADMIN.into(),
+        action: "manage".into(),
+        resource: Some(res("workspace:ws1")),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn tls_serves_health_and_keys_and_refuses_plaintext() {
+    let server = TlsServer::start(None, Vec::new(), false).await;
+    let channel = server.connect(None).await.expect("TLS connect");
+    assert_eq!(health(channel.clone()).await.expect("health"), 1);
+    bootstrap(&channel, TENANT).await;
+    let mut checker =
+        CheckServiceClient::with_interceptor(channel, Bearer::new(CHECK_KEY).expect("key"));
+    checker
+        .check(check_req(TENANT))
+        .await
+        .expect("check over TLS");
+
+    // A plaintext client gets no answer from the TLS port.
+    let plain = Endpoint::from_shared(format!("http://{}", server.addr))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    assert!(health(plain).await.is_err(), "plaintext must not be served");
+}
+
+#[tokio::test]
+async fn mutual_tls_identifies_services_by_certificate() {
+    let clients_ca = Ca::new("clients CA");
+    let server = TlsServer::start(
+        Some(&clients_ca),
+        vec![
+            identity(
+                "billing",
+                "spiffe://cluster.local/ns/billing/sa/api",
+                KeyScope::Check,
+                &["acme"],
+            ),
+            identity(
+                "ops-console",
+                "ops.internal.example",
+                KeyScope::Operator,
+                &[],
+            ),
+        ],
+        false,
+    )
+    .await;
+    let ops = clients_ca.leaf(&["ops.internal.example"], &[], "ops");
+    let billing = clients_ca.leaf(
+        &[],
+        &["spiffe://cluster.local/ns/billing/sa/api"],
+        "billing",
+    );
+    let stranger = clients_ca.leaf(&["stranger.example"], &[], "stranger");
+    let rogue_ca = Ca::new("rogue CA");
+    let rogue = rogue_ca.leaf(&["ops.internal.example"], &[], "ops");
+
+    // The operator identity (a DNS name) bootstraps two tenants with no key.
+    let ops_channel = server.connect(Some(&ops)).await.expect("mTLS connect");
+    let mut ops_admin = pb::admin_service_client::AdminServiceClient::new(ops_channel.clone());
+    for t in ["acme", "globex"] {
+        ops_admin
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: t.into(),
+                display_name: t.into(),
+                first_admin: Some(pb::FirstAdmin {
+                    principal_id: ADMIN.into(),
+                    kind: 0,
+                    display_name: "Root".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("operator identity creates a tenant");
+    }
+    // The audit trail names the certificate identity as the caller.
+    let events = ops_admin
+        .list_audit_events(pb::ListAuditEventsRequest {
+            tenant_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert!(
+        events.iter().any(|e| e.caller == "ops-console"),
+        "audit names the certificate identity: {events:?}"
+    );
+
+    // The billing identity (a SPIFFE URI) checks in its tenant only.
+    let billing_channel = server.connect(Some(&billing)).await.expect("mTLS connect");
+    let mut billing_check = CheckServiceClient::new(billing_channel.clone());
+    billing_check
+        .check(check_req("acme"))
+        .await
+        .expect("billing checks in acme");
+    let refused = billing_check.check(check_req("globex")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let mut billing_admin = pb::admin_service_client::AdminServiceClient::new(billing_channel);
+    let refused = billing_admin
+        .get_tenant(pb::GetTenantRequest {
+            tenant_id: "acme".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "check scope only");
+
+    // A certificate from the right CA naming no configured identity.
+    let stranger_channel = server.connect(Some(&stranger)).await.expect("mTLS connect");
+    let refused = CheckServiceClient::new(stranger_channel)
+        .check(check_req("acme"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // A certificate from another CA, and no certificate at all, are refused
+    // by the handshake: no call gets through.
+    for client in [Some(&rogue), None] {
+        let outcome = match server.connect(client).await {
+            Err(_) => Err(()),
+            Ok(ch) => CheckServiceClient::new(ch)
+                .check(check_req("acme"))
+                .await
+                .map(|_| ())
+                .map_err(|_| ()),
+        };
+        assert!(outcome.is_err(), "untrusted or missing client certificate");
+    }
+}
+
+#[tokio::test]
+async fn optional_client_certificates_still_accept_api_keys() {
+    let clients_ca = Ca::new("clients CA");
+    let server = TlsServer::start(
+        Some(&clients_ca),
+        vec![identity("billing", "billing.svc", KeyScope::Check, &[])],
+        true,
+    )
+    .await;
+    let channel = server
+        .connect(None)
+        .await
+        .expect("TLS without a certificate");
+    bootstrap(&channel, TENANT).await;
+    // No certificate and no key: nothing proves who calls.
+    let refused = CheckServiceClient::new(channel.clone())
+        .check(check_req(TENANT))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    CheckServiceClient::with_interceptor(channel, Bearer::new(CHECK_KEY).expect("key"))
+        .check(check_req(TENANT))
+        .await
+        .expect("API key over TLS");
+}
+
+// ---- keys --------------------------------------------------------------
+
+fn key(name: &str, key: &str, scope: KeyScope, tenants: &[&str]) -> ApiKey {
+    ApiKey {
+        name: name.into(),
+        key: Secret::new(key),
+        scope,
+        tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+async fn serve_with(cfg: &Config) -> (Channel, tokio::sync::oneshot::Sender<()>) {
+    let (_, channel, stop, _) = serve(cfg, true).await;
+    (channel, stop)
+}
+
+/// A new HTTP/2 connection to `addr`.
+async fn connect(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn keys_rotate_without_downtime() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    const OLD: &str = "old-check-key-0123456789";
+    const NEW: &str = "new-check-key-0123456789";
+    let check_with = |channel: &Channel, k: &str| {
+        let mut c =
+            CheckServiceClient::with_interceptor(channel.clone(), Bearer::new(k).expect("key"));
+        async move { c.check(check_req(TENANT)).await.map(|_| ()) }
+    };
+
+    // Step 1: the old key alone.
+    let mut cfg = test_config(&url);
+    cfg.api_keys
+        .push(key("svc-2026-10", OLD, KeyScope::Check, &[]));
+    let (channel, stop) = serve_with(&cfg).await;
+    bootstrap(&channel, TENANT).await;
+    check_with(&channel, OLD).await.expect("old key");
+    assert_eq!(
+        check_with(&channel, NEW).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    drop(stop);
+
+    // Step 2 (rolled out replica by replica): both keys are accepted while
+    // callers switch over.
+    cfg.api_keys
+        .push(key("svc-2026-11", NEW, KeyScope::Check, &[]));
+    let (channel, stop) = serve_with(&cfg).await;
+    check_with(&channel, OLD)
+        .await
+        .expect("old key during rotation");
+    check_with(&channel, NEW)
+        .await
+        .expect("new key during rotation");
+    drop(stop);
+
+    // Step 3: the old key is retired.
+    cfg.api_keys.retain(|k| k.name != "svc-2026-10");
+    let (channel, _stop) = serve_with(&cfg).await;
+    check_with(&channel, NEW).await.expect("new key");
+    let refused = check_with(&channel, OLD).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(
+        !refused.message().contains(OLD),
+        "a refusal never echoes the key"
+    );
+}
+
+#[test]
+fn configuration_never_prints_keys() {
+    let mut cfg = Config::default();
+    cfg.api_keys.push(key(
+        "svc",
+        "super-secret-key-0123456789",
+        KeyScope::Check,
+        &[],
+    ));
+    cfg.database.url = Secret::new("postgres://app:db-password-123@db/portcullis");
+    let printed = format!("{cfg:?}");
+    assert!(!printed.contains("super-secret-key"), "{printed}");
+    assert!(!printed.contains("db-password-123"), "{printed}");
+    let creds = portcullis::auth::Credentials::new(&cfg.api_keys, &[]);
+    assert!(!format!("{creds:?}").contains("super-secret-key"));
+}
+
+// ---- client request ids -------------------------------------------------
+
+on_every_backend!(retried_writes_apply_once);
+
+async fn retried_writes_apply_once(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    app.user("alice").await;
+    app.resource("folder:f1", None).await;
+    let grant = |request_id: &str, role: &str| pb::CreateGrantRequest {
+        tenant_id: TENANT.into(),
+        subject: Some(subj("alice")),
+        role_id: role.into(),
+        scope: Some(res("folder:f1")),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let first = app
+        .operator()
+        .create_grant(grant("req-7f3a", "editor"))
+        .await
+        .expect("first attempt")
+        .into_inner();
+    // The retry (say, after a timeout) gets the first attempt's answer.
+    let retry = app
+        .operator()
+        .create_grant(grant("req-7f3a", "editor"))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(first, retry, "same grant, same revision");
+    let grants = app
+        .operator()
+        .list_grants(pb::ListGrantsRequest {
+            tenant_id: TENANT.into(),
+            subject: Some(subj("alice")),
+            ..Default::default()
+        })
+        .await
+        .expect("grants")
+        .into_inner()
+        .grants;
+    assert_eq!(grants.len(), 1, "applied once: {grants:?}");
+    let audit = app
+        .operator()
+        .list_audit_events(pb::ListAuditEventsRequest {
+            tenant_id: TENANT.into(),
+            action: "grant.create".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    let for_alice = audit
+        .iter()
+        .filter(|e| e.after_json.contains("\"alice\"") && e.after_json.contains("editor"))
+        .count();
+    assert_eq!(for_alice, 1, "one audit event: {audit:?}");
+
+    // The same id for another request is refused, and writes nothing.
+    let reused = app
+        .operator()
+        .create_grant(grant("req-7f3a", "viewer"))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert!(reused.message().contains("request_id_reused"), "{reused:?}");
+
+    // Without an id, a repeat is a second write (here: a second grant).
+    for _ in 0..2 {
+        app.operator()
+            .create_grant(grant("", "viewer"))
+            .await
+            .expect("write without id");
+    }
+    // A bad id is named.
+    let bad = app
+        .operator()
+        .create_grant(grant("bad\u{0}id", "viewer"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("`request_id`"), "{bad:?}");
+
+    // Ids are per tenant and per write kind: tenant creation replays too.
+    let tenant = |id: &str| pb::CreateTenantRequest {
+        tenant_id: "initech".into(),
+        display_name: "Initech".into(),
+        request_id: id.into(),
+        ..Default::default()
+    };
+    let a = app
+        .operator()
+        .create_tenant(tenant("req-7f3a"))
+        .await
+        .expect("create tenant")
+        .into_inner();
+    let b = app
+        .operator()
+        .create_tenant(tenant("req-7f3a"))
+        .await
+        .expect("retried create tenant")
+        .into_inner();
+    assert_eq!(a, b);
+    let plain_retry = app.operator().create_tenant(tenant("")).await.unwrap_err();
+    assert_eq!(plain_retry.code(), Code::AlreadyExists);
+}
+
+// ---- overload, deadlines, cache bound -----------------------------------
+
+/// A BatchCheck of `n` distinct, cold items (each a separate store read).
+fn heavy_batch(n: usize, salt: usize) -> pb::BatchCheckRequest {
+    pb::BatchCheckRequest {
+        tenant_id: TENANT.into(),
+        items: (0..n)
+            .map(|i| pb::BatchCheckItem {
+                subject_id: format!("user-{salt}-{i}"),
+                action: "view".into(),
+                resource: Some(res(&format!("workflow:w{i}"))),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_while_health_and_admitted_calls_are_answered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    cfg.grpc.max_in_flight = 2;
+    let (addr, channel, _stop, _) = serve(&cfg, true).await;
+    bootstrap(&channel, TENANT).await;
+
+    // 48 heavy calls at once on 4 connections against a limit of 2, and
+    // health checks all the while.
+    let mut channels = vec![channel.clone()];
+    for _ in 0..3 {
+        channels.push(connect(addr).await);
+    }
+    let flood = (0..48).map(|i| {
+        let mut c = CheckServiceClient::with_interceptor(
+            channels[i % channels.len()].clone(),
+            Bearer::new(CHECK_KEY).expect("key"),
+        );
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                c.batch_check(heavy_batch(2_000, i)),
+            )
+            .await
+            .expect("no call hangs")
+        })
+    });
+    let flood: Vec<_> = flood.collect();
+    let probes = tokio::spawn({
+        let channel = channel.clone();
+        async move {
+            let mut answered = 0;
+            for _ in 0..20 {
+                let status = tokio::time::timeout(Duration::from_secs(5), health(channel.clone()))
+                    .await
+                    .expect("health answers promptly under load")
+                    .expect("health answers");
+                assert_eq!(status, 1, "SERVING");
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answered
+        }
+    });
+    let (mut ok, mut shed) = (0, 0);
+    for task in flood {
+        match task.await.expect("task") {
+            Ok(resp) => {
+                let results = resp.into_inner().results;
+                assert_eq!(results.len(), 2_000, "an admitted call is answered in full");
+                assert!(
+                    results.iter().all(|r| !r.allowed),
+                    "unknown users are denied"
+                );
+                ok += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.metadata().get("grpc-retry-pushback-ms").is_some(),
+                    "shed calls say when to retry"
+                );
+                shed += 1;
+            }
+        }
+    }
+    let probes = probes.await.expect("probes");
+    eprintln!("overload: 48 calls against max_in_flight=2: {ok} answered, {shed} shed; {probes} health checks answered");
+    assert!(ok >= 2, "admitted calls finish: {ok}");
+    assert!(shed >= 1, "the excess is shed, not queued: {shed}");
+    // After the flood, the server answers as usual.
+    CheckServiceClient::with_interceptor(channel, Bearer::new(CHECK_KEY).expect("key"))
+        .check(check_req(TENANT))
+        .await
+        .expect("normal service after the flood");
+}
+
+#[tokio::test]
+async fn deadlines_are_enforced() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let cfg = test_config(&url);
+    let (channel, _stop) = serve_with(&cfg).await;
+    bootstrap(&channel, TENANT).await;
+    let mut c =
+        CheckServiceClient::with_interceptor(channel.clone(), Bearer::new(CHECK_KEY).expect("key"));
+    // The caller's deadline (`grpc-timeout`, sent without a client-side
+    // timer so that the server's answer is what arrives): tonic abandons the
+    // call and answers CANCELLED.
+    let mut req = tonic::Request::new(heavy_batch(5_000, 0));
+    req.metadata_mut()
+        .insert("grpc-timeout", "1m".parse().expect("ascii"));
+    let status = c.batch_check(req).await.unwrap_err();
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert_eq!(status.message(), "Timeout expired");
+    c.check(check_req(TENANT))
+        .await
+        .expect("the server is fine afterwards");
+
+    // The server's own limit, for callers that set none.
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    cfg.grpc.request_timeout_ms = 10;
+    let (channel, _stop) = serve_with(&cfg).await;
+    bootstrap(&channel, TENANT).await;
+    let mut c = CheckServiceClient::with_interceptor(channel, Bearer::new(CHECK_KEY).expect("key"));
+    let status = c.batch_check(heavy_batch(5_000, 1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+}
+
+#[tokio::test]
+async fn the_cache_holds_no_more_than_its_capacity() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    cfg.cache.max_subjects = 50;
+    cfg.cache.max_resources = 50;
+    let (channel, _stop) = serve_with(&cfg).await;
+    bootstrap(&channel, TENANT).await;
+    let mut c =
+        CheckServiceClient::with_interceptor(channel.clone(), Bearer::new(CHECK_KEY).expect("key"));
+    for round in 0..4 {
+        c.batch_check(heavy_batch(1_000, round))
+            .await
+            .expect("batch");
+    }
+    let stats = pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channel,
+        Bearer::new(OPERATOR_KEY).expect("key"),
+    )
+    .get_cache_stats(pb::GetCacheStatsRequest {})
+    .await
+    .expect("stats")
+    .into_inner();
+    let subjects = stats.subjects.expect("subjects");
+    let resources = stats.resources.expect("resources");
+    eprintln!("cache bound: 4,000 subjects and 1,000 resources looked up; held {} subjects, {} resources; evicted {} + {}",
+        subjects.entries, resources.entries, subjects.evictions, resources.evictions);
+    assert!(subjects.entries <= 50, "{subjects:?}");
+    assert!(resources.entries <= 50, "{resources:?}");
+    assert!(subjects.evictions > 0 && resources.evictions > 0);
+}
