@@ -467,7 +467,8 @@ impl PrivatePostgres {
         self.blocking(|c| c.stop("fast")).await
     }
 
-    /// Whether the server is running (`pg_ctl status`).
+    /// Whether the server is running (`pg_ctl status`; blocks for the few
+    /// milliseconds that takes).
     pub fn is_running(&self) -> bool {
         self.ctl.is_running()
     }
@@ -992,8 +993,8 @@ async fn pg_connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(1)
         .min_connections(0)
-        .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_millis(1500))
+        .acquire_timeout(Duration::from_millis(1500))
         .sqlx_logging(false);
     Database::connect(opts).await
 }
