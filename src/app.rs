@@ -53,6 +53,7 @@ impl App {
         let store = SqlStore::connect(
             config.database.url.expose(),
             config.database.max_connections,
+            Duration::from_millis(config.database.connect_timeout_ms),
         )
         .await?;
         if migrate {
@@ -198,7 +199,7 @@ impl App {
             r = &mut server => r.map_err(|e| Error::Internal(format!("server: {e}"))),
             _ = async {
                 draining.notified().await;
-                tokio::time::sleep(grace + Duration::from_millis(500)).await;
+                tokio::time::sleep(grace + Duration::from_millis(100)).await;
             } => {
                 tracing::warn!("grace period over; exiting");
                 Ok(())

@@ -29,7 +29,7 @@ impl Caller {
     pub fn tenant(&self, tenant_id: String) -> Result<String, Error> {
         crate::model::validate_id("tenant_id", &tenant_id)?;
         match &self.tenants {
-            Some(allowed) if !allowed.iter().any(|t| *t == tenant_id) => {
+            Some(allowed) if !allowed.contains(&tenant_id) => {
                 Err(Error::PermissionDenied(format!(
                     "credential `{}` is not permitted for tenant `{tenant_id}`",
                     self.name

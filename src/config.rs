@@ -116,6 +116,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Apply migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// Longest wait for a connection (new or from the pool) before a call
+    /// answers `UNAVAILABLE`.
+    pub connect_timeout_ms: u64,
 }
 
 /// The cache of resolved role bindings and its cross-replica polling.
@@ -190,6 +193,7 @@ impl Default for Config {
                 url: Secret::new("sqlite://portcullis.db?mode=rwc"),
                 max_connections: 16,
                 migrate_on_start: true,
+                connect_timeout_ms: 5_000,
             },
             api_keys: Vec::new(),
             tls: TlsConfig::default(),
@@ -245,6 +249,12 @@ impl Config {
             return Err(Error::invalid(
                 "database.max_connections",
                 "must be at least 1",
+            ));
+        }
+        if !(100..=60_000).contains(&self.database.connect_timeout_ms) {
+            return Err(Error::invalid(
+                "database.connect_timeout_ms",
+                "must be between 100 and 60000",
             ));
         }
         let mut names = std::collections::HashSet::new();

@@ -182,7 +182,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
             format!("sqlite://{}?mode=rwc", path.display())
         }
     };
-    let store = SqlStore::connect(&url, 4)
+    let store = SqlStore::connect(&url, 4, std::time::Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;

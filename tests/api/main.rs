@@ -8,6 +8,7 @@ mod process;
 mod hostile;
 mod invariants;
 mod isolation;
+mod lifecycle;
 mod properties;
 mod seed_flow_builder;
 mod seed_monday;

@@ -39,12 +39,12 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// Connects to `url` (`sqlite://file.db?mode=rwc` or `postgres://…`).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Self> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(max_connections)
             .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
