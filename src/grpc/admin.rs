@@ -837,7 +837,7 @@ impl AdminService for AdminApi {
                 Ok(Some(v))
             }
         };
-        let before_id = match decode_page_token("page_token", &r.page_token)? {
+        let before_revision = match decode_page_token("page_token", &r.page_token)? {
             None => None,
             Some(s) => Some(s.parse::<i64>().map_err(|_| {
                 Error::invalid("page_token", "not a page token returned by Portcullis")
@@ -850,12 +850,12 @@ impl AdminService for AdminApi {
             target_prefix: opt("target_prefix", r.target_prefix)?,
             since: convert::time("start_time", r.start_time)?,
             until: convert::time("end_time", r.end_time)?,
-            before_id,
+            before_revision,
         };
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
         let events = self.store.list_audit(&filter, limit).await?;
         let next_page_token =
-            next_token(events.len(), limit, events.last().map(|e| e.id.to_string()));
+            next_token(events.len(), limit, events.last().map(|e| e.revision.to_string()));
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.into_iter().map(Into::into).collect(),
             next_page_token,

@@ -303,7 +303,9 @@ impl From<Grant> for pb::Grant {
 impl From<AuditEvent> for pb::AuditEvent {
     fn from(a: AuditEvent) -> Self {
         pb::AuditEvent {
-            id: a.id as u64,
+            // Per tenant: a global sequence would tell one tenant how much
+            // the others write.
+            id: a.revision as u64,
             revision: a.revision.to_string(),
             time: Some(timestamp(a.at)),
             caller: a.caller,

@@ -8,6 +8,7 @@ mod m20261123_000002_changes;
 mod m20261123_000003_resource_path_index;
 mod m20261123_000004_member_index;
 mod m20261123_000005_requests;
+mod m20261123_000006_audit_by_revision;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_resource_path_index::Migration),
             Box::new(m20261123_000004_member_index::Migration),
             Box::new(m20261123_000005_requests::Migration),
+            Box::new(m20261123_000006_audit_by_revision::Migration),
         ]
     }
 }

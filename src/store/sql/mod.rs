@@ -173,8 +173,8 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     /// Before.
     pub until: Option<i64>,
-    /// Events with ids below this (the page token).
-    pub before_id: Option<i64>,
+    /// Only events of revisions below this one (paging, newest first).
+    pub before_revision: Option<i64>,
 }
 
 impl Store for SqlStore {

@@ -674,10 +674,10 @@ pub(super) async fn list_audit<C: ConnectionTrait>(
     if let Some(u) = f.until {
         q = q.filter(audit_event::Column::At.lt(u));
     }
-    if let Some(b) = f.before_id {
-        q = q.filter(audit_event::Column::Id.lt(b));
+    if let Some(b) = f.before_revision {
+        q = q.filter(audit_event::Column::Revision.lt(b));
     }
-    Ok(q.order_by_desc(audit_event::Column::Id)
+    Ok(q.order_by_desc(audit_event::Column::Revision)
         .limit(limit)
         .all(c)
         .await?
