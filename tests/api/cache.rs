@@ -115,7 +115,7 @@ async fn uncached(app: &TestApp) -> Authorizer<SqlStore> {
 }
 
 async fn uncached_at(url: &str) -> Authorizer<SqlStore> {
-    let store = SqlStore::connect(url, 2)
+    let store = SqlStore::connect(url, 2, Duration::from_secs(5))
         .await
         .expect("connect the uncached store");
     Authorizer::new(store)

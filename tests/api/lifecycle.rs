@@ -274,9 +274,16 @@ async fn a_store_outage_fails_closed_and_recovers_by_itself() {
     let pg = PrivatePostgres::start_new()
         .await
         .expect("private PostgreSQL");
+    // A password in the URL (trust auth ignores it) to show it never
+    // reaches the logs, not even in the outage's connection errors.
+    const DB_PASSWORD: &str = "pg-secret-pw-4711";
+    let url = pg
+        .url()
+        .replace("postgres@", &format!("postgres:{DB_PASSWORD}@"));
     let envs = [
-        database_env(&pg.url()),
+        database_env(&url),
         test_keys_env(),
+        env("PORTCULLIS_LOG__FILTER", "portcullis=debug,info"),
         env("PORTCULLIS_CACHE__POLL_INTERVAL_MS", POLL_MS),
         env("PORTCULLIS_CACHE__MAX_STALENESS_MS", STALENESS_MS),
         env("PORTCULLIS_DATABASE__CONNECT_TIMEOUT_MS", 500),
@@ -489,8 +496,27 @@ async fn a_store_outage_fails_closed_and_recovers_by_itself() {
     assert!(written >= acked_writes.len());
     // And the service is whole again.
     assert!(check("alice".into()).await.expect("after recovery"));
+    // A wrong key is refused without being echoed.
+    const WRONG_KEY: &str = "wrong-key-0123456789-abcdef";
+    let refused = pb::check_service_client::CheckServiceClient::with_interceptor(
+        server.channel(),
+        Bearer::new(WRONG_KEY).expect("key"),
+    )
+    .check(pb::CheckRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(!refused.message().contains(WRONG_KEY));
+    // No secret in any log line: keys, the wrong key, the database password.
+    let logs = server.logs();
+    assert!(logs.len() > 20, "the outage was logged");
+    for line in &logs {
+        for secret in [OPERATOR_KEY, ADMIN_KEY, CHECK_KEY, WRONG_KEY, DB_PASSWORD] {
+            assert!(!line.contains(secret), "secret in the log: {line}");
+        }
+    }
     eprintln!(
-        "store outage (private PostgreSQL stopped {} ms): {} calls during it, {} answered ({} warm, the last {} ms in), {} UNAVAILABLE, 0 wrong; readiness NOT_SERVING after {} ms, SERVING again {} ms after restart; {} writes acknowledged, all present",
+        "store outage (private PostgreSQL stopped {} ms): {} calls during it, {} answered ({} warm, the last {} ms in), {} UNAVAILABLE, 0 wrong; readiness NOT_SERVING after {} ms, SERVING again {} ms after restart; {} writes acknowledged, all present; {} log lines, no secret in any",
         ms(up_at, down_at),
         during.ok + during.unavailable,
         during.ok,
@@ -500,6 +526,7 @@ async fn a_store_outage_fails_closed_and_recovers_by_itself() {
         first_not_ready,
         ms(recovered_at, up_at),
         acked_writes.len(),
+        logs.len(),
     );
 }
 
