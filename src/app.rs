@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::grpc::admin::AdminApi;
 use crate::grpc::admission::Admission;
 use crate::grpc::check::CheckApi;
+use crate::grpc::observe::Observe;
 use crate::grpc::pb;
+use crate::metrics::Metrics;
 use crate::store::sql::SqlStore;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,27 +47,47 @@ pub struct App {
     cache: CacheSettings,
     grpc: GrpcConfig,
     tls: Option<ServerTlsConfig>,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
     /// Connects to the store and, unless `migrate` is false, migrates it.
     pub async fn build(config: &Config, migrate: bool) -> Result<Self> {
-        let store = SqlStore::connect(
+        let mut store = SqlStore::connect(
             config.database.url.expose(),
             config.database.max_connections,
             Duration::from_millis(config.database.connect_timeout_ms),
         )
         .await?;
+        let metrics = Metrics::new();
+        let m = metrics.clone();
+        store.observe_queries(move |seconds, failed| m.query(seconds, failed));
         if migrate {
             store.migrate().await?;
         }
+        let metrics_listener = match config.metrics.addr {
+            None => None,
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                Error::Unavailable(format!("cannot bind metrics address {addr}: {e}"))
+            })?),
+        };
         Ok(Self {
             store,
             credentials: Credentials::new(&config.api_keys, &config.tls.clients),
             cache: config.cache.settings(),
             grpc: config.grpc.clone(),
             tls: tls_config(&config.tls)?,
+            metrics,
+            metrics_listener,
         })
+    }
+
+    /// Where `GET /metrics` is served, when configured.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The store (for tests and tools).
@@ -102,8 +124,8 @@ impl App {
         }));
         let cache_reachable = cache.reachable();
         let authz = Arc::new(Authorizer::new(cache.clone()));
-        let check_api = CheckApi::new(authz);
-        let admin_api = AdminApi::new(cache);
+        let check_api = CheckApi::new(authz, self.metrics.clone());
+        let admin_api = AdminApi::new(cache.clone());
         let check = InterceptedService::new(
             pb::check_service_server::CheckServiceServer::new(check_api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -125,6 +147,26 @@ impl App {
             Duration::from_millis(self.grpc.request_timeout_ms),
         );
         let grace = Duration::from_millis(self.grpc.shutdown_grace_ms);
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let in_flight = {
+                let a = admission.clone();
+                Arc::new(move || a.in_flight()) as crate::metrics::InFlight
+            };
+            let registry = Arc::new(self.metrics.registry(
+                self.store.clone(),
+                cache.clone(),
+                in_flight,
+            ));
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(addr = %addr, "serving metrics");
+            tokio::spawn(crate::metrics::serve(listener, registry, async {
+                let _ = metrics_stopped.await;
+            }))
+        });
         // Readiness follows the store: SERVING while polls reach it (the store
         // is migrated, App::build, before anything reports SERVING).
         let shutting_down = Arc::new(AtomicBool::new(false));
@@ -184,6 +226,7 @@ impl App {
                 .map_err(|e| Error::invalid("tls", e.to_string()))?;
         }
         let server = builder
+            .layer(Observe::new(self.metrics.clone()))
             .layer(admission.clone())
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -206,6 +249,10 @@ impl App {
             }
         };
         readiness.abort();
+        let _ = metrics_stop.send(());
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
         let _ = poll_stop.send(());
         let _ = poller.await;
         served

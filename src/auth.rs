@@ -35,7 +35,10 @@ impl Caller {
                     self.name
                 )))
             }
-            _ => Ok(tenant_id),
+            _ => {
+                tracing::Span::current().record("tenant", tenant_id.as_str());
+                Ok(tenant_id)
+            }
         }
     }
 

@@ -32,6 +32,35 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// The cache lookups of one call (hits and misses), for its trace span.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    /// Answered from memory.
+    pub hits: AtomicU64,
+    /// Read from the store.
+    pub misses: AtomicU64,
+}
+
+impl Lookups {
+    /// `hit` when memory answered every lookup, `miss` when the store was
+    /// read, `none` when the call looked nothing up.
+    pub fn summary(&self) -> &'static str {
+        match (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        ) {
+            (_, m) if m > 0 => "miss",
+            (h, _) if h > 0 => "hit",
+            _ => "none",
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The lookups of the call being served (set by the gRPC layer).
+    pub static LOOKUPS: Arc<Lookups>;
+}
+
 /// Cache sizes and the polling interval.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
@@ -136,6 +165,8 @@ struct Inner {
     last_sync: AtomicU64,
     /// Whether the last poll reached the store (for readiness).
     reachable: tokio::sync::watch::Sender<bool>,
+    /// Most revisions a tenant was behind at the last poll.
+    lag: AtomicU64,
 }
 
 /// The SQL store with a cache in front of the reads checks make.
@@ -175,6 +206,7 @@ impl CachedStore {
             epoch: Instant::now(),
             last_sync: AtomicU64::new(0),
             reachable: tokio::sync::watch::channel(true).0,
+            lag: AtomicU64::new(0),
         };
         Self {
             store,
@@ -275,6 +307,22 @@ impl CachedStore {
         self.inner.reachable.subscribe()
     }
 
+    /// Time since a poll of every tenant last succeeded.
+    pub fn sync_age(&self) -> Duration {
+        let last = self
+            .inner
+            .last_sync
+            .load(Ordering::SeqCst)
+            .saturating_sub(1);
+        Duration::from_millis(self.since_epoch().saturating_sub(last))
+    }
+
+    /// Most revisions any tenant was behind the store at the last poll,
+    /// before it caught up.
+    pub fn revision_lag(&self) -> u64 {
+        self.inner.lag.load(Ordering::Relaxed)
+    }
+
     fn since_epoch(&self) -> u64 {
         u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -307,7 +355,11 @@ impl CachedStore {
                 None => Vec::new(),
             },
         };
+        let mut lag = 0;
         for (tenant, current) in revisions {
+            if let Some(known) = self.known(&tenant) {
+                lag = lag.max(current.saturating_sub(known).max(0) as u64);
+            }
             match self.known(&tenant) {
                 None => self.set_known(&tenant, current),
                 Some(known) if known < current => {
@@ -335,6 +387,7 @@ impl CachedStore {
         if only.is_none() {
             self.inner.polled.store(true, Ordering::SeqCst);
             self.inner.last_sync.fetch_max(began, Ordering::SeqCst);
+            self.inner.lag.store(lag, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -387,9 +440,11 @@ impl CachedStore {
     {
         if let Some(v) = cache.get(&key) {
             counters.hits.fetch_add(1, Ordering::Relaxed);
+            let _ = LOOKUPS.try_with(|l| l.hits.fetch_add(1, Ordering::Relaxed));
             return Ok(v);
         }
         counters.misses.fetch_add(1, Ordering::Relaxed);
+        let _ = LOOKUPS.try_with(|l| l.misses.fetch_add(1, Ordering::Relaxed));
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let v = load.await?;
         // Keep the value only if no invalidation ran since the load began;

@@ -161,6 +161,24 @@ pub struct LogConfig {
     pub format: String,
 }
 
+/// Traces (OpenTelemetry), off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracingConfig {
+    /// OTLP/gRPC collector, such as `http://otel-collector:4317`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Longest an export may take before its spans are dropped.
+    pub export_timeout_ms: u64,
+}
+
+/// The Prometheus endpoint, off unless `addr` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MetricsConfig {
+    /// Listen address of `GET /metrics`, such as `0.0.0.0:9090`.
+    pub addr: Option<SocketAddr>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
@@ -178,6 +196,11 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Traces.
+    pub tracing: TracingConfig,
+    /// Metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -208,6 +231,12 @@ impl Default for Config {
                 filter: "info".to_owned(),
                 format: "auto".to_owned(),
             },
+            tracing: TracingConfig {
+                otlp_endpoint: None,
+                service_name: "portcullis".to_owned(),
+                export_timeout_ms: 3_000,
+            },
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -349,6 +378,14 @@ impl Config {
             || self.cache.max_tenants == 0
         {
             return Err(Error::invalid("cache", "capacities must be at least 1"));
+        }
+        if let Some(e) = &self.tracing.otlp_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(Error::invalid(
+                    "tracing.otlp_endpoint",
+                    "must be an `http://` or `https://` URL",
+                ));
+            }
         }
         if !["json", "text", "auto"].contains(&self.log.format.as_str()) {
             return Err(Error::invalid(

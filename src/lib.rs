@@ -12,8 +12,11 @@
 //!   gRPC codes in one place.
 //! - [`cache`]: the moka cache of resolved bindings, ancestries and role
 //!   tables, a `Store` decorator kept exact by the revision log.
-//! - [`auth`]: API keys and their scopes.
-//! - [`config`], [`telemetry`], [`app`]: configuration, logging, wiring.
+//! - [`auth`]: credentials (API keys, client certificates), scopes, tenant
+//!   limits.
+//! - [`metrics`]: Prometheus metrics and their endpoint.
+//! - [`config`], [`telemetry`], [`app`]: configuration, logs and traces,
+//!   wiring.
 //! - [`bench`]: `portcullis bench`, the dataset seeder and load generator.
 //!
 //! Invariants: a denial is a value, never an error; storage failures are
@@ -28,6 +31,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod telemetry;

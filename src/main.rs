@@ -62,7 +62,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    portcullis::telemetry::init(&config.log);
+    let _telemetry = match portcullis::telemetry::init(&config.log, &config.tracing) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("portcullis: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Cmd::Bench {
         dataset,
         database_url,

@@ -854,8 +854,11 @@ impl AdminService for AdminApi {
         };
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
         let events = self.store.list_audit(&filter, limit).await?;
-        let next_page_token =
-            next_token(events.len(), limit, events.last().map(|e| e.revision.to_string()));
+        let next_page_token = next_token(
+            events.len(),
+            limit,
+            events.last().map(|e| e.revision.to_string()),
+        );
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.into_iter().map(Into::into).collect(),
             next_page_token,

@@ -9,6 +9,7 @@ use crate::auth::caller;
 use crate::cache::CachedStore;
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,12 +22,20 @@ pub const MAX_LIST_PAGE: u32 = 10_000;
 #[derive(Debug, Clone)]
 pub struct CheckApi {
     authz: Arc<Authorizer<CachedStore>>,
+    metrics: Metrics,
 }
 
 impl CheckApi {
-    /// Wraps the authorizer.
-    pub fn new(authz: Arc<Authorizer<CachedStore>>) -> Self {
-        Self { authz }
+    /// Wraps the authorizer; decisions are counted in `metrics`.
+    pub fn new(authz: Arc<Authorizer<CachedStore>>, metrics: Metrics) -> Self {
+        Self { authz, metrics }
+    }
+
+    fn count(&self, allowed: bool, reason: i32) {
+        let reason = pb::Reason::try_from(reason)
+            .map(|r| r.as_str_name())
+            .unwrap_or("REASON_UNSPECIFIED");
+        self.metrics.decision(allowed, reason);
     }
 }
 
@@ -73,6 +82,8 @@ impl CheckService for CheckApi {
         let (d, revision) = self.authz.check(&tenant, q, min).await?;
         tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, context = ?r.context, "check");
         let (allowed, reason, explanation) = convert::decision(d, r.explain);
+        self.count(allowed, reason);
+        tracing::Span::current().record("decision", if allowed { "allow" } else { "deny" });
         Ok(Response::new(pb::CheckResponse {
             allowed,
             reason,
@@ -112,6 +123,7 @@ impl CheckService for CheckApi {
             .into_iter()
             .map(|d| {
                 let (allowed, reason, explanation) = convert::decision(d, r.explain);
+                self.count(allowed, reason);
                 pb::BatchCheckResult {
                     allowed,
                     reason,

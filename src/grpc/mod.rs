@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admission;
 pub mod check;
 pub mod convert;
+pub mod observe;
 mod status;
 
 /// Generated protobuf and tonic code for `portcullis.v1`.

@@ -9,6 +9,7 @@ mod hostile;
 mod invariants;
 mod isolation;
 mod lifecycle;
+mod observability;
 mod properties;
 mod seed_flow_builder;
 mod seed_monday;

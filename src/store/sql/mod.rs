@@ -72,6 +72,36 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Calls `observe(seconds, failed)` after every statement (for metrics).
+    /// Call before the store is cloned.
+    pub fn observe_queries(&mut self, observe: impl Fn(f64, bool) + Send + Sync + 'static) {
+        self.db
+            .set_metric_callback(move |i| observe(i.elapsed.as_secs_f64(), i.failed));
+    }
+
+    /// Connections of the pool: (open, idle, most).
+    pub fn pool_stats(&self) -> (u32, u32, u32) {
+        match &self.db {
+            DatabaseConnection::SqlxPostgresPoolConnection(_) => {
+                let p = self.db.get_postgres_connection_pool();
+                (
+                    p.size(),
+                    p.num_idle() as u32,
+                    p.options().get_max_connections(),
+                )
+            }
+            DatabaseConnection::SqlxSqlitePoolConnection(_) => {
+                let p = self.db.get_sqlite_connection_pool();
+                (
+                    p.size(),
+                    p.num_idle() as u32,
+                    p.options().get_max_connections(),
+                )
+            }
+            _ => (0, 0, 0),
+        }
+    }
+
     /// The underlying connection (for tests and tools).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db

@@ -1,0 +1,392 @@
+//! metrics: Prometheus metrics (prometheus-client), served as text on their
+//! own port (`metrics.addr`, path `/metrics`), apart from gRPC so that
+//! NetworkPolicy can open them to the monitoring namespace only.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `portcullis_grpc_server_handled_total` | counter | `grpc_service`, `grpc_method`, `grpc_code` |
+//! | `portcullis_grpc_server_handling_seconds` | histogram | `grpc_service`, `grpc_method` |
+//! | `portcullis_decisions_total` | counter | `result` (`allow`/`deny`), `reason` |
+//! | `portcullis_db_query_duration_seconds` | histogram | `outcome` (`ok`/`error`) |
+//! | `portcullis_db_pool_connections` | gauge | `state` (`idle`/`in_use`) |
+//! | `portcullis_db_pool_max_connections` | gauge | |
+//! | `portcullis_cache_hits_total`, `_misses_total`, `_evictions_total` | counter | `cache` |
+//! | `portcullis_cache_entries` | gauge | `cache` |
+//! | `portcullis_cache_sync_age_seconds` | gauge | |
+//! | `portcullis_revision_lag` | gauge | |
+//! | `portcullis_grpc_in_flight` | gauge | |
+//! | `portcullis_build_info` | gauge (1) | `version` |
+
+use crate::cache::{CachedStore, CounterSnapshot};
+use crate::store::sql::SqlStore;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
+
+/// Labels of an RPC.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    grpc_service: String,
+    grpc_method: String,
+}
+
+/// Labels of a finished RPC.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandledLabels {
+    grpc_service: String,
+    grpc_method: String,
+    grpc_code: &'static str,
+}
+
+/// Labels of a decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    result: &'static str,
+    reason: String,
+}
+
+/// Labels of a database statement.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    outcome: &'static str,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    // 50 µs to ~1.6 s.
+    exponential_buckets(0.000_05, 2.0, 16)
+}
+
+/// The metrics the server records as it works.
+#[derive(Clone)]
+pub struct Metrics {
+    handled: Family<HandledLabels, Counter>,
+    handling: Family<RpcLabels, Histogram>,
+    decisions: Family<DecisionLabels, Counter>,
+    queries: Family<QueryLabels, Histogram>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// gRPC status code names, by number.
+const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+impl Metrics {
+    /// Empty metrics.
+    pub fn new() -> Self {
+        Self {
+            handled: Family::default(),
+            handling: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            decisions: Family::default(),
+            queries: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+        }
+    }
+
+    /// Records a finished RPC: its path (`/package.Service/Method`), gRPC
+    /// status code and duration. Paths that name no method (answered
+    /// UNIMPLEMENTED) are counted as `unknown`, so callers cannot grow the
+    /// label set.
+    pub fn rpc(&self, path: &str, code: i32, seconds: f64) {
+        let (service, method) = match path.trim_start_matches('/').split_once('/') {
+            Some((s, m)) if code != 12 => (s.to_owned(), m.to_owned()),
+            _ => ("unknown".to_owned(), "unknown".to_owned()),
+        };
+        let code = usize::try_from(code)
+            .ok()
+            .and_then(|c| CODES.get(c))
+            .copied()
+            .unwrap_or("UNKNOWN");
+        self.handled
+            .get_or_create(&HandledLabels {
+                grpc_service: service.clone(),
+                grpc_method: method.clone(),
+                grpc_code: code,
+            })
+            .inc();
+        self.handling
+            .get_or_create(&RpcLabels {
+                grpc_service: service,
+                grpc_method: method,
+            })
+            .observe(seconds);
+    }
+
+    /// Records a decision and its reason code.
+    pub fn decision(&self, allowed: bool, reason: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                result: if allowed { "allow" } else { "deny" },
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records a database statement.
+    pub fn query(&self, seconds: f64, failed: bool) {
+        self.queries
+            .get_or_create(&QueryLabels {
+                outcome: if failed { "error" } else { "ok" },
+            })
+            .observe(seconds);
+    }
+
+    /// The registry to scrape: these metrics and the live gauges of `store`,
+    /// `cache` and the admission layer.
+    pub fn registry(&self, store: SqlStore, cache: CachedStore, in_flight: InFlight) -> Registry {
+        let mut r = Registry::with_prefix("portcullis");
+        r.register(
+            "grpc_server_handled",
+            "RPCs completed, by method and gRPC status code",
+            self.handled.clone(),
+        );
+        r.register_with_unit(
+            "grpc_server_handling",
+            "RPC latency, from the request headers to the last byte of the answer",
+            Unit::Seconds,
+            self.handling.clone(),
+        );
+        r.register(
+            "decisions",
+            "Check and BatchCheck decisions, by result and reason",
+            self.decisions.clone(),
+        );
+        r.register_with_unit(
+            "db_query_duration",
+            "Database statement latency",
+            Unit::Seconds,
+            self.queries.clone(),
+        );
+        r.register_collector(Box::new(Live {
+            store,
+            cache,
+            in_flight,
+        }));
+        r
+    }
+}
+
+/// How many calls are in flight, read at scrape time.
+pub type InFlight = Arc<dyn Fn() -> u32 + Send + Sync>;
+
+/// Values read at scrape time.
+struct Live {
+    store: SqlStore,
+    cache: CachedStore,
+    in_flight: InFlight,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabel {
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+fn family<M: EncodeMetric, L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(L, M)],
+) -> Result<(), std::fmt::Error> {
+    let Some((_, first)) = rows.first() else {
+        return Ok(());
+    };
+    let mut f = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, metric) in rows {
+        metric.encode(f.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn single<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    metric: M,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, unit, metric.metric_type())?;
+    metric.encode(m)
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let stats = self.cache.stats();
+        let caches: [(&'static str, CounterSnapshot); 3] = [
+            ("subjects", stats.subjects),
+            ("resources", stats.resources),
+            ("roles", stats.roles),
+        ];
+        let counter = |pick: fn(&CounterSnapshot) -> u64| {
+            caches
+                .iter()
+                .map(|(name, c)| (CacheLabel { cache: name }, ConstCounter::new(pick(c))))
+                .collect::<Vec<_>>()
+        };
+        family(
+            e,
+            "cache_hits",
+            "Cache lookups answered from memory",
+            &counter(|c| c.hits),
+        )?;
+        family(
+            e,
+            "cache_misses",
+            "Cache lookups that read the store",
+            &counter(|c| c.misses),
+        )?;
+        family(
+            e,
+            "cache_evictions",
+            "Cache entries dropped for capacity",
+            &counter(|c| c.evictions),
+        )?;
+        let entries: Vec<_> = caches
+            .iter()
+            .map(|(name, c)| {
+                (
+                    CacheLabel { cache: name },
+                    ConstGauge::new(c.entries as i64),
+                )
+            })
+            .collect();
+        family(e, "cache_entries", "Entries held by each cache", &entries)?;
+        let (size, idle, max) = self.store.pool_stats();
+        family(
+            e,
+            "db_pool_connections",
+            "Database connections of the pool, by state",
+            &[
+                (
+                    StateLabel { state: "idle" },
+                    ConstGauge::new(i64::from(idle)),
+                ),
+                (
+                    StateLabel { state: "in_use" },
+                    ConstGauge::new(i64::from(size.saturating_sub(idle))),
+                ),
+            ],
+        )?;
+        single(
+            e,
+            "db_pool_max_connections",
+            "Most connections the pool opens",
+            None,
+            ConstGauge::new(i64::from(max)),
+        )?;
+        single(
+            e,
+            "cache_sync_age",
+            "Time since this replica last read every tenant's revision from the store",
+            Some(&Unit::Seconds),
+            ConstGauge::new(self.cache.sync_age().as_secs_f64()),
+        )?;
+        single(
+            e,
+            "revision_lag",
+            "Most revisions any tenant was behind the newest write when last polled, before catching up",
+            None,
+            ConstGauge::new(self.cache.revision_lag() as i64),
+        )?;
+        single(
+            e,
+            "grpc_in_flight",
+            "RPCs being handled now (health checks excluded)",
+            None,
+            ConstGauge::new(i64::from((self.in_flight)())),
+        )?;
+        family(
+            e,
+            "build_info",
+            "Always 1; the labels describe the build",
+            &[(
+                VersionLabel {
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+                ConstGauge::new(1),
+            )],
+        )
+    }
+}
+
+/// The text exposition of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    render(&registry),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

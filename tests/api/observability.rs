@@ -1,0 +1,441 @@
+//! What operators watch: the Prometheus endpoint, request ids, and
+//! OpenTelemetry traces that continue the caller's trace — checked against a
+//! real server (and, for traces, a real `portcullis serve` process exporting
+//! to an OTLP receiver this test runs on loopback).
+
+use crate::helpers::*;
+use crate::process::{database_env, free_port, test_keys_env, ServerProcess};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use portcullis::app::App;
+use portcullis::grpc::pb;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` over HTTP/1.1; the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `line_prefix` (name and labels, exactly).
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_reports_rpcs_decisions_cache_and_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    cfg.metrics.addr = Some("127.0.0.1:0".parse().expect("addr"));
+    let app = App::build(&cfg, true).await.expect("build");
+    let metrics = app.metrics_addr().expect("metrics bound");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut op = pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(OPERATOR_KEY).expect("key"),
+    );
+    op.create_tenant(pb::CreateTenantRequest {
+        tenant_id: TENANT.into(),
+        display_name: "Acme".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("tenant");
+    for (p, r) in [("alice", "workflow:w1")] {
+        op.create_principal(pb::CreatePrincipalRequest {
+            tenant_id: TENANT.into(),
+            principal_id: p.into(),
+            kind: pb::PrincipalKind::User as i32,
+            status: pb::PrincipalStatus::Active as i32,
+            display_name: p.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("principal");
+        op.create_resource(pb::CreateResourceRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res(r)),
+            ..Default::default()
+        })
+        .await
+        .expect("resource");
+        op.create_grant(pb::CreateGrantRequest {
+            tenant_id: TENANT.into(),
+            subject: Some(subj(p)),
+            role_id: "viewer".into(),
+            scope: Some(res(r)),
+            ..Default::default()
+        })
+        .await
+        .expect("grant");
+    }
+    let mut checker = pb::check_service_client::CheckServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(CHECK_KEY).expect("key"),
+    );
+    let check = |action: &str| pb::CheckRequest {
+        tenant_id: TENANT.into(),
+        subject_id: "alice".into(),
+        action: action.into(),
+        resource: Some(res("workflow:w1")),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        assert!(
+            checker
+                .check(check("view"))
+                .await
+                .expect("check")
+                .into_inner()
+                .allowed
+        );
+    }
+    assert!(
+        !checker
+            .check(check("edit"))
+            .await
+            .expect("check")
+            .into_inner()
+            .allowed
+    );
+    let bad = checker.check(check("Not An Action")).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let (head, body) = http_get(metrics, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: application/openmetrics-text"));
+    let check_ok = sample(
+        &body,
+        r#"portcullis_grpc_server_handled_total{grpc_service="portcullis.v1.CheckService",grpc_method="Check",grpc_code="OK"}"#,
+    );
+    assert_eq!(check_ok, Some(4.0), "{body}");
+    let invalid = sample(
+        &body,
+        r#"portcullis_grpc_server_handled_total{grpc_service="portcullis.v1.CheckService",grpc_method="Check",grpc_code="INVALID_ARGUMENT"}"#,
+    );
+    assert_eq!(invalid, Some(1.0));
+    let latency_count = sample(
+        &body,
+        r#"portcullis_grpc_server_handling_seconds_count{grpc_service="portcullis.v1.CheckService",grpc_method="Check"}"#,
+    );
+    assert_eq!(latency_count, Some(5.0));
+    assert_eq!(
+        sample(
+            &body,
+            r#"portcullis_decisions_total{result="allow",reason="REASON_GRANTED"}"#
+        ),
+        Some(3.0)
+    );
+    assert!(body.contains(r#"portcullis_decisions_total{result="deny""#));
+    assert!(
+        sample(&body, r#"portcullis_cache_hits_total{cache="subjects"}"#).unwrap_or(0.0) >= 2.0
+    );
+    assert!(
+        sample(&body, r#"portcullis_cache_misses_total{cache="subjects"}"#).unwrap_or(0.0) >= 1.0
+    );
+    assert!(sample(&body, r#"portcullis_cache_entries{cache="subjects"}"#).is_some());
+    assert!(sample(
+        &body,
+        r#"portcullis_cache_evictions_total{cache="resources"}"#
+    )
+    .is_some());
+    assert!(sample(&body, r#"portcullis_db_pool_connections{state="idle"}"#).is_some());
+    assert_eq!(
+        sample(&body, "portcullis_db_pool_max_connections"),
+        Some(5.0)
+    );
+    assert!(
+        sample(
+            &body,
+            r#"portcullis_db_query_duration_seconds_count{outcome="ok"}"#
+        )
+        .unwrap_or(0.0)
+            > 5.0
+    );
+    assert!(sample(&body, "portcullis_cache_sync_age_seconds").is_some());
+    assert_eq!(sample(&body, "portcullis_revision_lag"), Some(0.0));
+    assert!(sample(&body, "portcullis_grpc_in_flight").is_some());
+    assert_eq!(
+        sample(
+            &body,
+            &format!(
+                r#"portcullis_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    // Prometheus naming: snake_case, the `portcullis_` prefix, counters end
+    // in `_total`, units in the name.
+    for line in body.lines().filter(|l| l.starts_with("# TYPE")) {
+        let mut parts = line.split_whitespace().skip(2);
+        let (name, kind) = (parts.next().expect("name"), parts.next().expect("type"));
+        assert!(name.starts_with("portcullis_"), "{line}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{line}"
+        );
+        if kind == "histogram" {
+            assert!(name.ends_with("_seconds"), "{line}");
+        }
+    }
+    assert!(body.trim_end().ends_with("# EOF"));
+    // A path that is not a method does not create a label value.
+    let (head, _) = http_get(metrics, "/nothing").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let mut c = app.checker();
+    let mut req = tonic::Request::new(pb::CheckRequest {
+        tenant_id: TENANT.into(),
+        subject_id: ADMIN.into(),
+        action: "view".into(),
+        resource: Some(res("workflow:w1")),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("x-request-id", "caller-chosen-42".parse().expect("ascii"));
+    let resp = c.check(req).await.expect("check");
+    assert_eq!(
+        resp.metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("caller-chosen-42")
+    );
+    // Made up when the caller sends none, on errors too.
+    let err = c.check(pb::CheckRequest::default()).await.unwrap_err();
+    let id = err
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id on an error")
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+}
+
+// ---- traces -------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in req.into_inner().resource_spans {
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| {
+            kv.value.as_ref().and_then(|v| match &v.value {
+                Some(Value::StringValue(s)) => Some(s.clone()),
+                Some(Value::IntValue(i)) => Some(i.to_string()),
+                Some(Value::BoolValue(b)) => Some(b.to_string()),
+                _ => None,
+            })
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_trace_continues_into_portcullis() {
+    // The OTLP receiver.
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let otlp = listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let envs = [
+        database_env(&url),
+        test_keys_env(),
+        (
+            "PORTCULLIS_TRACING__OTLP_ENDPOINT",
+            format!("http://{otlp}"),
+        ),
+        ("PORTCULLIS_LOG__FILTER", "portcullis=debug,info".to_owned()),
+        // Export every 100 ms rather than every 5 s.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ];
+    let server = ServerProcess::start(&envs, &[]).await;
+    server.create_test_tenant().await;
+
+    // A caller in the middle of its own trace.
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT_ID: &str = "00f067aa0ba902b7";
+    let mut req = tonic::Request::new(pb::CheckRequest {
+        tenant_id: TENANT.into(),
+        subject_id: ADMIN.into(),
+        action: "manage".into(),
+        resource: Some(res("workspace:ws1")),
+        ..Default::default()
+    });
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{PARENT_ID}-01")
+            .parse()
+            .expect("ascii"),
+    );
+    req.metadata_mut()
+        .insert("x-request-id", "trace-test-1".parse().expect("ascii"));
+    server.checker().check(req).await.expect("check");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let span = loop {
+        let found = receiver
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| hex(&s.trace_id) == TRACE_ID)
+            .cloned();
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span with the caller's trace id arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        hex(&span.parent_span_id),
+        PARENT_ID,
+        "the caller's span is the parent"
+    );
+    assert_eq!(span.name, "portcullis.v1.CheckService/Check");
+    assert_eq!(attribute(&span, "tenant").as_deref(), Some(TENANT));
+    assert_eq!(
+        attribute(&span, "request_id").as_deref(),
+        Some("trace-test-1")
+    );
+    assert!(attribute(&span, "decision").is_some(), "{span:?}");
+    assert!(
+        matches!(attribute(&span, "cache").as_deref(), Some("hit" | "miss")),
+        "whether the cache answered: {span:?}"
+    );
+    assert_eq!(
+        attribute(&span, "rpc.grpc.status_code").as_deref(),
+        Some("0")
+    );
+    // The call's log lines carry its request id.
+    let line = server
+        .wait_for_log("\"request_id\":\"trace-test-1\"", Duration::from_secs(5))
+        .await
+        .expect("a log line for the call");
+    assert!(line.contains("\"tenant\":\"acme\""), "{line}");
+    server
+        .wait_for_log("call finished", Duration::from_secs(5))
+        .await
+        .expect("calls are logged");
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("call finished") && l.contains("\"request_id\":\"trace-test-1\"")),
+        "the call's own line carries its id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_never_blocks_calls() {
+    let dead = free_port().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+    let envs = [
+        database_env(&url),
+        test_keys_env(),
+        (
+            "PORTCULLIS_TRACING__OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{dead}"),
+        ),
+        ("PORTCULLIS_TRACING__EXPORT_TIMEOUT_MS", "3000".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+    ];
+    let server = ServerProcess::start(&envs, &[]).await;
+    server.create_test_tenant().await;
+    let mut c = server.checker();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..200 {
+        let t = Instant::now();
+        c.check(pb::CheckRequest {
+            tenant_id: TENANT.into(),
+            subject_id: ADMIN.into(),
+            action: "view".into(),
+            resource: Some(res("workspace:ws1")),
+            ..Default::default()
+        })
+        .await
+        .expect("check");
+        slowest = slowest.max(t.elapsed());
+    }
+    eprintln!(
+        "unreachable collector: 200 checks, slowest {} ms",
+        slowest.as_millis()
+    );
+    // An export waits up to 3 s; no call waited for one.
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+}
