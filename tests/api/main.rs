@@ -11,6 +11,7 @@ mod isolation;
 mod lifecycle;
 mod observability;
 mod properties;
+mod runbook;
 mod seed_flow_builder;
 mod seed_monday;
 mod seed_neowit;
