@@ -15,6 +15,7 @@
 //! - [`auth`]: credentials (API keys, client certificates), scopes, tenant
 //!   limits.
 //! - [`metrics`]: Prometheus metrics and their endpoint.
+//! - [`client`]: the recommended way for a Rust service to call Check.
 //! - [`config`], [`telemetry`], [`app`]: configuration, logs and traces,
 //!   wiring.
 //! - [`bench`]: `portcullis bench`, the dataset seeder and load generator.
@@ -27,6 +28,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;

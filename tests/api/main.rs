@@ -2,6 +2,7 @@
 //! the real server on an ephemeral loopback port and talks gRPC to it.
 
 mod cache;
+mod client;
 mod helpers;
 mod process;
 

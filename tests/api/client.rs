@@ -1,0 +1,116 @@
+//! The client example for sibling services (`portcullis::client`): one
+//! shared channel, a deadline per call, retries on UNAVAILABLE only.
+
+use crate::helpers::*;
+use portcullis::app::App;
+use portcullis::client::{with_retries, CheckClient, RetryPolicy};
+use portcullis::grpc::pb;
+use std::time::Duration;
+use tonic::{Code, Status};
+
+#[tokio::test]
+async fn the_client_checks_over_one_channel() {
+    let app = spawn_app().await;
+    app.user("alice").await;
+    app.resource("workflow:w1", None).await;
+    app.grant("alice", "viewer", "workflow:w1").await;
+    let client = CheckClient::connect(
+        &format!("http://{}", app.addr),
+        CHECK_KEY,
+        RetryPolicy::default(),
+    )
+    .expect("client");
+    // Clones share the channel: concurrent calls multiplex on it.
+    let calls = (0..20).map(|i| {
+        let c = client.clone();
+        let action = if i % 2 == 0 { "view" } else { "edit" };
+        tokio::spawn(async move {
+            (
+                action,
+                c.check(TENANT, "alice", action, "workflow", "w1").await,
+            )
+        })
+    });
+    for call in calls {
+        let (action, allowed) = call.await.expect("task");
+        assert_eq!(allowed.expect("check"), action == "view");
+    }
+    // A refusal is an answer, not retried.
+    let (r, attempts) = client
+        .check_counted(pb::CheckRequest {
+            tenant_id: TENANT.into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test]
+async fn the_client_retries_while_the_server_is_unavailable() {
+    // A port nothing listens on yet: connections are refused (UNAVAILABLE)
+    // until the server comes up there.
+    let port = crate::process::free_port().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let cfg = test_config(&url);
+    let policy = RetryPolicy {
+        deadline: Duration::from_secs(2),
+        attempts: 8,
+        backoff: Duration::from_millis(50),
+    };
+    let client = CheckClient::connect(&format!("http://127.0.0.1:{port}"), CHECK_KEY, policy)
+        .expect("client");
+    let server = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let app = App::build(&cfg, true).await.expect("build");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the reserved port");
+        app.serve(listener, std::future::pending()).await
+    });
+    let (r, attempts) = client
+        .check_counted(pb::CheckRequest {
+            tenant_id: TENANT.into(),
+            subject_id: "alice".into(),
+            action: "view".into(),
+            resource: Some(res("workflow:w1")),
+            ..Default::default()
+        })
+        .await;
+    let d = r.expect("answered once the server is up");
+    assert!(!d.allowed, "unknown tenant: denied");
+    assert!(attempts > 1, "retried while unavailable: {attempts}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn only_unavailable_is_retried_and_every_attempt_has_a_deadline() {
+    let policy = RetryPolicy {
+        deadline: Duration::from_millis(50),
+        attempts: 5,
+        backoff: Duration::from_millis(1),
+    };
+    for code in [
+        Code::InvalidArgument,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::Internal,
+    ] {
+        let (r, attempts) =
+            with_retries(policy, || async { Err::<(), _>(Status::new(code, "x")) }).await;
+        assert_eq!(r.unwrap_err().code(), code);
+        assert_eq!(attempts, 1, "{code:?} is not retried");
+    }
+    let (r, attempts) =
+        with_retries(policy, || async { Err::<(), _>(Status::unavailable("x")) }).await;
+    assert_eq!(r.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(attempts, 5, "UNAVAILABLE is retried up to the limit");
+    let (r, attempts) = with_retries(policy, || async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<(), Status>(())
+    })
+    .await;
+    assert_eq!(r.unwrap_err().code(), Code::DeadlineExceeded);
+    assert_eq!(attempts, 1);
+}
