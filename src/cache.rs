@@ -474,10 +474,15 @@ impl Store for CachedStore {
         self.catch_up(Some(tenant)).await?;
         match self.known(tenant) {
             Some(k) if fresh_enough(k) => Ok(Some(k)),
-            Some(k) => Err(Error::Unavailable(format!(
-                "revision {k} is the newest in the store, behind the requested {}",
-                at_least.unwrap_or_default()
-            ))),
+            // Tokens are per tenant and every acknowledged write is in
+            // the store: a token ahead of it is not one of this tenant's.
+            Some(k) => Err(Error::invalid(
+                "consistency_token",
+                format!(
+                    "revision {} is ahead of the tenant's newest revision {k} (tokens are per tenant)",
+                    at_least.unwrap_or_default()
+                ),
+            )),
             None => Ok(None),
         }
     }

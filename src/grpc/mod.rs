@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admission;
 pub mod check;
+pub mod codec;
 pub mod convert;
 pub mod observe;
 mod status;

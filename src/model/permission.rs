@@ -35,9 +35,14 @@ impl Permission {
     /// Parses and validates a pattern; `field` names the request field.
     pub fn parse(field: &str, s: &str) -> Result<Self> {
         let Some((t, a)) = s.split_once('.') else {
+            // Quote at most the start of it: an error travels in a header.
+            let shown: String = s.chars().take(64).collect();
+            let more = if shown.len() < s.len() { "…" } else { "" };
             return Err(Error::invalid(
                 field,
-                format!("`{s}` must look like `<type>.<action>` (`*` allowed on either side)"),
+                format!(
+                    "`{shown}{more}` must look like `<type>.<action>` (`*` allowed on either side)"
+                ),
             ));
         };
         let side = |part: &str| -> Result<Pattern> {

@@ -214,9 +214,10 @@ impl Store for SqlStore {
             .map(|t| t.revision);
         if let (Some(rev), Some(min)) = (rev, at_least) {
             if rev < min {
-                return Err(Error::Unavailable(format!(
-                    "the store is at revision {rev}, behind the requested {min}"
-                )));
+                return Err(Error::invalid(
+                    "consistency_token",
+                    format!("revision {min} is ahead of the tenant's newest revision {rev} (tokens are per tenant)"),
+                ));
             }
         }
         Ok(rev)
