@@ -552,7 +552,10 @@ fn normalize(r: &Reply, refs: &[&str]) -> String {
                 .metadata()
                 .iter()
                 .filter_map(|kv| match kv {
-                    tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str() != "date" => {
+                    // `date` and the per-call `x-request-id` differ between any two calls.
+                    tonic::metadata::KeyAndValueRef::Ascii(k, v)
+                        if k.as_str() != "date" && k.as_str() != "x-request-id" =>
+                    {
                         Some(format!("{}={v:?}", k.as_str()))
                     }
                     tonic::metadata::KeyAndValueRef::Binary(k, v) => {
