@@ -28,6 +28,7 @@
 
 use crate::helpers::*;
 use crate::on_every_backend;
+use crate::process::{database_env, ServerProcess};
 use portcullis::engine::authorizer::{Authorizer, CheckQuery, PageRequest};
 use portcullis::engine::Decision;
 use portcullis::grpc::convert;
@@ -1376,98 +1377,31 @@ const POLL_MS: u64 = 300;
 /// How late, beyond one poll interval, a replica may see another's write.
 const SLACK_MS: u64 = 750;
 
-/// A `portcullis serve` process, killed on drop.
+/// A `portcullis serve` process (killed on drop), with a name for messages.
 struct Replica {
     name: &'static str,
-    child: std::process::Child,
     channel: Channel,
+    _process: ServerProcess,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn replica_command(url: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PORTCULLIS_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("PORTCULLIS_DATABASE__URL", url)
-        .env("PORTCULLIS_GRPC__ADDR", "127.0.0.1:0")
-        .env(
+/// The replicas' configuration, by environment.
+fn replica_env(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        database_env(url),
+        (
             "PORTCULLIS_API_KEYS",
             format!(r#"[{{name="ops",key="{REPLICA_KEY}",scope="operator"}}]"#),
-        )
-        .env("PORTCULLIS_LOG__FORMAT", "json")
-        .env("PORTCULLIS_CACHE__POLL_INTERVAL_MS", POLL_MS.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-    cmd
-}
-
-/// The value of the first `addr` field anywhere in a JSON log line.
-fn addr_in(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Object(m) => m
-            .get("addr")
-            .and_then(|a| a.as_str().map(str::to_owned))
-            .or_else(|| m.values().find_map(addr_in)),
-        serde_json::Value::Array(a) => a.iter().find_map(addr_in),
-        _ => None,
-    }
+        ),
+        ("PORTCULLIS_CACHE__POLL_INTERVAL_MS", POLL_MS.to_string()),
+    ]
 }
 
 async fn start_replica(name: &'static str, url: &str) -> Replica {
-    use std::io::BufRead;
-    let mut child = replica_command(url)
-        .args(["serve", "--no-migrate"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start `portcullis serve`");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
-    // Reads the address, then keeps draining the log so the pipe never fills.
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut early = Vec::new();
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.is_none() {
-                continue;
-            }
-            if line.contains("serving gRPC") {
-                if let Some(addr) = serde_json::from_str(&line).ok().and_then(|v| addr_in(&v)) {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(Ok(addr));
-                    }
-                    continue;
-                }
-            }
-            early.push(line);
-        }
-        if let Some(t) = tx.take() {
-            let _ = t.send(Err(early.join("\n")));
-        }
-    });
-    let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-        Ok(Ok(Ok(addr))) => addr,
-        Ok(Ok(Err(log))) => panic!("replica {name} exited before serving; its log:\n{log}"),
-        other => panic!("replica {name} did not report `serving gRPC`: {other:?}"),
-    };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect to replica");
+    let process = ServerProcess::start(&replica_env(url), &["serve", "--no-migrate"]).await;
     Replica {
         name,
-        child,
-        channel,
+        channel: process.channel(),
+        _process: process,
     }
 }
 
@@ -1634,8 +1568,15 @@ async fn a_revoke_on_one_replica_is_seen_by_another() {
     let url = fresh_database(&Backend::Postgres(base), dir.path()).await;
     let migrate_url = url.clone();
     let migrated = tokio::task::spawn_blocking(move || {
-        replica_command(&migrate_url)
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PORTCULLIS_") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(replica_env(&migrate_url))
             .arg("migrate")
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
     })
