@@ -39,8 +39,13 @@ impl AdminApi {
     /// call returns.
     async fn write(&self, ctx: WriteContext, cmd: Command) -> Result<(Outcome, String)> {
         let w = self.store.apply(&ctx, cmd).await?;
-        self.cache
-            .applied_locally(&ctx.tenant_id, w.revision, &w.invalidation);
+        // A replay wrote nothing now; its revision's invalidation reaches
+        // this replica through the revision log (at once for a caller that
+        // passes the returned token).
+        if !w.replayed {
+            self.cache
+                .applied_locally(&ctx.tenant_id, w.revision, &w.invalidation);
+        }
         Ok((w.outcome, w.revision.to_string()))
     }
 }

@@ -690,3 +690,99 @@ async fn the_cache_holds_no_more_than_its_capacity() {
     assert!(resources.entries <= 50, "{resources:?}");
     assert!(subjects.evictions > 0 && resources.evictions > 0);
 }
+
+/// A retried revoke answered by another replica from its request id must not
+/// let that replica skip the revoke's invalidation: with the returned token,
+/// and within a poll without it, the revoked grant no longer allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_revoke_is_still_seen_by_the_replica_that_replays_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    // A polls rarely, so that only the fix keeps it exact.
+    let mut slow = test_config(&url);
+    slow.cache.poll_interval_ms = 1_000;
+    let (_, a, _stop_a, _) = serve(&slow, true).await;
+    let (_, b, _stop_b, _) = serve(&test_config(&url), false).await;
+    bootstrap(&a, TENANT).await;
+    let op = |ch: &Channel| {
+        pb::admin_service_client::AdminServiceClient::with_interceptor(
+            ch.clone(),
+            Bearer::new(OPERATOR_KEY).expect("key"),
+        )
+    };
+    let check = |ch: &Channel, token: String| {
+        let mut c =
+            CheckServiceClient::with_interceptor(ch.clone(), Bearer::new(CHECK_KEY).expect("key"));
+        async move {
+            c.check(pb::CheckRequest {
+                tenant_id: TENANT.into(),
+                subject_id: "alice".into(),
+                action: "view".into(),
+                resource: Some(res("workflow:w1")),
+                consistency_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .allowed
+        }
+    };
+    op(&a)
+        .create_principal(pb::CreatePrincipalRequest {
+            tenant_id: TENANT.into(),
+            principal_id: "alice".into(),
+            status: pb::PrincipalStatus::Active as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("principal");
+    op(&a)
+        .create_resource(pb::CreateResourceRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res("workflow:w1")),
+            ..Default::default()
+        })
+        .await
+        .expect("resource");
+    let grant = op(&a)
+        .create_grant(pb::CreateGrantRequest {
+            tenant_id: TENANT.into(),
+            subject: Some(subj("alice")),
+            role_id: "viewer".into(),
+            scope: Some(res("workflow:w1")),
+            ..Default::default()
+        })
+        .await
+        .expect("grant")
+        .into_inner();
+    // A has alice's grant cached.
+    assert!(check(&a, grant.revision.clone()).await);
+    // The revoke commits on B; its answer is lost, and the caller retries
+    // the same request id on A, which replays B's answer.
+    let revoke = pb::DeleteGrantRequest {
+        tenant_id: TENANT.into(),
+        grant_id: grant.grant.expect("grant").id,
+        request_id: "revoke-1".into(),
+        ..Default::default()
+    };
+    let first = op(&b)
+        .delete_grant(revoke.clone())
+        .await
+        .expect("revoke on B")
+        .into_inner();
+    let replayed = op(&a)
+        .delete_grant(revoke)
+        .await
+        .expect("retry on A")
+        .into_inner();
+    assert_eq!(first.revision, replayed.revision, "the retry is a replay");
+    // With the revoke's token, A denies at once.
+    assert!(
+        !check(&a, replayed.revision.clone()).await,
+        "stale allow after a replay"
+    );
+    // Without it too, once A has polled (within the bound).
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(!check(&a, String::new()).await);
+}

@@ -216,6 +216,10 @@ pub struct Written {
     pub revision: i64,
     /// What it makes stale.
     pub invalidation: Invalidation,
+    /// The answer of an earlier attempt with the same request id: nothing
+    /// was written now, and the cache must not treat `revision` as applied
+    /// here (the revision log still carries its invalidation).
+    pub replayed: bool,
 }
 
 pub(super) async fn apply(
@@ -234,6 +238,7 @@ pub(super) async fn apply(
                 outcome,
                 revision,
                 invalidation: Invalidation::default(),
+                replayed: true,
             })
         }
         Ok(Ran::Applied((outcome, revision, audit, invalidation))) => {
@@ -278,6 +283,7 @@ pub(super) async fn apply(
                 outcome,
                 revision,
                 invalidation,
+                replayed: false,
             })
         }
         Err(e) => {
