@@ -26,6 +26,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Labels of an RPC.
@@ -61,9 +62,48 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_05, 2.0, 16)
 }
 
+/// The methods the server serves, as `(service, method)` by path; any other
+/// path is labelled `unknown`, so callers cannot grow the label set.
+fn known_methods() -> HashMap<String, (String, String)> {
+    use prost::Message;
+    let mut known = HashMap::new();
+    let mut add = |service: &str, method: &str| {
+        known.insert(
+            format!("/{service}/{method}"),
+            (service.to_owned(), method.to_owned()),
+        );
+    };
+    if let Ok(set) = prost_types::FileDescriptorSet::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET) {
+        for file in &set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                for m in &service.method {
+                    add(&name, m.name());
+                }
+            }
+        }
+    }
+    for (service, method) in [
+        ("grpc.health.v1.Health", "Check"),
+        ("grpc.health.v1.Health", "Watch"),
+        (
+            "grpc.reflection.v1.ServerReflection",
+            "ServerReflectionInfo",
+        ),
+        (
+            "grpc.reflection.v1alpha.ServerReflection",
+            "ServerReflectionInfo",
+        ),
+    ] {
+        add(service, method);
+    }
+    known
+}
+
 /// The metrics the server records as it works.
 #[derive(Clone)]
 pub struct Metrics {
+    known: Arc<HashMap<String, (String, String)>>,
     handled: Family<HandledLabels, Counter>,
     handling: Family<RpcLabels, Histogram>,
     decisions: Family<DecisionLabels, Counter>,
@@ -107,6 +147,7 @@ impl Metrics {
     /// Empty metrics.
     pub fn new() -> Self {
         Self {
+            known: Arc::new(known_methods()),
             handled: Family::default(),
             handling: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             decisions: Family::default(),
@@ -114,15 +155,19 @@ impl Metrics {
         }
     }
 
+    /// The `(service, method)` of a path, or `("unknown", "unknown")` for a
+    /// path the server does not serve.
+    pub fn method(&self, path: &str) -> (&str, &str) {
+        self.known
+            .get(path)
+            .map_or(("unknown", "unknown"), |(s, m)| (s.as_str(), m.as_str()))
+    }
+
     /// Records a finished RPC: its path (`/package.Service/Method`), gRPC
-    /// status code and duration. Paths that name no method (answered
-    /// UNIMPLEMENTED) are counted as `unknown`, so callers cannot grow the
-    /// label set.
+    /// status code and duration.
     pub fn rpc(&self, path: &str, code: i32, seconds: f64) {
-        let (service, method) = match path.trim_start_matches('/').split_once('/') {
-            Some((s, m)) if code != 12 => (s.to_owned(), m.to_owned()),
-            _ => ("unknown".to_owned(), "unknown".to_owned()),
-        };
+        let (service, method) = self.method(path);
+        let (service, method) = (service.to_owned(), method.to_owned());
         let code = usize::try_from(code)
             .ok()
             .and_then(|c| CODES.get(c))

@@ -170,13 +170,11 @@ where
             req.headers_mut().insert(REQUEST_ID, v.clone());
         }
         let span = if traced {
-            let (service, method) = path
-                .trim_start_matches('/')
-                .split_once('/')
-                .unwrap_or(("unknown", "unknown"));
+            // Only served methods name spans (a caller cannot invent names).
+            let (service, method) = self.metrics.method(&path);
             let span = tracing::info_span!(
                 "grpc",
-                otel.name = %path.trim_start_matches('/'),
+                otel.name = %format!("{service}/{method}"),
                 otel.kind = "server",
                 rpc.system = "grpc",
                 rpc.service = %service,

@@ -132,7 +132,44 @@ async fn the_metrics_endpoint_reports_rpcs_decisions_cache_and_database() {
     let bad = checker.check(check("Not An Action")).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
+    // A method nobody serves, twice: counted as `unknown`, never by its name.
+    for _ in 0..2 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.expect("ready");
+        let codec: tonic_prost::ProstCodec<pb::CheckRequest, pb::CheckResponse> =
+            tonic_prost::ProstCodec::default();
+        let r = grpc
+            .unary(
+                tonic::Request::new(pb::CheckRequest::default()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/portcullis.v1.CheckService/MadeUpMethod",
+                ),
+                codec,
+            )
+            .await;
+        // Refused before routing (no key) or by it: either way not served.
+        let code = r.unwrap_err().code();
+        assert!(
+            matches!(
+                code,
+                tonic::Code::Unimplemented | tonic::Code::Unauthenticated
+            ),
+            "{code:?}"
+        );
+    }
+
     let (head, body) = http_get(metrics, "/metrics").await;
+    assert!(!body.contains("MadeUpMethod"), "{body}");
+    let unknown: f64 = body
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                r#"portcullis_grpc_server_handled_total{grpc_service="unknown",grpc_method="unknown","#,
+            )
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    assert_eq!(unknown, 2.0, "{body}");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head
         .to_ascii_lowercase()
