@@ -15,7 +15,6 @@ use crate::grpc::pb;
 use crate::metrics::Metrics;
 use crate::store::sql::SqlStore;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -119,10 +118,11 @@ impl App {
         // Know every tenant's revision before the first check.
         cache.catch_up(None).await?;
         let (poll_stop, poll_stopped) = tokio::sync::oneshot::channel::<()>();
-        let poller = tokio::spawn(cache.clone().poll(async {
+        // Subscribed before the poller starts, so no change is missed.
+        let cache_reachable = cache.reachable();
+        let mut poller = tokio::spawn(cache.clone().poll(async {
             let _ = poll_stopped.await;
         }));
-        let cache_reachable = cache.reachable();
         let authz = Arc::new(Authorizer::new(cache.clone()));
         let check_api = CheckApi::new(authz, self.metrics.clone());
         let admin_api = AdminApi::new(cache.clone());
@@ -169,7 +169,9 @@ impl App {
         });
         // Readiness follows the store: SERVING while polls reach it (the store
         // is migrated, App::build, before anything reports SERVING).
-        let shutting_down = Arc::new(AtomicBool::new(false));
+        // Held while readiness is set, so that the store coming back cannot
+        // turn readiness SERVING again once shutdown has set NOT_SERVING.
+        let shutting_down = Arc::new(tokio::sync::Mutex::new(false));
         health
             .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
@@ -192,8 +194,11 @@ impl App {
                 (admission.clone(), draining.clone(), health.clone());
             async move {
                 shutdown.await;
-                shutting_down.store(true, Ordering::SeqCst);
-                set_readiness(&health, ServingStatus::NotServing).await;
+                {
+                    let mut down = shutting_down.lock().await;
+                    *down = true;
+                    set_readiness(&health, ServingStatus::NotServing).await;
+                }
                 health
                     .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
                     .await;
@@ -249,12 +254,24 @@ impl App {
             }
         };
         readiness.abort();
+        // Whatever is left is bounded too: the metrics endpoint and the
+        // poller get a moment to stop, then are dropped.
         let _ = metrics_stop.send(());
         if let Some(m) = metrics_server {
-            let _ = m.await;
+            if tokio::time::timeout(Duration::from_millis(500), m)
+                .await
+                .is_err()
+            {
+                tracing::warn!("metrics endpoint still busy; dropping it");
+            }
         }
         let _ = poll_stop.send(());
-        let _ = poller.await;
+        if tokio::time::timeout(Duration::from_millis(500), &mut poller)
+            .await
+            .is_err()
+        {
+            poller.abort();
+        }
         served
     }
 }
@@ -270,11 +287,12 @@ async fn set_readiness(health: &HealthReporter, status: ServingStatus) {
 async fn follow_store(
     health: HealthReporter,
     mut reachable: tokio::sync::watch::Receiver<bool>,
-    shutting_down: Arc<AtomicBool>,
+    shutting_down: Arc<tokio::sync::Mutex<bool>>,
 ) {
     while reachable.changed().await.is_ok() {
         let up = *reachable.borrow_and_update();
-        if shutting_down.load(Ordering::SeqCst) {
+        let down = shutting_down.lock().await;
+        if *down {
             return;
         }
         let status = if up {

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,6 +29,9 @@ const RETRY_PUSHBACK_MS: &str = "50";
 
 struct State {
     permits: Arc<Semaphore>,
+    /// Calls admitted and not yet finished (the semaphore's free permits do
+    /// not say, while `drained` is waiting for them).
+    in_flight: AtomicU32,
     max_in_flight: u32,
     timeout: Duration,
     closed: AtomicBool,
@@ -55,6 +58,7 @@ impl Admission {
         Self {
             state: Arc::new(State {
                 permits: Arc::new(Semaphore::new(max_in_flight as usize)),
+                in_flight: AtomicU32::new(0),
                 max_in_flight,
                 timeout,
                 closed: AtomicBool::new(false),
@@ -64,7 +68,7 @@ impl Admission {
 
     /// Calls being handled now.
     pub fn in_flight(&self) -> u32 {
-        self.state.max_in_flight - self.state.permits.available_permits() as u32
+        self.state.in_flight.load(Ordering::SeqCst)
     }
 
     /// Refuses every new call from now on (shutdown).
@@ -102,6 +106,28 @@ pub struct Admitted<S> {
 
 fn refuse<B: Default>(status: Status) -> http::Response<B> {
     status.into_http()
+}
+
+/// An admitted call: holds its permit and counts it in flight until dropped.
+struct Ticket {
+    state: Arc<State>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Ticket {
+    fn count(state: Arc<State>, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self {
+            state,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -150,9 +176,10 @@ where
             return Box::pin(async move { Ok(refuse(status)) });
         };
         let timeout = state.timeout;
+        let ticket = Ticket::count(self.admission.state.clone(), permit);
         let fut = inner.call(req);
         Box::pin(async move {
-            let _permit = permit;
+            let _ticket = ticket;
             match tokio::time::timeout(timeout, fut).await {
                 Ok(r) => r,
                 Err(_) => Ok(refuse(Status::deadline_exceeded(format!(
