@@ -646,13 +646,11 @@ async fn deadlines_are_enforced() {
         .await
         .expect("the server is fine afterwards");
 
-    // The server's own limit, for callers that set none.
-    let dir = tempfile::tempdir().expect("dir");
-    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    // The server's own limit, for callers that set none: a replica on the
+    // same database (already holding the tenant) with a 10 ms limit.
     let mut cfg = test_config(&url);
     cfg.grpc.request_timeout_ms = 10;
-    let (channel, _stop) = serve_with(&cfg).await;
-    bootstrap(&channel, TENANT).await;
+    let (_, channel, _stop_short, _) = serve(&cfg, false).await;
     let mut c = CheckServiceClient::with_interceptor(channel, Bearer::new(CHECK_KEY).expect("key"));
     let status = c.batch_check(heavy_batch(5_000, 1)).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
