@@ -11,8 +11,8 @@ use crate::store::entity::{change, request};
 use crate::store::Invalidation;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, PaginatorTrait, QueryFilter, Set,
-    Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, PaginatorTrait, QueryFilter, QuerySelect,
+    Set, Statement, TransactionTrait,
 };
 use std::collections::HashSet;
 
@@ -335,26 +335,21 @@ async fn subtree_height<C: ConnectionTrait>(
     t: &str,
     row: &resource::Model,
 ) -> Result<usize> {
-    let prefix = child_path(row);
-    let backend = c.get_database_backend();
-    let sql = match backend {
-        sea_orm::DatabaseBackend::Postgres => {
-            "SELECT CAST(MAX(length(ancestors) - length(replace(ancestors, '/', ''))) AS BIGINT) AS d FROM resources WHERE tenant_id = $1 AND ancestors >= $2 AND ancestors < $3"
-        }
-        _ => "SELECT CAST(MAX(length(ancestors) - length(replace(ancestors, '/', ''))) AS BIGINT) AS d FROM resources WHERE tenant_id = ? AND ancestors >= ? AND ancestors < ?",
-    };
-    let deepest: Option<i64> = c
-        .query_one(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                t.into(),
-                prefix.clone().into(),
-                format!("{}0", &prefix[..prefix.len() - 1]).into(),
-            ],
-        ))
+    // The most slashes in a descendant's path.
+    let deepest: Option<i64> = resource::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::cust(
+                "CAST(MAX(length(ancestors) - length(replace(ancestors, '/', ''))) AS BIGINT)",
+            ),
+            "d",
+        )
+        .filter(resource::Column::TenantId.eq(t))
+        .filter(under(&child_path(row)))
+        .into_tuple::<Option<i64>>()
+        .one(c)
         .await?
-        .and_then(|r| r.try_get::<Option<i64>>("", "d").ok().flatten());
+        .flatten();
     // A path of k slashes is a resource at depth k; `row` is at the depth of
     // its own ancestors' slashes.
     let own = row.ancestors.matches('/').count();
