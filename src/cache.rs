@@ -28,7 +28,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -154,8 +154,6 @@ struct Inner {
     /// Held for writing while an invalidation runs, and for reading while a
     /// fill checks the generation and inserts, so the two never interleave.
     fill_gate: RwLock<()>,
-    /// Whether a full poll has completed (so an unknown tenant is absent).
-    polled: AtomicBool,
     /// Serializes catch-ups so that log entries are applied in order.
     catching_up: tokio::sync::Mutex<()>,
     /// When the cache was created; `last_sync` counts from it.
@@ -201,7 +199,6 @@ impl CachedStore {
             known: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             fill_gate: RwLock::new(()),
-            polled: AtomicBool::new(false),
             catching_up: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
             last_sync: AtomicU64::new(0),
@@ -331,15 +328,21 @@ impl CachedStore {
     /// within `max_staleness`: a revocation written meanwhile could be
     /// missed, and a stale allow is worse than no answer.
     fn ensure_fresh(&self) -> Result<()> {
-        let last = self.inner.last_sync.load(Ordering::SeqCst);
-        let age = self.since_epoch().saturating_sub(last.saturating_sub(1));
-        if last == 0 || age > self.settings.max_staleness.as_millis() as u64 {
+        let age = self.sync_age();
+        if !self.synced() || age > self.settings.max_staleness {
             return Err(Error::Unavailable(format!(
-                "the store has not been reached for {age} ms (max_staleness {} ms)",
+                "the store has not been reached for {} ms (max_staleness {} ms)",
+                age.as_millis(),
                 self.settings.max_staleness.as_millis()
             )));
         }
         Ok(())
+    }
+
+    /// Whether a poll of every tenant has completed (so a tenant it did not
+    /// find does not exist, as of the staleness bound).
+    fn synced(&self) -> bool {
+        self.inner.last_sync.load(Ordering::SeqCst) != 0
     }
 
     /// Applies the log of every tenant whose revision moved (all tenants), or
@@ -385,7 +388,6 @@ impl CachedStore {
             }
         }
         if only.is_none() {
-            self.inner.polled.store(true, Ordering::SeqCst);
             self.inner.last_sync.fetch_max(began, Ordering::SeqCst);
             self.inner.lag.store(lag, Ordering::Relaxed);
         }
@@ -466,9 +468,7 @@ impl Store for CachedStore {
             Some(k) if fresh_enough(k) => return Ok(Some(k)),
             // Absent from a completed poll: the tenant does not exist (as of
             // the staleness bound).
-            None if at_least.is_none() && self.inner.polled.load(Ordering::SeqCst) => {
-                return Ok(None)
-            }
+            None if at_least.is_none() && self.synced() => return Ok(None),
             _ => {}
         }
         self.catch_up(Some(tenant)).await?;
