@@ -52,10 +52,15 @@ impl Caller {
             ))),
         }
     }
-}
 
-fn tenant_list(tenants: &[String]) -> Option<Arc<[String]>> {
-    (!tenants.is_empty()).then(|| tenants.iter().cloned().collect())
+    /// A configured credential; no tenants means every tenant.
+    fn configured(name: &str, scope: KeyScope, tenants: &[String]) -> Self {
+        Self {
+            name: name.to_owned(),
+            scope,
+            tenants: (!tenants.is_empty()).then(|| tenants.iter().cloned().collect()),
+        }
+    }
 }
 
 /// The configured credentials: API keys by digest, and client-certificate
@@ -89,11 +94,7 @@ impl Credentials {
             .map(|k| {
                 (
                     digest(k.key.expose()),
-                    Caller {
-                        name: k.name.clone(),
-                        scope: k.scope,
-                        tenants: tenant_list(&k.tenants),
-                    },
+                    Caller::configured(&k.name, k.scope, &k.tenants),
                 )
             })
             .collect();
@@ -102,11 +103,7 @@ impl Credentials {
             .map(|c| {
                 (
                     c.subject.clone(),
-                    Caller {
-                        name: c.name.clone(),
-                        scope: c.scope,
-                        tenants: tenant_list(&c.tenants),
-                    },
+                    Caller::configured(&c.name, c.scope, &c.tenants),
                 )
             })
             .collect();

@@ -50,51 +50,32 @@ impl AdminApi {
     }
 }
 
-/// The write context: a tenant and an actor. An empty `actor_id` means the
-/// super user, which only an operator key may be.
-fn ctx(
-    caller: &Caller,
-    tenant_id: String,
-    actor_id: String,
-    request: Option<RequestKey>,
-) -> Result<WriteContext> {
-    let tenant_id = caller.tenant(tenant_id)?;
-    let actor = if actor_id.is_empty() {
-        if caller.scope != KeyScope::Operator {
-            return Err(Error::invalid(
-                "actor_id",
-                "must name the acting principal (only operator keys may omit it)",
-            ));
-        }
-        Actor::SuperUser
-    } else {
-        Actor::Principal(id("actor_id", actor_id)?)
-    };
-    Ok(WriteContext {
-        tenant_id,
-        caller: caller.name.clone(),
-        actor,
-        request,
-    })
-}
+/// A write request's request id, tenant and acting principal (`None` where
+/// the request has no actor: only operators create tenants).
+type WriteFields<'a> = (&'a mut String, &'a mut String, Option<&'a mut String>);
 
 /// Write requests carry an optional client request id.
 trait WriteRequest: prost::Message + Sized {
-    fn request_id(&mut self) -> &mut String;
+    fn write_fields(&mut self) -> WriteFields<'_>;
 }
 
 macro_rules! write_requests {
     ($($t:ident),* $(,)?) => {
         $(impl WriteRequest for pb::$t {
-            fn request_id(&mut self) -> &mut String {
-                &mut self.request_id
+            fn write_fields(&mut self) -> WriteFields<'_> {
+                (&mut self.request_id, &mut self.tenant_id, Some(&mut self.actor_id))
             }
         })*
     };
 }
 
+impl WriteRequest for pb::CreateTenantRequest {
+    fn write_fields(&mut self) -> WriteFields<'_> {
+        (&mut self.request_id, &mut self.tenant_id, None)
+    }
+}
+
 write_requests!(
-    CreateTenantRequest,
     UpdateTenantRequest,
     CreateResourceRequest,
     MoveResourceRequest,
@@ -114,12 +95,40 @@ write_requests!(
     DeleteGrantRequest,
 );
 
+/// The write context of a write request: its request key (fingerprinted
+/// with the tenant and actor still in the message), then its tenant and
+/// actor, taken out of the message. An empty `actor_id` means the super
+/// user, which only an operator key may be.
+fn write_ctx<M: WriteRequest>(caller: &Caller, r: &mut M) -> Result<WriteContext> {
+    let request = request_key(r)?;
+    let (_, tenant_id, actor_id) = r.write_fields();
+    let tenant_id = caller.tenant(std::mem::take(tenant_id))?;
+    let actor_id = actor_id.map(std::mem::take).unwrap_or_default();
+    let actor = if actor_id.is_empty() {
+        if caller.scope != KeyScope::Operator {
+            return Err(Error::invalid(
+                "actor_id",
+                "must name the acting principal (only operator keys may omit it)",
+            ));
+        }
+        Actor::SuperUser
+    } else {
+        Actor::Principal(id("actor_id", actor_id)?)
+    };
+    Ok(WriteContext {
+        tenant_id,
+        caller: caller.name.clone(),
+        actor,
+        request,
+    })
+}
+
 /// Takes the request id out of a write request and fingerprints the rest
 /// (message type and encoded fields), so that reusing the id for another
 /// request is caught.
 fn request_key<M: WriteRequest>(msg: &mut M) -> Result<Option<RequestKey>> {
     use sha2::{Digest, Sha256};
-    let id = std::mem::take(msg.request_id());
+    let id = std::mem::take(msg.write_fields().0);
     if id.is_empty() {
         return Ok(None);
     }
@@ -197,8 +206,7 @@ impl AdminService for AdminApi {
         let caller = caller(&req)?;
         require_operator(&caller)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, String::new(), request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let now = now_millis();
         let tenant = Tenant {
             id: ctx.tenant_id.clone(),
@@ -279,8 +287,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::UpdateTenantResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::UpdateTenant {
             display_name: display_name("display_name", r.display_name)?,
             single_owner_types: convert::type_list("single_owner_types", r.single_owner_types)?,
@@ -300,8 +307,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateResourceResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let owner = if r.owner_id.is_empty() {
             None
         } else {
@@ -369,8 +375,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::MoveResourceResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::MoveResource {
             resource: convert::resource("resource", r.resource)?,
             new_parent: convert::opt_resource("new_parent", r.new_parent)?,
@@ -388,8 +393,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::SetResourcePrivateResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::SetResourcePrivate {
             resource: convert::resource("resource", r.resource)?,
             private: r.private,
@@ -407,8 +411,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DeleteResourceResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::DeleteResource {
             resource: convert::resource("resource", r.resource)?,
         };
@@ -425,8 +428,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let previous_owner_role = if r.previous_owner_role_id.is_empty() {
             None
         } else {
@@ -450,8 +452,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let status = match convert::principal_status("status", r.status)? {
             None | Some(PrincipalStatus::Invited) => PrincipalStatus::Invited,
             Some(PrincipalStatus::Active) => PrincipalStatus::Active,
@@ -519,8 +520,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::SetPrincipalStatusResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let status = convert::principal_status("status", r.status)?
             .ok_or_else(|| Error::invalid("status", "must be set"))?;
         let cmd = Command::SetPrincipalStatus {
@@ -540,8 +540,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateTeamResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let team = Team {
             id: id("team_id", r.team_id)?,
             display_name: display_name("display_name", r.display_name)?,
@@ -576,8 +575,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DeleteTeamResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::DeleteTeam {
             team_id: id("team_id", r.team_id)?,
         };
@@ -591,8 +589,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AddTeamMemberResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::AddTeamMember {
             team_id: id("team_id", r.team_id)?,
             member: convert::subject("member", r.member)?,
@@ -607,8 +604,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RemoveTeamMemberResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::RemoveTeamMember {
             team_id: id("team_id", r.team_id)?,
             member: convert::subject("member", r.member)?,
@@ -641,8 +637,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateRoleResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let role = convert::role("role", r.role)?;
         let (out, revision) = self.write(ctx, Command::CreateRole { role }).await?;
         Ok(Response::new(pb::CreateRoleResponse {
@@ -688,8 +683,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::UpdateRoleResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let role = convert::role("role", r.role)?;
         let (out, revision) = self.write(ctx, Command::UpdateRole { role }).await?;
         Ok(Response::new(pb::UpdateRoleResponse {
@@ -704,8 +698,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::DeleteRole {
             role_id: name("role_id", r.role_id)?,
             cascade: r.cascade,
@@ -723,8 +716,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateGrantResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::CreateGrant {
             subject: convert::subject("subject", r.subject)?,
             role_id: name("role_id", r.role_id)?,
@@ -745,8 +737,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DeleteGrantResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        let request = request_key(&mut r)?;
-        let ctx = ctx(&caller, r.tenant_id, r.actor_id, request)?;
+        let ctx = write_ctx(&caller, &mut r)?;
         let cmd = Command::DeleteGrant {
             grant_id: id("grant_id", r.grant_id)?,
         };

@@ -12,17 +12,13 @@
 //! Health checks bypass it, so probes are answered however loaded the
 //! server is.
 
-use std::future::Future;
-use std::pin::Pin;
+use super::BoxFuture;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tonic::Status;
-
-/// Calls to this prefix are never limited.
-const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// How long a shed caller is asked to wait before retrying.
 const RETRY_PUSHBACK_MS: &str = "50";
@@ -130,8 +126,6 @@ impl Drop for Ticket {
     }
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
 impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Admitted<S>
 where
     S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
@@ -155,7 +149,7 @@ where
         // Take the service that was made ready; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if req.uri().path().starts_with(HEALTH_PREFIX) {
+        if super::is_health_check(req.uri().path()) {
             return Box::pin(inner.call(req));
         }
         let state = &self.admission.state;

@@ -9,6 +9,15 @@ pub mod convert;
 pub mod observe;
 mod status;
 
+/// Whether a request path is a health check: never limited by the admission
+/// layer, never traced or logged per call (probes are many).
+fn is_health_check(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+}
+
+/// The future of the tower layers in front of the services.
+type BoxFuture<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+
 /// Generated protobuf and tonic code for `portcullis.v1`.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {

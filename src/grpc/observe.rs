@@ -10,10 +10,10 @@
 //!   answer is complete, reading the status from the headers of a
 //!   trailers-only answer or from the trailers.
 
+use super::BoxFuture;
 use crate::cache::{Lookups, LOOKUPS};
 use crate::metrics::Metrics;
 use http_body::{Body, Frame};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,9 +22,6 @@ use tracing::Instrument;
 
 /// The header carrying a request id, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// Health checks are neither traced nor logged per call (probes are many).
-const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// The observing layer.
 #[derive(Clone, Debug)]
@@ -132,8 +129,6 @@ impl<B: Body + Unpin> Body for ObservedBody<B> {
     }
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
 impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Observed<S>
 where
     S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
@@ -157,7 +152,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = req.uri().path().to_owned();
-        let traced = !path.starts_with(HEALTH_PREFIX);
+        let traced = !super::is_health_check(&path);
         // A caller's id if it is sane header text of a sane length, else ours.
         let request_id = req
             .headers()
