@@ -45,7 +45,6 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 use sea_orm::ConnectionTrait;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -132,22 +131,11 @@ fn in_millis(ms: u64) -> prost_types::Timestamp {
     }
 }
 
-/// Sends `authorization: Bearer <key>`.
-#[derive(Clone)]
-struct Key(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Key {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
+fn key(k: &str) -> Bearer {
+    Bearer::new(k).expect("ascii key")
 }
 
-fn key(k: &str) -> Key {
-    Key(format!("Bearer {k}").parse().expect("ascii"))
-}
-
-type Keyed = InterceptedService<Channel, Key>;
+type Keyed = Authed;
 
 /// A server configured by `test_config` (the harness's keys), by channel.
 #[derive(Clone)]
@@ -1406,11 +1394,11 @@ async fn start_replica(name: &'static str, url: &str) -> Replica {
 }
 
 impl Replica {
-    fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, Key>> {
+    fn admin(&self) -> AdminServiceClient<Keyed> {
         AdminServiceClient::with_interceptor(self.channel.clone(), key(REPLICA_KEY))
     }
 
-    fn checker(&self) -> CheckServiceClient<InterceptedService<Channel, Key>> {
+    fn checker(&self) -> CheckServiceClient<Keyed> {
         CheckServiceClient::with_interceptor(self.channel.clone(), key(REPLICA_KEY))
     }
 
@@ -1593,21 +1581,7 @@ async fn a_revoke_on_one_replica_is_seen_by_another() {
     let t = "acme";
 
     // A new tenant written on A: B knows it with A's token.
-    let created = a
-        .admin()
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: t.into(),
-            display_name: "Acme".into(),
-            first_admin: Some(pb::FirstAdmin {
-                principal_id: ADMIN.into(),
-                kind: 0,
-                display_name: "Root".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("create tenant on A")
-        .into_inner();
+    let created = create_tenant(&mut a.admin(), t).await;
     let tenant_token = created.revision.clone();
     let known = b
         .check(t, ADMIN, "view", "workspace:ops", &tenant_token)

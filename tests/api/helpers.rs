@@ -160,20 +160,29 @@ pub async fn spawn_app() -> TestApp {
 /// A server on `backend` with tenant `acme` and its account admin `root-admin`.
 pub async fn spawn_app_on(backend: Backend) -> TestApp {
     let app = spawn_bare(backend).await;
-    app.operator()
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: TENANT.into(),
-            display_name: "Acme".into(),
-            first_admin: Some(pb::FirstAdmin {
-                principal_id: ADMIN.into(),
-                kind: 0,
-                display_name: "Root Admin".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("create tenant");
+    create_tenant(&mut app.operator(), TENANT).await;
     app
+}
+
+/// Creates `tenant` with its account admin [`ADMIN`], through `op` (an
+/// operator's client); the answer.
+pub async fn create_tenant(
+    op: &mut AdminServiceClient<Authed>,
+    tenant: &str,
+) -> pb::CreateTenantResponse {
+    op.create_tenant(pb::CreateTenantRequest {
+        tenant_id: tenant.into(),
+        display_name: tenant.into(),
+        first_admin: Some(pb::FirstAdmin {
+            principal_id: ADMIN.into(),
+            kind: 0,
+            display_name: "Root Admin".into(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("create tenant")
+    .into_inner()
 }
 
 /// Builds an app from `cfg` (migrating when asked), serves it on an

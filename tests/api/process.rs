@@ -26,9 +26,7 @@
 //! server log line to the test's stderr.
 #![allow(dead_code)]
 
-use crate::helpers::{
-    res, subj, Authed, Bearer, ADMIN, ADMIN_KEY, CHECK_KEY, OPERATOR_KEY, TENANT,
-};
+use crate::helpers::{res, subj, Authed, Bearer, ADMIN_KEY, CHECK_KEY, OPERATOR_KEY, TENANT};
 use portcullis::grpc::pb;
 use portcullis::grpc::pb::admin_service_client::AdminServiceClient;
 use portcullis::grpc::pb::check_service_client::CheckServiceClient;
@@ -952,20 +950,8 @@ impl ServerProcess {
     /// Creates the harness tenant `helpers::TENANT` with its account admin
     /// `helpers::ADMIN` (as `spawn_app_on` does); returns the revision.
     pub async fn create_test_tenant(&self) -> String {
-        self.operator()
-            .create_tenant(pb::CreateTenantRequest {
-                tenant_id: TENANT.into(),
-                display_name: "Acme".into(),
-                first_admin: Some(pb::FirstAdmin {
-                    principal_id: ADMIN.into(),
-                    kind: 0,
-                    display_name: "Root Admin".into(),
-                }),
-                ..Default::default()
-            })
+        crate::helpers::create_tenant(&mut self.operator(), TENANT)
             .await
-            .expect("create tenant")
-            .into_inner()
             .revision
     }
 }

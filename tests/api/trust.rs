@@ -150,18 +150,7 @@ async fn bootstrap(channel: &Channel, tenant: &str) {
         channel.clone(),
         Bearer::new(OPERATOR_KEY).expect("key"),
     );
-    op.create_tenant(pb::CreateTenantRequest {
-        tenant_id: tenant.into(),
-        display_name: tenant.into(),
-        first_admin: Some(pb::FirstAdmin {
-            principal_id: ADMIN.into(),
-            kind: 0,
-            display_name: "Root".into(),
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("create tenant");
+    create_tenant(&mut op, tenant).await;
 }
 
 fn check_req(tenant: &str) -> pb::CheckRequest {
