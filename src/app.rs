@@ -3,7 +3,8 @@
 //! the shutdown future completes, so tests bind port 0 and need no sleeps.
 
 use crate::auth::Credentials;
-use crate::cache::{CacheSettings, CachedStore};
+use crate::admin::{Admin, OnCommit};
+use crate::cache::{CacheSettings, CacheStats, CachedStore};
 use crate::config::{Config, GrpcConfig, KeyScope, TlsConfig};
 use crate::engine::authorizer::Authorizer;
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::grpc::admission::Admission;
 use crate::grpc::check::CheckApi;
 use crate::grpc::observe::Observe;
 use crate::grpc::pb;
-use crate::metrics::Metrics;
+use crate::metrics::{Gauge, Metrics, Sources};
 use crate::store::sql::SqlStore;
 use std::future::Future;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ impl App {
             Duration::from_millis(config.database.connect_timeout_ms),
         )
         .await?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(pb::FILE_DESCRIPTOR_SET);
         let m = metrics.clone();
         store.observe_queries(move |seconds, failed| m.query(seconds, failed));
         if migrate {
@@ -125,7 +126,15 @@ impl App {
         }));
         let authz = Arc::new(Authorizer::new(cache.clone()));
         let check_api = CheckApi::new(authz, self.metrics.clone());
-        let admin_api = AdminApi::new(cache.clone());
+        let on_commit: OnCommit = {
+            let cache = cache.clone();
+            Arc::new(move |tenant, revision, inv| cache.applied_locally(tenant, revision, inv))
+        };
+        let cache_stats: Gauge<CacheStats> = {
+            let cache = cache.clone();
+            Arc::new(move || cache.stats())
+        };
+        let admin_api = AdminApi::new(Admin::new(self.store.clone(), on_commit), cache_stats.clone());
         let check = InterceptedService::new(
             pb::check_service_server::CheckServiceServer::new(check_api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -149,15 +158,12 @@ impl App {
         let grace = Duration::from_millis(self.grpc.shutdown_grace_ms);
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = self.metrics_listener.map(|listener| {
-            let in_flight = {
-                let a = admission.clone();
-                Arc::new(move || a.in_flight()) as crate::metrics::InFlight
-            };
-            let registry = Arc::new(self.metrics.registry(
-                self.store.clone(),
-                cache.clone(),
-                in_flight,
-            ));
+            let registry = Arc::new(self.metrics.registry(sources(
+                &self.store,
+                &cache,
+                cache_stats.clone(),
+                &admission,
+            )));
             let addr = listener
                 .local_addr()
                 .map(|a| a.to_string())
@@ -273,6 +279,23 @@ impl App {
             poller.abort();
         }
         served
+    }
+}
+
+/// What the metrics endpoint reads at scrape time.
+fn sources(
+    store: &SqlStore,
+    cache: &CachedStore<SqlStore>,
+    cache_stats: Gauge<CacheStats>,
+    admission: &Admission,
+) -> Sources {
+    let (store, c1, c2, a) = (store.clone(), cache.clone(), cache.clone(), admission.clone());
+    Sources {
+        cache: cache_stats,
+        sync_age: Arc::new(move || c1.sync_age()),
+        revision_lag: Arc::new(move || c2.revision_lag()),
+        pool: Arc::new(move || store.pool_stats()),
+        in_flight: Arc::new(move || a.in_flight()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! cache: a [`Store`] decorator over moka, so that hot checks touch no
-//! database. Knows nothing of gRPC; reads through to the SQL store on a miss.
+//! database. Generic over the store port and its revision log; knows nothing
+//! of gRPC or SQL. Reads through to the store on a miss.
 //!
 //! What is cached, by key:
 //! - `(tenant, principal)` → the principal's record and its resolved bindings
@@ -19,11 +20,9 @@
 //! generation check in [`CachedStore::fill`], made under a gate that
 //! invalidations hold exclusively, so no stale value is ever visible).
 
-use crate::engine::{Binding, RoleTable};
 use crate::error::{Error, Result};
-use crate::model::{Principal, ResourceNode, ResourceRef, Scope};
-use crate::store::sql::SqlStore;
-use crate::store::{Invalidation, Store, SubjectEntry};
+use crate::model::{Binding, Principal, ResourceNode, ResourceRef, RoleTable, Scope};
+use crate::store::{Invalidation, RevisionLog, Store, SubjectEntry};
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -167,15 +166,15 @@ struct Inner {
     lag: AtomicU64,
 }
 
-/// The SQL store with a cache in front of the reads checks make.
+/// A store with a cache in front of the reads checks make.
 #[derive(Clone)]
-pub struct CachedStore {
-    store: SqlStore,
+pub struct CachedStore<S> {
+    store: S,
     inner: Arc<Inner>,
     settings: CacheSettings,
 }
 
-impl std::fmt::Debug for CachedStore {
+impl<S> std::fmt::Debug for CachedStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedStore")
             .field("settings", &self.settings)
@@ -183,9 +182,9 @@ impl std::fmt::Debug for CachedStore {
     }
 }
 
-impl CachedStore {
+impl<S: Store + RevisionLog + Clone> CachedStore<S> {
     /// Wraps `store`.
-    pub fn new(store: SqlStore, settings: CacheSettings) -> Self {
+    pub fn new(store: S, settings: CacheSettings) -> Self {
         let subject_counters = Counters::default();
         let resource_counters = Counters::default();
         let role_counters = Counters::default();
@@ -213,7 +212,7 @@ impl CachedStore {
     }
 
     /// The store behind the cache.
-    pub fn sql(&self) -> &SqlStore {
+    pub fn inner(&self) -> &S {
         &self.store
     }
 
@@ -460,7 +459,7 @@ impl CachedStore {
     }
 }
 
-impl Store for CachedStore {
+impl<S: Store + RevisionLog + Clone> Store for CachedStore<S> {
     async fn tenant_revision(&self, tenant: &str, at_least: Option<i64>) -> Result<Option<i64>> {
         self.ensure_fresh()?;
         let fresh_enough = |k: i64| at_least.is_none_or(|m| k >= m);

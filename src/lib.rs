@@ -24,8 +24,10 @@
 //! `UNAVAILABLE`, never a decision; every admin write is one transaction with
 //! its audit record and revision bump.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
 pub mod client;

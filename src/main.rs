@@ -27,6 +27,7 @@ enum Cmd {
     },
     /// Apply database migrations and exit.
     Migrate,
+    #[cfg(feature = "bench")]
     /// Seed a benchmark dataset into an empty database, start a server on it
     /// and measure it over gRPC (run it under `taskset -c 1`).
     Bench {
@@ -69,6 +70,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(feature = "bench")]
     if let Cmd::Bench {
         dataset,
         database_url,
@@ -95,6 +97,7 @@ async fn main() -> ExitCode {
         };
     }
     let result = match cli.command {
+        #[cfg(feature = "bench")]
         Cmd::Bench { .. } => Ok(()),
         Cmd::Migrate => migrate(&config).await,
         Cmd::Serve { no_migrate } => {

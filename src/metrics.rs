@@ -17,8 +17,7 @@
 //! | `portcullis_grpc_in_flight` | gauge | |
 //! | `portcullis_build_info` | gauge (1) | `version` |
 
-use crate::cache::{CachedStore, CounterSnapshot};
-use crate::store::sql::SqlStore;
+use crate::cache::{CacheStats, CounterSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -62,9 +61,10 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_05, 2.0, 16)
 }
 
-/// The methods the server serves, as `(service, method)` by path; any other
-/// path is labelled `unknown`, so callers cannot grow the label set.
-fn known_methods() -> HashMap<String, (String, String)> {
+/// The methods the server serves, as `(service, method)` by path, from the
+/// encoded descriptor set of its services; any other path is labelled
+/// `unknown`, so callers cannot grow the label set.
+fn known_methods(descriptors: &[u8]) -> HashMap<String, (String, String)> {
     use prost::Message;
     let mut known = HashMap::new();
     let mut add = |service: &str, method: &str| {
@@ -73,7 +73,7 @@ fn known_methods() -> HashMap<String, (String, String)> {
             (service.to_owned(), method.to_owned()),
         );
     };
-    if let Ok(set) = prost_types::FileDescriptorSet::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET) {
+    if let Ok(set) = prost_types::FileDescriptorSet::decode(descriptors) {
         for file in &set.file {
             for service in &file.service {
                 let name = format!("{}.{}", file.package(), service.name());
@@ -116,12 +116,6 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// gRPC status code names, by number.
 const CODES: [&str; 17] = [
     "OK",
@@ -144,10 +138,11 @@ const CODES: [&str; 17] = [
 ];
 
 impl Metrics {
-    /// Empty metrics.
-    pub fn new() -> Self {
+    /// Empty metrics for the services described by `descriptors` (an
+    /// encoded `FileDescriptorSet`).
+    pub fn new(descriptors: &[u8]) -> Self {
         Self {
-            known: Arc::new(known_methods()),
+            known: Arc::new(known_methods(descriptors)),
             handled: Family::default(),
             handling: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             decisions: Family::default(),
@@ -207,9 +202,9 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The registry to scrape: these metrics and the live gauges of `store`,
-    /// `cache` and the admission layer.
-    pub fn registry(&self, store: SqlStore, cache: CachedStore, in_flight: InFlight) -> Registry {
+    /// The registry to scrape: these metrics and the live gauges read from
+    /// `sources` at scrape time.
+    pub fn registry(&self, sources: Sources) -> Registry {
         let mut r = Registry::with_prefix("portcullis");
         r.register(
             "grpc_server_handled",
@@ -233,24 +228,32 @@ impl Metrics {
             Unit::Seconds,
             self.queries.clone(),
         );
-        r.register_collector(Box::new(Live {
-            store,
-            cache,
-            in_flight,
-        }));
+        r.register_collector(Box::new(Live(sources)));
         r
     }
 }
 
-/// How many calls are in flight, read at scrape time.
-pub type InFlight = Arc<dyn Fn() -> u32 + Send + Sync>;
+/// A value read at scrape time.
+pub type Gauge<T> = Arc<dyn Fn() -> T + Send + Sync>;
+
+/// Where the live gauges come from, handed in by `app` (so that metrics know
+/// no store, cache or gRPC type).
+#[derive(Clone)]
+pub struct Sources {
+    /// Counters of every cache.
+    pub cache: Gauge<CacheStats>,
+    /// Time since the cache last read every tenant's revision.
+    pub sync_age: Gauge<std::time::Duration>,
+    /// Revisions the most lagging tenant was behind at the last poll.
+    pub revision_lag: Gauge<u64>,
+    /// Database connections: (open, idle, most).
+    pub pool: Gauge<(u32, u32, u32)>,
+    /// RPCs in flight.
+    pub in_flight: Gauge<u32>,
+}
 
 /// Values read at scrape time.
-struct Live {
-    store: SqlStore,
-    cache: CachedStore,
-    in_flight: InFlight,
-}
+struct Live(Sources);
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -303,7 +306,7 @@ fn single<M: EncodeMetric>(
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
-        let stats = self.cache.stats();
+        let stats = (self.0.cache)();
         let caches: [(&'static str, CounterSnapshot); 3] = [
             ("subjects", stats.subjects),
             ("resources", stats.resources),
@@ -343,7 +346,7 @@ impl Collector for Live {
             })
             .collect();
         family(e, "cache_entries", "Entries held by each cache", &entries)?;
-        let (size, idle, max) = self.store.pool_stats();
+        let (size, idle, max) = (self.0.pool)();
         family(
             e,
             "db_pool_connections",
@@ -371,21 +374,21 @@ impl Collector for Live {
             "cache_sync_age",
             "Time since this replica last read every tenant's revision from the store",
             Some(&Unit::Seconds),
-            ConstGauge::new(self.cache.sync_age().as_secs_f64()),
+            ConstGauge::new((self.0.sync_age)().as_secs_f64()),
         )?;
         single(
             e,
             "revision_lag",
             "Most revisions any tenant was behind the newest write when last polled, before catching up",
             None,
-            ConstGauge::new(self.cache.revision_lag() as i64),
+            ConstGauge::new((self.0.revision_lag)() as i64),
         )?;
         single(
             e,
             "grpc_in_flight",
             "RPCs being handled now (health checks excluded)",
             None,
-            ConstGauge::new(i64::from((self.in_flight)())),
+            ConstGauge::new(i64::from((self.0.in_flight)())),
         )?;
         family(
             e,

@@ -14,11 +14,10 @@
 //! always allowed. Anything unknown is a denial with a reason.
 
 pub mod authorizer;
-pub mod roles;
 
-pub use roles::{RoleMatch, RoleTable};
+pub use crate::model::{Binding, RoleMatch, RoleTable};
 
-use crate::model::{Effect, Grant, Millis, Principal, PrincipalStatus, ResourceNode, Scope};
+use crate::model::{Effect, Millis, Principal, PrincipalStatus, ResourceNode, Scope};
 
 /// Why a decision came out the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,23 +90,6 @@ impl Decision {
                 ..Explanation::default()
             },
         }
-    }
-}
-
-/// A grant as held by one principal: directly, or through a chain of teams.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
-    /// The grant.
-    pub grant: Grant,
-    /// Teams from the principal's direct team to the team holding the grant;
-    /// empty when held directly.
-    pub via_teams: Vec<String>,
-}
-
-impl Binding {
-    /// Whether the grant still has effect at `now`.
-    pub fn live(&self, now: Millis) -> bool {
-        self.grant.expires_at.is_none_or(|t| t > now)
     }
 }
 

@@ -1,52 +1,51 @@
-//! AdminService handlers: validate, build a command (or a read), call the
-//! store, convert.
+//! AdminService handlers: take the write context out of the request,
+//! convert the rest into a typed admin command (`TryFrom`, in `convert.rs`),
+//! run it, convert the result. The rules live in `crate::admin`.
 
-use super::convert::{self, display_name, id, name};
+use super::convert::{self, id, name};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
+use crate::admin::{grants, members, resources, roles, tenants, Admin, Command, Written};
 use crate::auth::{caller, Caller};
-use crate::cache::CachedStore;
 use crate::config::KeyScope;
-use crate::engine::RoleTable;
 use crate::error::{Error, Result};
-use crate::model::{
-    decode_page_token, encode_page_token, now_millis, page_size, Actor, Principal, PrincipalStatus,
-    Team, Tenant,
-};
-use crate::store::sql::{AuditFilter, Command, Outcome, RequestKey, SqlStore, WriteContext};
+use crate::metrics::Gauge;
+use crate::model::{decode_page_token, encode_page_token, page_size, Actor};
+use crate::store::{AuditFilter, Catalog, Keyset, RequestKey, WriteContext, WriteStore};
 use tonic::{Request, Response, Status};
 
 /// Largest `page_size` of the admin list RPCs.
 pub const MAX_ADMIN_PAGE: u32 = 1_000;
 
 /// Serves AdminService.
-#[derive(Debug, Clone)]
-pub struct AdminApi {
-    store: SqlStore,
-    cache: CachedStore,
+#[derive(Clone)]
+pub struct AdminApi<S> {
+    admin: Admin<S>,
+    cache_stats: Gauge<crate::cache::CacheStats>,
 }
 
-impl AdminApi {
-    /// Writes through `cache`'s store and invalidates the cache.
-    pub fn new(cache: CachedStore) -> Self {
-        Self {
-            store: cache.sql().clone(),
-            cache,
-        }
+impl<S> std::fmt::Debug for AdminApi<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminApi")
+    }
+}
+
+impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
+    /// Serves `admin`; `cache_stats` reads this replica's cache counters.
+    pub fn new(admin: Admin<S>, cache_stats: Gauge<crate::cache::CacheStats>) -> Self {
+        Self { admin, cache_stats }
     }
 
-    /// Applies a command; the cache drops what it made stale before the
-    /// call returns.
-    async fn write(&self, ctx: WriteContext, cmd: Command) -> Result<(Outcome, String)> {
-        let w = self.store.apply(&ctx, cmd).await?;
-        // A replay wrote nothing now; its revision's invalidation reaches
-        // this replica through the revision log (at once for a caller that
-        // passes the returned token).
-        if !w.replayed {
-            self.cache
-                .applied_locally(&ctx.tenant_id, w.revision, &w.invalidation);
-        }
-        Ok((w.outcome, w.revision.to_string()))
+    /// Runs the command a write request asks for.
+    async fn write<M, C>(&self, req: Request<M>) -> Result<Written<C::Output>, Status>
+    where
+        M: WriteRequest,
+        C: Command + TryFrom<M, Error = Error>,
+    {
+        let caller = caller(&req)?;
+        let mut r = req.into_inner();
+        let ctx = write_ctx(&caller, &mut r)?;
+        Ok(self.admin.write(&ctx, C::try_from(r)?).await?)
     }
 }
 
@@ -157,19 +156,6 @@ fn require_instance_operator(caller: &Caller) -> Result<()> {
     caller.require_every_tenant()
 }
 
-fn unexpected() -> Error {
-    Error::Internal("unexpected write outcome".to_owned())
-}
-
-macro_rules! outcome {
-    ($out:expr, $variant:ident) => {
-        match $out {
-            Outcome::$variant(v) => v,
-            _ => return Err(unexpected().into()),
-        }
-    };
-}
-
 fn next_token(len: usize, limit: u64, last: Option<String>) -> String {
     if len as u64 == limit {
         last.as_deref().map(encode_page_token).unwrap_or_default()
@@ -178,27 +164,27 @@ fn next_token(len: usize, limit: u64, last: Option<String>) -> String {
     }
 }
 
-fn default_types(v: Vec<String>, default: &[&str]) -> Vec<String> {
-    if v.is_empty() {
-        default.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        v
+/// A page request from `page_size` and `page_token`.
+fn page(size: u32, token: &str) -> Result<(u64, Option<String>)> {
+    Ok((
+        page_size("page_size", size, 100, MAX_ADMIN_PAGE)?,
+        decode_page_token("page_token", token)?,
+    ))
+}
+
+fn keyset(limit: u64, after: &Option<String>) -> Keyset<'_> {
+    Keyset {
+        after: after.as_deref(),
+        limit,
     }
 }
 
-fn retention(days: u32) -> Result<u32> {
-    match days {
-        0 => Ok(90),
-        1..=3650 => Ok(days),
-        _ => Err(Error::invalid(
-            "audit_retention_days",
-            "must be at most 3650",
-        )),
-    }
+fn not_found(what: String) -> impl FnOnce() -> Error {
+    move || Error::not_found(what)
 }
 
 #[tonic::async_trait]
-impl AdminService for AdminApi {
+impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     async fn create_tenant(
         &self,
         req: Request<pb::CreateTenantRequest>,
@@ -207,43 +193,11 @@ impl AdminService for AdminApi {
         require_operator(&caller)?;
         let mut r = req.into_inner();
         let ctx = write_ctx(&caller, &mut r)?;
-        let now = now_millis();
-        let tenant = Tenant {
-            id: ctx.tenant_id.clone(),
-            display_name: display_name("display_name", r.display_name)?,
-            single_owner_types: default_types(
-                convert::type_list("single_owner_types", r.single_owner_types)?,
-                &["project"],
-            ),
-            creator_owner_types: default_types(
-                convert::type_list("creator_owner_types", r.creator_owner_types)?,
-                &["project", "workflow", "draft"],
-            ),
-            audit_retention_days: retention(r.audit_retention_days)?,
-            created_at: now,
-        };
-        let first_admin = match r.first_admin {
-            None => None,
-            Some(a) => Some(Principal {
-                id: id("first_admin.principal_id", a.principal_id)?,
-                kind: convert::principal_kind("first_admin.kind", a.kind)?,
-                status: PrincipalStatus::Active,
-                display_name: display_name("first_admin.display_name", a.display_name)?,
-                created_at: now,
-            }),
-        };
-        let (out, revision) = self
-            .write(
-                ctx,
-                Command::CreateTenant {
-                    tenant,
-                    first_admin,
-                },
-            )
-            .await?;
+        let cmd = convert::create_tenant(&ctx.tenant_id, r)?;
+        let w = self.admin.write(&ctx, cmd).await?;
         Ok(Response::new(pb::CreateTenantResponse {
-            tenant: Some(outcome!(out, Tenant).into()),
-            revision,
+            tenant: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -251,14 +205,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::GetTenantResponse>, Status> {
-        let caller = caller(&req)?;
-        let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
-        let tenant = self
-            .store
-            .tenant(&t)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("tenant `{t}`")))?;
+        let t = caller(&req)?.tenant(req.into_inner().tenant_id)?;
+        let tenant = self.admin.store().tenant(&t).await?;
+        let tenant = tenant.ok_or_else(not_found(format!("tenant `{t}`")))?;
         Ok(Response::new(pb::GetTenantResponse {
             tenant: Some(tenant.into()),
         }))
@@ -270,9 +219,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         require_instance_operator(&caller(&req)?)?;
         let r = req.into_inner();
-        let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
-        let after = decode_page_token("page_token", &r.page_token)?;
-        let tenants = self.store.list_tenants(after.as_deref(), limit).await?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
+        let tenants = self.admin.store().list_tenants(keyset(limit, &after)).await?;
         let next_page_token =
             next_token(tenants.len(), limit, tenants.last().map(|t| t.id.clone()));
         Ok(Response::new(pb::ListTenantsResponse {
@@ -285,19 +233,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::UpdateTenantRequest>,
     ) -> Result<Response<pb::UpdateTenantResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::UpdateTenant {
-            display_name: display_name("display_name", r.display_name)?,
-            single_owner_types: convert::type_list("single_owner_types", r.single_owner_types)?,
-            creator_owner_types: convert::type_list("creator_owner_types", r.creator_owner_types)?,
-            audit_retention_days: retention(r.audit_retention_days)?,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, tenants::UpdateTenant>(req).await?;
         Ok(Response::new(pb::UpdateTenantResponse {
-            tenant: Some(outcome!(out, Tenant).into()),
-            revision,
+            tenant: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -305,24 +244,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreateResourceRequest>,
     ) -> Result<Response<pb::CreateResourceResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let owner = if r.owner_id.is_empty() {
-            None
-        } else {
-            Some(id("owner_id", r.owner_id)?)
-        };
-        let cmd = Command::CreateResource {
-            resource: convert::resource("resource", r.resource)?,
-            parent: convert::opt_resource("parent", r.parent)?,
-            private: r.private,
-            owner,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, resources::CreateResource>(req).await?;
         Ok(Response::new(pb::CreateResourceResponse {
-            resource: Some(outcome!(out, Resource).into()),
-            revision,
+            resource: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -334,11 +259,8 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let res = convert::resource("resource", r.resource)?;
-        let found = self
-            .store
-            .resource(&t, &res)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("resource `{res}`")))?;
+        let found = self.admin.store().resource(&t, &res).await?;
+        let found = found.ok_or_else(not_found(format!("resource `{res}`")))?;
         Ok(Response::new(pb::GetResourceResponse {
             resource: Some(found.into()),
         }))
@@ -352,11 +274,11 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let parent = convert::opt_resource("parent", r.parent)?;
-        let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
-        let after = decode_page_token("page_token", &r.page_token)?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
-            .store
-            .list_children(&t, parent.as_ref(), after.as_deref(), limit)
+            .admin
+            .store()
+            .list_children(&t, parent.as_ref(), keyset(limit, &after))
             .await?;
         let next_page_token = next_token(
             items.len(),
@@ -373,17 +295,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::MoveResourceRequest>,
     ) -> Result<Response<pb::MoveResourceResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::MoveResource {
-            resource: convert::resource("resource", r.resource)?,
-            new_parent: convert::opt_resource("new_parent", r.new_parent)?,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, resources::MoveResource>(req).await?;
         Ok(Response::new(pb::MoveResourceResponse {
-            resource: Some(outcome!(out, Resource).into()),
-            revision,
+            resource: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -391,17 +306,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::SetResourcePrivateRequest>,
     ) -> Result<Response<pb::SetResourcePrivateResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::SetResourcePrivate {
-            resource: convert::resource("resource", r.resource)?,
-            private: r.private,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, resources::SetResourcePrivate>(req).await?;
         Ok(Response::new(pb::SetResourcePrivateResponse {
-            resource: Some(outcome!(out, Resource).into()),
-            revision,
+            resource: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -409,16 +317,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DeleteResourceRequest>,
     ) -> Result<Response<pb::DeleteResourceResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::DeleteResource {
-            resource: convert::resource("resource", r.resource)?,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, resources::DeleteResource>(req).await?;
         Ok(Response::new(pb::DeleteResourceResponse {
-            deleted_resources: outcome!(out, Count),
-            revision,
+            deleted_resources: w.output,
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -426,23 +328,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::TransferOwnershipRequest>,
     ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let previous_owner_role = if r.previous_owner_role_id.is_empty() {
-            None
-        } else {
-            Some(name("previous_owner_role_id", r.previous_owner_role_id)?)
-        };
-        let cmd = Command::TransferOwnership {
-            resource: convert::resource("resource", r.resource)?,
-            new_owner: id("new_owner_id", r.new_owner_id)?,
-            previous_owner_role,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, resources::TransferOwnership>(req).await?;
         Ok(Response::new(pb::TransferOwnershipResponse {
-            owner_grant: Some(outcome!(out, Grant).into()),
-            revision,
+            owner_grant: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -450,29 +339,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let status = match convert::principal_status("status", r.status)? {
-            None | Some(PrincipalStatus::Invited) => PrincipalStatus::Invited,
-            Some(PrincipalStatus::Active) => PrincipalStatus::Active,
-            Some(_) => {
-                return Err(Error::invalid("status", "a new principal is invited or active").into())
-            }
-        };
-        let principal = Principal {
-            id: id("principal_id", r.principal_id)?,
-            kind: convert::principal_kind("kind", r.kind)?,
-            status,
-            display_name: display_name("display_name", r.display_name)?,
-            created_at: now_millis(),
-        };
-        let (out, revision) = self
-            .write(ctx, Command::CreatePrincipal { principal })
-            .await?;
+        let w = self.write::<_, members::CreatePrincipal>(req).await?;
         Ok(Response::new(pb::CreatePrincipalResponse {
-            principal: Some(outcome!(out, Principal).into()),
-            revision,
+            principal: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -484,11 +354,8 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let p = id("principal_id", r.principal_id)?;
-        let found = self
-            .store
-            .principal(&t, &p)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("principal `{p}`")))?;
+        let found = self.admin.store().principal(&t, &p).await?;
+        let found = found.ok_or_else(not_found(format!("principal `{p}`")))?;
         Ok(Response::new(pb::GetPrincipalResponse {
             principal: Some(found.into()),
         }))
@@ -501,11 +368,11 @@ impl AdminService for AdminApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
-        let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
-        let after = decode_page_token("page_token", &r.page_token)?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
-            .store
-            .list_principals(&t, after.as_deref(), limit)
+            .admin
+            .store()
+            .list_principals(&t, keyset(limit, &after))
             .await?;
         let next_page_token = next_token(items.len(), limit, items.last().map(|x| x.id.clone()));
         Ok(Response::new(pb::ListPrincipalsResponse {
@@ -518,19 +385,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::SetPrincipalStatusRequest>,
     ) -> Result<Response<pb::SetPrincipalStatusResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let status = convert::principal_status("status", r.status)?
-            .ok_or_else(|| Error::invalid("status", "must be set"))?;
-        let cmd = Command::SetPrincipalStatus {
-            principal_id: id("principal_id", r.principal_id)?,
-            status,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, members::SetPrincipalStatus>(req).await?;
         Ok(Response::new(pb::SetPrincipalStatusResponse {
-            principal: Some(outcome!(out, Principal).into()),
-            revision,
+            principal: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -538,17 +396,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreateTeamRequest>,
     ) -> Result<Response<pb::CreateTeamResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let team = Team {
-            id: id("team_id", r.team_id)?,
-            display_name: display_name("display_name", r.display_name)?,
-        };
-        let (out, revision) = self.write(ctx, Command::CreateTeam { team }).await?;
+        let w = self.write::<_, members::CreateTeam>(req).await?;
         Ok(Response::new(pb::CreateTeamResponse {
-            team: Some(outcome!(out, Team).into()),
-            revision,
+            team: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -559,9 +410,8 @@ impl AdminService for AdminApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
-        let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
-        let after = decode_page_token("page_token", &r.page_token)?;
-        let items = self.store.list_teams(&t, after.as_deref(), limit).await?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
+        let items = self.admin.store().list_teams(&t, keyset(limit, &after)).await?;
         let next_page_token = next_token(items.len(), limit, items.last().map(|x| x.id.clone()));
         Ok(Response::new(pb::ListTeamsResponse {
             teams: items.into_iter().map(Into::into).collect(),
@@ -573,44 +423,30 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DeleteTeamRequest>,
     ) -> Result<Response<pb::DeleteTeamResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::DeleteTeam {
-            team_id: id("team_id", r.team_id)?,
-        };
-        let (_, revision) = self.write(ctx, cmd).await?;
-        Ok(Response::new(pb::DeleteTeamResponse { revision }))
+        let w = self.write::<_, members::DeleteTeam>(req).await?;
+        Ok(Response::new(pb::DeleteTeamResponse {
+            revision: w.revision.to_string(),
+        }))
     }
 
     async fn add_team_member(
         &self,
         req: Request<pb::AddTeamMemberRequest>,
     ) -> Result<Response<pb::AddTeamMemberResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::AddTeamMember {
-            team_id: id("team_id", r.team_id)?,
-            member: convert::subject("member", r.member)?,
-        };
-        let (_, revision) = self.write(ctx, cmd).await?;
-        Ok(Response::new(pb::AddTeamMemberResponse { revision }))
+        let w = self.write::<_, members::AddTeamMember>(req).await?;
+        Ok(Response::new(pb::AddTeamMemberResponse {
+            revision: w.revision.to_string(),
+        }))
     }
 
     async fn remove_team_member(
         &self,
         req: Request<pb::RemoveTeamMemberRequest>,
     ) -> Result<Response<pb::RemoveTeamMemberResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::RemoveTeamMember {
-            team_id: id("team_id", r.team_id)?,
-            member: convert::subject("member", r.member)?,
-        };
-        let (_, revision) = self.write(ctx, cmd).await?;
-        Ok(Response::new(pb::RemoveTeamMemberResponse { revision }))
+        let w = self.write::<_, members::RemoveTeamMember>(req).await?;
+        Ok(Response::new(pb::RemoveTeamMemberResponse {
+            revision: w.revision.to_string(),
+        }))
     }
 
     async fn list_team_members(
@@ -621,11 +457,12 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let team = id("team_id", r.team_id)?;
-        let members = self
-            .store
-            .team_members(&t, &team)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("team `{team}`")))?;
+        let all = Keyset {
+            after: None,
+            limit: u64::MAX,
+        };
+        let members = self.admin.store().team_members(&t, &team, all).await?;
+        let members = members.ok_or_else(not_found(format!("team `{team}`")))?;
         Ok(Response::new(pb::ListTeamMembersResponse {
             members: members.into_iter().map(Into::into).collect(),
         }))
@@ -635,14 +472,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreateRoleRequest>,
     ) -> Result<Response<pb::CreateRoleResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let role = convert::role("role", r.role)?;
-        let (out, revision) = self.write(ctx, Command::CreateRole { role }).await?;
+        let w = self.write::<_, roles::CreateRole>(req).await?;
         Ok(Response::new(pb::CreateRoleResponse {
-            role: Some(outcome!(out, Role).into()),
-            revision,
+            role: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -653,12 +486,7 @@ impl AdminService for AdminApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
-        let role_id = name("role_id", r.role_id)?;
-        let table: RoleTable = self.store.role_table(&t).await?;
-        let role = table
-            .get(&role_id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("role `{role_id}`")))?;
+        let role = self.admin.role(&t, &name("role_id", r.role_id)?).await?;
         Ok(Response::new(pb::GetRoleResponse {
             role: Some(role.into()),
         }))
@@ -668,10 +496,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        let caller = caller(&req)?;
-        let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
-        let table: RoleTable = self.store.role_table(&t).await?;
+        let t = caller(&req)?.tenant(req.into_inner().tenant_id)?;
+        let table = self.admin.role_table(&t).await?;
         Ok(Response::new(pb::ListRolesResponse {
             roles: table.all().into_iter().cloned().map(Into::into).collect(),
         }))
@@ -681,14 +507,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::UpdateRoleRequest>,
     ) -> Result<Response<pb::UpdateRoleResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let role = convert::role("role", r.role)?;
-        let (out, revision) = self.write(ctx, Command::UpdateRole { role }).await?;
+        let w = self.write::<_, roles::UpdateRole>(req).await?;
         Ok(Response::new(pb::UpdateRoleResponse {
-            role: Some(outcome!(out, Role).into()),
-            revision,
+            role: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -696,17 +518,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::DeleteRole {
-            role_id: name("role_id", r.role_id)?,
-            cascade: r.cascade,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, roles::DeleteRole>(req).await?;
         Ok(Response::new(pb::DeleteRoleResponse {
-            deleted_grants: outcome!(out, Count),
-            revision,
+            deleted_grants: w.output,
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -714,20 +529,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreateGrantRequest>,
     ) -> Result<Response<pb::CreateGrantResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::CreateGrant {
-            subject: convert::subject("subject", r.subject)?,
-            role_id: name("role_id", r.role_id)?,
-            scope: convert::scope("scope", r.scope)?,
-            effect: convert::effect("effect", r.effect)?,
-            expires_at: convert::time("expire_time", r.expire_time)?,
-        };
-        let (out, revision) = self.write(ctx, cmd).await?;
+        let w = self.write::<_, grants::CreateGrant>(req).await?;
         Ok(Response::new(pb::CreateGrantResponse {
-            grant: Some(outcome!(out, Grant).into()),
-            revision,
+            grant: Some(w.output.into()),
+            revision: w.revision.to_string(),
         }))
     }
 
@@ -735,14 +540,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DeleteGrantRequest>,
     ) -> Result<Response<pb::DeleteGrantResponse>, Status> {
-        let caller = caller(&req)?;
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        let cmd = Command::DeleteGrant {
-            grant_id: id("grant_id", r.grant_id)?,
-        };
-        let (_, revision) = self.write(ctx, cmd).await?;
-        Ok(Response::new(pb::DeleteGrantResponse { revision }))
+        let w = self.write::<_, grants::DeleteGrant>(req).await?;
+        Ok(Response::new(pb::DeleteGrantResponse {
+            revision: w.revision.to_string(),
+        }))
     }
 
     async fn list_grants(
@@ -757,17 +558,11 @@ impl AdminService for AdminApi {
             Some(s) => Some(convert::subject("subject", Some(s))?),
         };
         let scope = convert::opt_resource("scope", r.scope)?;
-        let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
-        let after = decode_page_token("page_token", &r.page_token)?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
-            .store
-            .list_grants(
-                &t,
-                subject.as_ref(),
-                scope.as_ref(),
-                after.as_deref(),
-                limit,
-            )
+            .admin
+            .store()
+            .list_grants(&t, subject.as_ref(), scope.as_ref(), keyset(limit, &after))
             .await?;
         let next_page_token = next_token(items.len(), limit, items.last().map(|x| x.id.clone()));
         Ok(Response::new(pb::ListGrantsResponse {
@@ -784,38 +579,19 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let p = id("principal_id", r.principal_id)?;
-        if !r.scope_type.is_empty() {
-            crate::model::validate_name("scope_type", &r.scope_type)?;
-        }
-        let principal = self
-            .store
-            .principal(&t, &p)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("principal `{p}`")))?;
-        let roles: RoleTable = self.store.role_table(&t).await?;
-        let now = now_millis();
-        let mut bindings = self.store.bindings(&t, &p).await?;
-        bindings.retain(|b| r.scope_type.is_empty() || b.grant.scope.kind() == r.scope_type);
-        bindings.sort_by(|a, b| (&a.grant.scope, &a.grant.id).cmp(&(&b.grant.scope, &b.grant.id)));
-        let entries = bindings
-            .into_iter()
-            .map(|b| {
-                let effective = b.live(now)
-                    && roles
-                        .get(&b.grant.role_id)
-                        .is_some_and(|role| role.effective_at(b.grant.scope.kind()));
-                pb::AccessEntry {
-                    grant: Some(b.grant.into()),
-                    via_teams: b.via_teams,
-                    effective,
-                }
-            })
-            .collect();
-        let account_admin = self.store.is_account_admin(&t, &p).await?;
+        let scope_type = if r.scope_type.is_empty() {
+            None
+        } else {
+            Some(name("scope_type", r.scope_type)?)
+        };
+        let o = self
+            .admin
+            .access_overview(&t, &p, scope_type.as_deref())
+            .await?;
         Ok(Response::new(pb::GetAccessOverviewResponse {
-            principal: Some(principal.into()),
-            account_admin,
-            entries,
+            principal: Some(o.principal.into()),
+            account_admin: o.account_admin,
+            entries: o.entries.into_iter().map(Into::into).collect(),
         }))
     }
 
@@ -849,7 +625,7 @@ impl AdminService for AdminApi {
             before_revision,
         };
         let limit = page_size("page_size", r.page_size, 100, MAX_ADMIN_PAGE)?;
-        let events = self.store.list_audit(&filter, limit).await?;
+        let events = self.admin.store().list_audit(&filter, limit).await?;
         let next_page_token = next_token(
             events.len(),
             limit,
@@ -866,7 +642,7 @@ impl AdminService for AdminApi {
         req: Request<pb::GetCacheStatsRequest>,
     ) -> Result<Response<pb::GetCacheStatsResponse>, Status> {
         require_instance_operator(&caller(&req)?)?;
-        let stats = self.cache.stats();
+        let stats = (self.cache_stats)();
         let counters = |c: crate::cache::CounterSnapshot| pb::CacheCounters {
             hits: c.hits,
             misses: c.misses,

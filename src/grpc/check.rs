@@ -6,10 +6,10 @@ use super::pb;
 use super::pb::check_service_server::CheckService;
 use super::pb::list_accessible_service_server::ListAccessibleService;
 use crate::auth::caller;
-use crate::cache::CachedStore;
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,15 +19,24 @@ use tonic::{Request, Response, Status};
 pub const MAX_LIST_PAGE: u32 = 10_000;
 
 /// Serves CheckService and ListAccessibleService.
-#[derive(Debug, Clone)]
-pub struct CheckApi {
-    authz: Arc<Authorizer<CachedStore>>,
+#[derive(Debug)]
+pub struct CheckApi<S> {
+    authz: Arc<Authorizer<S>>,
     metrics: Metrics,
 }
 
-impl CheckApi {
+impl<S> Clone for CheckApi<S> {
+    fn clone(&self) -> Self {
+        Self {
+            authz: self.authz.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<S: Store> CheckApi<S> {
     /// Wraps the authorizer; decisions are counted in `metrics`.
-    pub fn new(authz: Arc<Authorizer<CachedStore>>, metrics: Metrics) -> Self {
+    pub fn new(authz: Arc<Authorizer<S>>, metrics: Metrics) -> Self {
         Self { authz, metrics }
     }
 
@@ -68,7 +77,7 @@ fn query(
 }
 
 #[tonic::async_trait]
-impl CheckService for CheckApi {
+impl<S: Store> CheckService for CheckApi<S> {
     async fn check(
         &self,
         req: Request<pb::CheckRequest>,
@@ -139,7 +148,7 @@ impl CheckService for CheckApi {
 }
 
 #[tonic::async_trait]
-impl ListAccessibleService for CheckApi {
+impl<S: Store> ListAccessibleService for CheckApi<S> {
     async fn list_accessible(
         &self,
         req: Request<pb::ListAccessibleRequest>,

@@ -317,3 +317,271 @@ impl From<AuditEvent> for pb::AuditEvent {
         }
     }
 }
+
+// ---- admin commands from requests -----------------------------------------
+// The write context (tenant, actor, request id) has already been taken out of
+// the request by `grpc::admin`; these convert the rest.
+
+use crate::admin::{grants, members, resources, roles, tenants};
+
+fn retention(days: u32) -> Result<u32> {
+    match days {
+        0 => Ok(90),
+        1..=3650 => Ok(days),
+        _ => Err(Error::invalid(
+            "audit_retention_days",
+            "must be at most 3650",
+        )),
+    }
+}
+
+fn default_types(v: Vec<String>, default: &[&str]) -> Vec<String> {
+    if v.is_empty() {
+        default.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        v
+    }
+}
+
+fn opt_id(field: &str, v: String) -> Result<Option<String>> {
+    if v.is_empty() {
+        Ok(None)
+    } else {
+        id(field, v).map(Some)
+    }
+}
+
+/// A `CreateTenant` for the tenant `tenant_id`.
+pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tenants::CreateTenant> {
+    let now = model::now_millis();
+    let tenant = Tenant {
+        id: tenant_id.to_owned(),
+        display_name: display_name("display_name", r.display_name)?,
+        single_owner_types: default_types(
+            type_list("single_owner_types", r.single_owner_types)?,
+            &["project"],
+        ),
+        creator_owner_types: default_types(
+            type_list("creator_owner_types", r.creator_owner_types)?,
+            &["project", "workflow", "draft"],
+        ),
+        audit_retention_days: retention(r.audit_retention_days)?,
+        created_at: now,
+    };
+    let first_admin = match r.first_admin {
+        None => None,
+        Some(a) => Some(Principal {
+            id: id("first_admin.principal_id", a.principal_id)?,
+            kind: principal_kind("first_admin.kind", a.kind)?,
+            status: PrincipalStatus::Active,
+            display_name: display_name("first_admin.display_name", a.display_name)?,
+            created_at: now,
+        }),
+    };
+    Ok(tenants::CreateTenant {
+        tenant,
+        first_admin,
+    })
+}
+
+impl TryFrom<pb::UpdateTenantRequest> for tenants::UpdateTenant {
+    type Error = Error;
+    fn try_from(r: pb::UpdateTenantRequest) -> Result<Self> {
+        Ok(Self {
+            display_name: Some(display_name("display_name", r.display_name)?),
+            single_owner_types: Some(type_list("single_owner_types", r.single_owner_types)?),
+            creator_owner_types: Some(type_list("creator_owner_types", r.creator_owner_types)?),
+            audit_retention_days: Some(retention(r.audit_retention_days)?),
+        })
+    }
+}
+
+impl TryFrom<pb::CreateResourceRequest> for resources::CreateResource {
+    type Error = Error;
+    fn try_from(r: pb::CreateResourceRequest) -> Result<Self> {
+        Ok(Self {
+            owner: opt_id("owner_id", r.owner_id)?,
+            resource: resource("resource", r.resource)?,
+            parent: opt_resource("parent", r.parent)?,
+            private: r.private,
+        })
+    }
+}
+
+impl TryFrom<pb::MoveResourceRequest> for resources::MoveResource {
+    type Error = Error;
+    fn try_from(r: pb::MoveResourceRequest) -> Result<Self> {
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+            new_parent: opt_resource("new_parent", r.new_parent)?,
+        })
+    }
+}
+
+impl TryFrom<pb::SetResourcePrivateRequest> for resources::SetResourcePrivate {
+    type Error = Error;
+    fn try_from(r: pb::SetResourcePrivateRequest) -> Result<Self> {
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+            private: r.private,
+        })
+    }
+}
+
+impl TryFrom<pb::DeleteResourceRequest> for resources::DeleteResource {
+    type Error = Error;
+    fn try_from(r: pb::DeleteResourceRequest) -> Result<Self> {
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+        })
+    }
+}
+
+impl TryFrom<pb::TransferOwnershipRequest> for resources::TransferOwnership {
+    type Error = Error;
+    fn try_from(r: pb::TransferOwnershipRequest) -> Result<Self> {
+        let previous_owner_role = if r.previous_owner_role_id.is_empty() {
+            None
+        } else {
+            Some(name("previous_owner_role_id", r.previous_owner_role_id)?)
+        };
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+            new_owner: id("new_owner_id", r.new_owner_id)?,
+            previous_owner_role,
+        })
+    }
+}
+
+impl TryFrom<pb::CreatePrincipalRequest> for members::CreatePrincipal {
+    type Error = Error;
+    fn try_from(r: pb::CreatePrincipalRequest) -> Result<Self> {
+        let status = match principal_status("status", r.status)? {
+            None | Some(PrincipalStatus::Invited) => PrincipalStatus::Invited,
+            Some(PrincipalStatus::Active) => PrincipalStatus::Active,
+            Some(_) => return Err(Error::invalid("status", "a new principal is invited or active")),
+        };
+        Ok(Self {
+            principal: Principal {
+                id: id("principal_id", r.principal_id)?,
+                kind: principal_kind("kind", r.kind)?,
+                status,
+                display_name: display_name("display_name", r.display_name)?,
+                created_at: model::now_millis(),
+            },
+        })
+    }
+}
+
+impl TryFrom<pb::SetPrincipalStatusRequest> for members::SetPrincipalStatus {
+    type Error = Error;
+    fn try_from(r: pb::SetPrincipalStatusRequest) -> Result<Self> {
+        let status = principal_status("status", r.status)?
+            .ok_or_else(|| Error::invalid("status", "must be set"))?;
+        Ok(Self {
+            principal_id: id("principal_id", r.principal_id)?,
+            status,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateTeamRequest> for members::CreateTeam {
+    type Error = Error;
+    fn try_from(r: pb::CreateTeamRequest) -> Result<Self> {
+        Ok(Self {
+            team: Team {
+                id: id("team_id", r.team_id)?,
+                display_name: display_name("display_name", r.display_name)?,
+            },
+        })
+    }
+}
+
+impl TryFrom<pb::DeleteTeamRequest> for members::DeleteTeam {
+    type Error = Error;
+    fn try_from(r: pb::DeleteTeamRequest) -> Result<Self> {
+        Ok(Self {
+            team_id: id("team_id", r.team_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::AddTeamMemberRequest> for members::AddTeamMember {
+    type Error = Error;
+    fn try_from(r: pb::AddTeamMemberRequest) -> Result<Self> {
+        Ok(Self {
+            team_id: id("team_id", r.team_id)?,
+            member: subject("member", r.member)?,
+        })
+    }
+}
+
+impl TryFrom<pb::RemoveTeamMemberRequest> for members::RemoveTeamMember {
+    type Error = Error;
+    fn try_from(r: pb::RemoveTeamMemberRequest) -> Result<Self> {
+        Ok(Self {
+            team_id: id("team_id", r.team_id)?,
+            member: subject("member", r.member)?,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateRoleRequest> for roles::CreateRole {
+    type Error = Error;
+    fn try_from(r: pb::CreateRoleRequest) -> Result<Self> {
+        Ok(Self {
+            role: role("role", r.role)?,
+        })
+    }
+}
+
+impl TryFrom<pb::UpdateRoleRequest> for roles::UpdateRole {
+    type Error = Error;
+    fn try_from(r: pb::UpdateRoleRequest) -> Result<Self> {
+        Ok(Self {
+            role: role("role", r.role)?,
+        })
+    }
+}
+
+impl TryFrom<pb::DeleteRoleRequest> for roles::DeleteRole {
+    type Error = Error;
+    fn try_from(r: pb::DeleteRoleRequest) -> Result<Self> {
+        Ok(Self {
+            role_id: name("role_id", r.role_id)?,
+            cascade: r.cascade,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateGrantRequest> for grants::CreateGrant {
+    type Error = Error;
+    fn try_from(r: pb::CreateGrantRequest) -> Result<Self> {
+        Ok(Self {
+            subject: subject("subject", r.subject)?,
+            role_id: name("role_id", r.role_id)?,
+            scope: scope("scope", r.scope)?,
+            effect: effect("effect", r.effect)?,
+            expires_at: time("expire_time", r.expire_time)?,
+        })
+    }
+}
+
+impl TryFrom<pb::DeleteGrantRequest> for grants::DeleteGrant {
+    type Error = Error;
+    fn try_from(r: pb::DeleteGrantRequest) -> Result<Self> {
+        Ok(Self {
+            grant_id: id("grant_id", r.grant_id)?,
+        })
+    }
+}
+
+impl From<crate::admin::reads::AccessEntry> for pb::AccessEntry {
+    fn from(e: crate::admin::reads::AccessEntry) -> Self {
+        Self {
+            grant: Some(e.grant.into()),
+            via_teams: e.via_teams,
+            effective: e.effective,
+        }
+    }
+}

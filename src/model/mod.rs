@@ -4,8 +4,10 @@
 //! every rejection names the request field it came from.
 
 mod permission;
+pub mod roles;
 
 pub use permission::{Pattern, Permission};
+pub use roles::{RoleMatch, RoleTable};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -523,4 +525,21 @@ pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>> {
         .and_then(|s| s.strip_prefix("k1:").map(str::to_owned))
         .map(Some)
         .ok_or_else(|| Error::invalid(field, "not a page token returned by Portcullis"))
+}
+
+/// A grant as held by one principal: directly, or through a chain of teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The grant.
+    pub grant: Grant,
+    /// Teams from the principal's direct team to the team holding the grant;
+    /// empty when held directly.
+    pub via_teams: Vec<String>,
+}
+
+impl Binding {
+    /// Whether the grant still has effect at `now`.
+    pub fn live(&self, now: Millis) -> bool {
+        self.grant.expires_at.is_none_or(|t| t > now)
+    }
 }

@@ -1,16 +1,33 @@
-//! store: persistence. The [`Store`] trait is what the engine asks for, in
-//! model types; [`sql::SqlStore`] implements it (and the administrative
-//! writes) with sea-orm over SQLite or PostgreSQL, and is the only sea-orm
-//! user besides the `entity` and `migration` modules. The cache
-//! (`crate::cache`) decorates it.
+//! store: the storage ports, in model types only, and their adapters. Knows
+//! nothing of the engine, the admin rules or gRPC.
+//!
+//! - [`Store`]: the reads a decision needs (implemented by the SQL store, the
+//!   in-memory store and the cache that decorates either).
+//! - [`RevisionLog`]: every tenant's revision and the invalidations of its
+//!   writes, which the cache polls.
+//! - [`Catalog`]: the administrative reads (lists and lookups).
+//! - [`WriteStore`] / [`WriteTx`]: the write side. [`WriteStore::begin`] opens
+//!   one transaction for one admin write; the adapter owns the revision bump
+//!   that serializes a tenant's writers, request-id replay and recording, the
+//!   revision-log row, the audit row and the commit ([`WriteTx::commit`]).
+//!   The transaction offers reads and row primitives; the rules that decide
+//!   which primitives run live in `crate::admin`.
+//!
+//! Adapters: [`sql::SqlStore`] (sea-orm over SQLite or PostgreSQL, the only
+//! sea-orm user besides `entity` and `migration`) and [`memory::MemStore`]
+//! (tests and the admin layer's unit tests). One conformance suite
+//! (`tests/api/conformance.rs`) runs over all three backends.
 
 pub mod entity;
+// pub mod memory;
 pub mod migration;
 pub mod sql;
 
-use crate::engine::{Binding, RoleTable};
 use crate::error::Result;
-use crate::model::{Principal, ResourceNode, ResourceRef, Scope};
+use crate::model::{
+    Actor, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource, ResourceNode,
+    ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -56,11 +73,12 @@ pub struct SubjectEntry {
     pub bindings: Vec<Binding>,
 }
 
-/// The reads a decision needs, in model types. Implemented by the SQL store
-/// and by the cache that decorates it.
+/// The reads a decision needs, in model types. Implemented by the SQL store,
+/// the in-memory store and the cache that decorates them.
 pub trait Store: Send + Sync + 'static {
-    /// The tenant's revision, at least `at_least` (or UNAVAILABLE when the
-    /// store cannot reach it); `None` when the tenant does not exist.
+    /// The tenant's revision, at least `at_least` (INVALID_ARGUMENT naming
+    /// `consistency_token` when the tenant has not reached it); `None` when
+    /// the tenant does not exist.
     fn tenant_revision(
         &self,
         tenant: &str,
@@ -99,10 +117,357 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every principal holding a grant on the tenant or on a resource of
     /// `path` (directly or through teams), each with its bindings on those
-    /// scopes.
+    /// scopes, in id order.
     fn holders_on_path(
         &self,
         tenant: &str,
         path: &[ResourceNode],
     ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
+}
+
+/// The revision log the cache polls: what every replica needs to drop
+/// exactly what other replicas' writes made stale.
+pub trait RevisionLog: Send + Sync + 'static {
+    /// Every tenant with its current revision.
+    fn tenant_revisions(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+
+    /// The invalidations of the tenant's revisions in `(after, upto]`, in
+    /// order (fewer than `upto - after` when the log has a gap).
+    fn changes(
+        &self,
+        tenant: &str,
+        after: i64,
+        upto: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, Invalidation)>>> + Send;
+}
+
+/// Filters of an audit query.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Tenant.
+    pub tenant: String,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only targets starting with this.
+    pub target_prefix: Option<String>,
+    /// At or after.
+    pub since: Option<i64>,
+    /// Before.
+    pub until: Option<i64>,
+    /// Only events of revisions below this one (paging, newest first).
+    pub before_revision: Option<i64>,
+}
+
+/// A keyset page request: items after `after`, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyset<'a> {
+    /// The key of the last item of the previous page.
+    pub after: Option<&'a str>,
+    /// Most items.
+    pub limit: u64,
+}
+
+/// The administrative reads, straight from storage (never cached).
+pub trait Catalog: Send + Sync + 'static {
+    /// One tenant.
+    fn tenant(&self, id: &str) -> impl Future<Output = Result<Option<Tenant>>> + Send;
+    /// Tenants in id order.
+    fn list_tenants(&self, page: Keyset<'_>) -> impl Future<Output = Result<Vec<Tenant>>> + Send;
+    /// One resource.
+    fn resource(
+        &self,
+        tenant: &str,
+        r: &ResourceRef,
+    ) -> impl Future<Output = Result<Option<Resource>>> + Send;
+    /// Direct children of `parent` (or top-level resources), in (type, id)
+    /// order; the key is `type:id`. NOT_FOUND when the parent does not exist.
+    fn list_children(
+        &self,
+        tenant: &str,
+        parent: Option<&ResourceRef>,
+        page: Keyset<'_>,
+    ) -> impl Future<Output = Result<Vec<Resource>>> + Send;
+    /// One principal.
+    fn principal(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Principal>>> + Send;
+    /// Principals in id order.
+    fn list_principals(
+        &self,
+        tenant: &str,
+        page: Keyset<'_>,
+    ) -> impl Future<Output = Result<Vec<Principal>>> + Send;
+    /// Teams in id order.
+    fn list_teams(
+        &self,
+        tenant: &str,
+        page: Keyset<'_>,
+    ) -> impl Future<Output = Result<Vec<Team>>> + Send;
+    /// Direct members of a team in (kind, id) order, the key being
+    /// `kind:id`; `None` when the team does not exist.
+    fn team_members(
+        &self,
+        tenant: &str,
+        team: &str,
+        page: Keyset<'_>,
+    ) -> impl Future<Output = Result<Option<Vec<SubjectRef>>>> + Send;
+    /// Grants, optionally of one subject and/or on one resource, in id order.
+    /// NOT_FOUND when the resource does not exist.
+    fn list_grants(
+        &self,
+        tenant: &str,
+        subject: Option<&SubjectRef>,
+        scope: Option<&ResourceRef>,
+        page: Keyset<'_>,
+    ) -> impl Future<Output = Result<Vec<Grant>>> + Send;
+    /// Audit events, newest first.
+    fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>>> + Send;
+    /// Every grant a principal holds directly or through teams, whatever its
+    /// status.
+    fn bindings(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+    ) -> impl Future<Output = Result<Vec<Binding>>> + Send;
+    /// The tenant's custom roles, in id order.
+    fn custom_roles(&self, tenant: &str) -> impl Future<Output = Result<Vec<Role>>> + Send;
+    /// Principals holding tenant-wide grants, with those bindings.
+    fn tenant_holders(
+        &self,
+        tenant: &str,
+    ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
+}
+
+/// Who is writing.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    /// Tenant written.
+    pub tenant_id: String,
+    /// Name of the credential that called.
+    pub caller: String,
+    /// The acting principal or the super user.
+    pub actor: Actor,
+    /// The client's id for this write, so that a retry is applied once.
+    pub request: Option<RequestKey>,
+}
+
+/// A client request id and what it was first used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// The client's id (unique per tenant).
+    pub id: String,
+    /// A digest of the whole request, to refuse reuse for another request.
+    pub fingerprint: String,
+}
+
+/// How long a request id is remembered.
+pub const REQUEST_ID_RETENTION_MS: i64 = 24 * 3_600_000;
+
+/// What an admin write records with its revision, in the same transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    /// Audit action, such as `grant.create`.
+    pub action: &'static str,
+    /// Audit target, such as `grant:…`.
+    pub target: String,
+    /// JSON of the target before (empty when it did not exist).
+    pub before: String,
+    /// JSON of the target after (empty when it no longer exists).
+    pub after: String,
+    /// What the write makes stale (the revision-log row).
+    pub invalidation: Invalidation,
+    /// JSON of the write's result, returned again to a retry of its request id.
+    pub outcome: String,
+}
+
+/// An opened write.
+#[derive(Debug)]
+pub enum Begun<T> {
+    /// A transaction holding the tenant's write lock, at the new revision.
+    Open(T),
+    /// The request id was used before for this same request: nothing is
+    /// written; the first attempt's result (JSON) and revision.
+    Replayed {
+        /// JSON of the first attempt's result.
+        outcome: String,
+        /// Its revision.
+        revision: i64,
+    },
+}
+
+/// The write side of a store: opens one transaction per admin write.
+pub trait WriteStore: Send + Sync + 'static {
+    /// The transaction type.
+    type Tx: WriteTx;
+
+    /// Opens a write of `ctx.tenant_id`. Normally it bumps the tenant's
+    /// revision first (taking the tenant's write lock; NOT_FOUND when the
+    /// tenant does not exist); with `creating`, the tenant must not exist
+    /// yet and the write will be its revision 1. Then a request id seen
+    /// before is replayed (FAILED_PRECONDITION `request_id_reused` when it
+    /// was used for a different request). Dropping the transaction without
+    /// committing rolls everything back.
+    fn begin(
+        &self,
+        ctx: &WriteContext,
+        creating: bool,
+    ) -> impl Future<Output = Result<Begun<Self::Tx>>> + Send;
+}
+
+/// One entry below a resource: a descendant and how many levels below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descendant {
+    /// The descendant.
+    pub resource: ResourceRef,
+    /// 1 for a child, 2 for a grandchild, …
+    pub depth: usize,
+    /// Whether it is a private boundary.
+    pub private: bool,
+}
+
+/// One open admin write: reads that see its own changes, and row primitives.
+/// Every method concerns the tenant the write was opened for. Primitives do
+/// not check rules (the admin layer does), but never leave rows dangling:
+/// deleting a subtree deletes the grants on it, deleting a team its
+/// memberships and grants.
+pub trait WriteTx: Send + Sized {
+    /// The revision this write produces.
+    fn revision(&self) -> i64;
+    /// The write's time (creation times, audit time, expiry checks).
+    fn now(&self) -> Millis;
+    /// Records `record` (audit row, revision-log row, request id) and
+    /// commits; prunes request ids and audit events past retention.
+    fn commit(self, record: Record) -> impl Future<Output = Result<()>> + Send;
+
+    // ---- reads ----
+    /// The tenant's settings (`None` only before `insert_tenant`).
+    fn tenant(&mut self) -> impl Future<Output = Result<Option<Tenant>>> + Send;
+    /// A principal.
+    fn principal(&mut self, id: &str) -> impl Future<Output = Result<Option<Principal>>> + Send;
+    /// A team.
+    fn team(&mut self, id: &str) -> impl Future<Output = Result<Option<Team>>> + Send;
+    /// Direct members of a team (empty when it has none or does not exist).
+    fn team_members(&mut self, team: &str)
+        -> impl Future<Output = Result<Vec<SubjectRef>>> + Send;
+    /// Principals inside a team, transitively, each with the team chain from
+    /// its direct team up to `team`.
+    fn principals_in_team(
+        &mut self,
+        team: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<String>)>>> + Send;
+    /// Teams a subject belongs to directly.
+    fn teams_of(&mut self, member: &SubjectRef)
+        -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// A resource.
+    fn resource(
+        &mut self,
+        r: &ResourceRef,
+    ) -> impl Future<Output = Result<Option<Resource>>> + Send;
+    /// A resource's ancestry, the resource first.
+    fn ancestry(
+        &mut self,
+        r: &ResourceRef,
+    ) -> impl Future<Output = Result<Option<Vec<ResourceNode>>>> + Send;
+    /// Levels in the subtree of `r`, itself included (1 for a leaf).
+    fn subtree_height(&mut self, r: &ResourceRef) -> impl Future<Output = Result<usize>> + Send;
+    /// Every resource below `r` (not `r` itself).
+    fn descendants(
+        &mut self,
+        r: &ResourceRef,
+    ) -> impl Future<Output = Result<Vec<Descendant>>> + Send;
+    /// Every resource of a type.
+    fn resources_of_type(
+        &mut self,
+        rtype: &str,
+    ) -> impl Future<Output = Result<Vec<ResourceRef>>> + Send;
+    /// The tenant's custom roles, in id order.
+    fn custom_roles(&mut self) -> impl Future<Output = Result<Vec<Role>>> + Send;
+    /// A grant.
+    fn grant(&mut self, id: &str) -> impl Future<Output = Result<Option<Grant>>> + Send;
+    /// Grants sitting exactly on `scope`.
+    fn grants_on(&mut self, scope: &Scope) -> impl Future<Output = Result<Vec<Grant>>> + Send;
+    /// Grants on `r` or anything below it.
+    fn grants_in_subtree(
+        &mut self,
+        r: &ResourceRef,
+    ) -> impl Future<Output = Result<Vec<Grant>>> + Send;
+    /// Grants held directly by a subject.
+    fn grants_of(&mut self, s: &SubjectRef) -> impl Future<Output = Result<Vec<Grant>>> + Send;
+    /// How many grants name a role.
+    fn count_grants_of_role(&mut self, role: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// Every grant a principal holds directly or through teams.
+    fn bindings(&mut self, principal: &str)
+        -> impl Future<Output = Result<Vec<Binding>>> + Send;
+    /// Principals holding tenant-wide grants, with those bindings.
+    fn tenant_holders(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
+
+    // ---- row primitives ----
+    /// Creates the tenant (only in a write opened with `creating`).
+    fn insert_tenant(&mut self, t: &Tenant) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces the tenant's settings.
+    fn update_tenant(&mut self, t: &Tenant) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a resource under its (existing) parent.
+    fn insert_resource(&mut self, r: &Resource) -> impl Future<Output = Result<()>> + Send;
+    /// Sets a resource's private flag.
+    fn set_private(
+        &mut self,
+        r: &ResourceRef,
+        private: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Moves a resource with its subtree under `new_parent` (the top when `None`).
+    fn move_subtree(
+        &mut self,
+        r: &ResourceRef,
+        new_parent: Option<&ResourceRef>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes a resource, its subtree and every grant on them; returns the
+    /// number of resources deleted.
+    fn delete_subtree(&mut self, r: &ResourceRef) -> impl Future<Output = Result<u64>> + Send;
+    /// Creates a principal.
+    fn insert_principal(&mut self, p: &Principal) -> impl Future<Output = Result<()>> + Send;
+    /// Changes a principal's status.
+    fn set_principal_status(
+        &mut self,
+        id: &str,
+        status: PrincipalStatus,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a team.
+    fn insert_team(&mut self, t: &Team) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes a team, its memberships (both ways) and its grants; returns
+    /// the number of grants deleted.
+    fn delete_team(&mut self, id: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// Adds a member to a team.
+    fn add_member(
+        &mut self,
+        team: &str,
+        member: &SubjectRef,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Removes a member; whether it was one.
+    fn remove_member(
+        &mut self,
+        team: &str,
+        member: &SubjectRef,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Creates a custom role.
+    fn insert_role(&mut self, r: &Role) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a custom role.
+    fn update_role(&mut self, r: &Role) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes a custom role.
+    fn delete_role(&mut self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a grant on an existing scope.
+    fn insert_grant(&mut self, g: &Grant) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes grants by id; returns how many existed.
+    fn delete_grants(&mut self, ids: &[String]) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes every grant of a role; returns how many.
+    fn delete_grants_of_role(&mut self, role: &str) -> impl Future<Output = Result<u64>> + Send;
 }

@@ -1,22 +1,23 @@
 //! The SQL store: sea-orm over SQLite (embedded default) or PostgreSQL.
 
+#[cfg(feature = "bench")]
 mod bulk;
 mod read;
-mod write;
+mod tx;
 
+#[cfg(feature = "bench")]
 pub use bulk::{BulkResource, BulkTenant};
-pub use write::{Command, Outcome, RequestKey, WriteContext, Written, REQUEST_ID_RETENTION_MS};
+pub use tx::SqlTx;
 
 use super::entity::{
     audit_event, change, grant, principal, resource, role, team, team_member, tenant,
 };
 use super::migration::Migrator;
-use super::{Invalidation, Store, SubjectEntry};
-use crate::engine::{Binding, RoleTable};
+use super::{AuditFilter, Catalog, Invalidation, Keyset, RevisionLog, Store, SubjectEntry};
 use crate::error::{Error, Result};
 use crate::model::{
-    self, AuditEvent, Effect, Grant, Principal, PrincipalKind, PrincipalStatus, Resource,
-    ResourceNode, ResourceRef, Role, Scope, SubjectRef, Team, Tenant,
+    self, AuditEvent, Binding, Effect, Grant, Principal, PrincipalKind, PrincipalStatus, Resource,
+    ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
@@ -106,105 +107,6 @@ impl SqlStore {
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
-
-    /// Applies an administrative command in one transaction with its audit
-    /// event and revision bump; returns what it produced and the new revision.
-    pub async fn apply(&self, ctx: &WriteContext, cmd: Command) -> Result<Written> {
-        write::apply(&self.db, ctx, cmd).await
-    }
-
-    /// One tenant.
-    pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        read::tenant(&self.db, id).await
-    }
-
-    /// Tenants in id order after `after`.
-    pub async fn list_tenants(&self, after: Option<&str>, limit: u64) -> Result<Vec<Tenant>> {
-        read::list_tenants(&self.db, after, limit).await
-    }
-
-    /// One resource.
-    pub async fn resource(&self, tenant: &str, r: &ResourceRef) -> Result<Option<Resource>> {
-        read::resource(&self.db, tenant, r).await
-    }
-
-    /// Direct children of `parent` (or top-level resources), in (type, id) order.
-    pub async fn list_children(
-        &self,
-        tenant: &str,
-        parent: Option<&ResourceRef>,
-        after: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<Resource>> {
-        read::list_children(&self.db, tenant, parent, after, limit).await
-    }
-
-    /// Principals in id order.
-    pub async fn list_principals(
-        &self,
-        tenant: &str,
-        after: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<Principal>> {
-        read::list_principals(&self.db, tenant, after, limit).await
-    }
-
-    /// Teams in id order.
-    pub async fn list_teams(
-        &self,
-        tenant: &str,
-        after: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<Team>> {
-        read::list_teams(&self.db, tenant, after, limit).await
-    }
-
-    /// Direct members of a team; `None` when the team does not exist.
-    pub async fn team_members(&self, tenant: &str, team: &str) -> Result<Option<Vec<SubjectRef>>> {
-        read::team_members(&self.db, tenant, team).await
-    }
-
-    /// Grants, optionally of one subject and/or on one scope, in id order.
-    pub async fn list_grants(
-        &self,
-        tenant: &str,
-        subject: Option<&SubjectRef>,
-        scope: Option<&ResourceRef>,
-        after: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<Grant>> {
-        read::list_grants(&self.db, tenant, subject, scope, after, limit).await
-    }
-
-    /// Audit events, newest first.
-    pub async fn list_audit(&self, filter: &AuditFilter, limit: u64) -> Result<Vec<AuditEvent>> {
-        read::list_audit(&self.db, filter, limit).await
-    }
-
-    /// Whether the principal is an active account administrator.
-    pub async fn is_account_admin(&self, tenant: &str, principal: &str) -> Result<bool> {
-        let admins = read::account_admins(&self.db, tenant, model::now_millis(), false).await?;
-        Ok(admins.iter().any(|p| p == principal))
-    }
-}
-
-/// Filters of an audit query.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    /// Tenant.
-    pub tenant: String,
-    /// Only this actor.
-    pub actor: Option<String>,
-    /// Only this action.
-    pub action: Option<String>,
-    /// Only targets starting with this.
-    pub target_prefix: Option<String>,
-    /// At or after.
-    pub since: Option<i64>,
-    /// Before.
-    pub until: Option<i64>,
-    /// Only events of revisions below this one (paging, newest first).
-    pub before_revision: Option<i64>,
 }
 
 impl Store for SqlStore {
@@ -273,24 +175,78 @@ impl Store for SqlStore {
     }
 }
 
-impl SqlStore {
-    /// A principal, fresh from the database.
-    pub async fn principal(&self, tenant: &str, id: &str) -> Result<Option<Principal>> {
+impl Catalog for SqlStore {
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        read::tenant(&self.db, id).await
+    }
+
+    async fn list_tenants(&self, page: Keyset<'_>) -> Result<Vec<Tenant>> {
+        read::list_tenants(&self.db, page.after, page.limit).await
+    }
+
+    async fn resource(&self, tenant: &str, r: &ResourceRef) -> Result<Option<Resource>> {
+        read::resource(&self.db, tenant, r).await
+    }
+
+    async fn list_children(
+        &self,
+        tenant: &str,
+        parent: Option<&ResourceRef>,
+        page: Keyset<'_>,
+    ) -> Result<Vec<Resource>> {
+        read::list_children(&self.db, tenant, parent, page.after, page.limit).await
+    }
+
+    async fn principal(&self, tenant: &str, id: &str) -> Result<Option<Principal>> {
         read::principal(&self.db, tenant, id).await
     }
 
-    /// Every grant a principal holds, whatever its status, fresh.
-    pub async fn bindings(&self, tenant: &str, principal_id: &str) -> Result<Vec<Binding>> {
+    async fn list_principals(&self, tenant: &str, page: Keyset<'_>) -> Result<Vec<Principal>> {
+        read::list_principals(&self.db, tenant, page.after, page.limit).await
+    }
+
+    async fn list_teams(&self, tenant: &str, page: Keyset<'_>) -> Result<Vec<Team>> {
+        read::list_teams(&self.db, tenant, page.after, page.limit).await
+    }
+
+    async fn team_members(
+        &self,
+        tenant: &str,
+        team: &str,
+        page: Keyset<'_>,
+    ) -> Result<Option<Vec<SubjectRef>>> {
+        read::team_members(&self.db, tenant, team, page.after, page.limit).await
+    }
+
+    async fn list_grants(
+        &self,
+        tenant: &str,
+        subject: Option<&SubjectRef>,
+        scope: Option<&ResourceRef>,
+        page: Keyset<'_>,
+    ) -> Result<Vec<Grant>> {
+        read::list_grants(&self.db, tenant, subject, scope, page.after, page.limit).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, limit: u64) -> Result<Vec<AuditEvent>> {
+        read::list_audit(&self.db, filter, limit).await
+    }
+
+    async fn bindings(&self, tenant: &str, principal_id: &str) -> Result<Vec<Binding>> {
         read::bindings(&self.db, tenant, principal_id).await
     }
 
-    /// The tenant's roles, fresh.
-    pub async fn role_table(&self, tenant: &str) -> Result<RoleTable> {
-        Ok(RoleTable::new(read::custom_roles(&self.db, tenant).await?))
+    async fn custom_roles(&self, tenant: &str) -> Result<Vec<Role>> {
+        read::custom_roles(&self.db, tenant).await
     }
 
-    /// Every tenant with its current revision (what replicas poll).
-    pub async fn tenant_revisions(&self) -> Result<Vec<(String, i64)>> {
+    async fn tenant_holders(&self, tenant: &str) -> Result<Vec<(Principal, Vec<Binding>)>> {
+        read::tenant_holders(&self.db, tenant).await
+    }
+}
+
+impl RevisionLog for SqlStore {
+    async fn tenant_revisions(&self) -> Result<Vec<(String, i64)>> {
         use sea_orm::{EntityTrait, QuerySelect};
         Ok(tenant::Entity::find()
             .select_only()
@@ -301,8 +257,7 @@ impl SqlStore {
             .await?)
     }
 
-    /// The invalidations of the tenant's revisions in `(after, upto]`, in order.
-    pub async fn changes(
+    async fn changes(
         &self,
         tenant: &str,
         after: i64,
@@ -457,6 +412,4 @@ fn child_path(r: &resource::Model) -> String {
     format!("{}{}/", r.ancestors, r.pk)
 }
 
-// Make sure the remaining entity modules are referenced (used by read/write).
-#[allow(unused_imports)]
-use team_member as _;
+

@@ -2,7 +2,6 @@
 //! transaction.
 
 use super::*;
-use crate::engine::{self, Question, Subject};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -92,19 +91,37 @@ pub(super) async fn list_teams<C: ConnectionTrait>(
     Ok(q.all(c).await?.into_iter().map(team_from_row).collect())
 }
 
+/// Direct members in (kind, id) order after the key `kind:id`.
 pub(super) async fn team_members<C: ConnectionTrait>(
     c: &C,
     t: &str,
     team: &str,
+    after: Option<&str>,
+    limit: u64,
 ) -> Result<Option<Vec<SubjectRef>>> {
     if team_row(c, t, team).await?.is_none() {
         return Ok(None);
     }
-    let rows = team_member::Entity::find()
+    let mut q = team_member::Entity::find()
         .filter(team_member::Column::TenantId.eq(t))
-        .filter(team_member::Column::TeamId.eq(team))
+        .filter(team_member::Column::TeamId.eq(team));
+    if let Some(a) = after {
+        // Kinds never contain `:`.
+        let (kind, id) = a.split_once(':').unwrap_or((a, ""));
+        q = q.filter(
+            Condition::any()
+                .add(team_member::Column::MemberKind.gt(kind))
+                .add(
+                    Condition::all()
+                        .add(team_member::Column::MemberKind.eq(kind))
+                        .add(team_member::Column::MemberId.gt(id)),
+                ),
+        );
+    }
+    let rows = q
         .order_by_asc(team_member::Column::MemberKind)
         .order_by_asc(team_member::Column::MemberId)
+        .limit(limit)
         .all(c)
         .await?;
     rows.into_iter()
@@ -684,32 +701,4 @@ pub(super) async fn list_audit<C: ConnectionTrait>(
         .into_iter()
         .map(audit_from_row)
         .collect())
-}
-
-/// Active principals allowed `tenant.manage_members` on the tenant. With
-/// `durable`, only grants without expiry count, so that an admin who is about
-/// to expire is not counted as the one that keeps the tenant administrable.
-pub(super) async fn account_admins<C: ConnectionTrait>(
-    c: &C,
-    t: &str,
-    now: i64,
-    durable: bool,
-) -> Result<Vec<String>> {
-    let roles = RoleTable::new(custom_roles(c, t).await?);
-    let holders = tenant_holders(c, t).await?;
-    let mut out = Vec::new();
-    for (p, mut bindings) in holders {
-        if durable {
-            bindings.retain(|b| b.grant.effect == Effect::Deny || b.grant.expires_at.is_none());
-        }
-        let q = Question {
-            rtype: model::TENANT_TYPE,
-            action: "manage_members",
-            path: Some(&[]),
-        };
-        if engine::decide(Subject::Principal(Some(&p)), &bindings, &roles, q, now).allowed {
-            out.push(p.id);
-        }
-    }
-    Ok(out)
 }

@@ -1,6 +1,8 @@
-//! The predefined (locked) roles and a tenant's compiled role table.
+//! The predefined (locked) roles and a tenant's compiled role table: data the
+//! decision reads, kept in the model so that storage can build it without
+//! knowing the engine.
 
-use crate::model::{Permission, Role, TENANT_TYPE};
+use super::{Permission, Role, TENANT_TYPE};
 use std::collections::{HashMap, HashSet};
 
 /// Actions every tenant knows, whatever its custom roles say.

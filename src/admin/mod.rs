@@ -1,0 +1,147 @@
+//! admin: the administrative rules, in one place. Knows nothing of gRPC or
+//! SQL: it reads and writes through the store's write port
+//! ([`crate::store::WriteStore`]) and decides with the engine.
+//!
+//! Each operation is a typed [`Command`] with its own output type. Running
+//! one ([`Admin::write`]) opens a write on the tenant (the adapter bumps the
+//! revision and replays a request id seen before), lets the command read what
+//! it needs, authorize the actor ([`authz`]), check the invariants
+//! ([`invariants`]) and apply row primitives, then commits the write with
+//! its audit record and its revision-log entry. Any error drops the
+//! transaction, so nothing is half-applied.
+//!
+//! One file per aggregate: [`tenants`], [`resources`], [`members`]
+//! (principals and teams), [`roles`], [`grants`]; [`reads`] holds the
+//! administrative queries.
+
+pub mod authz;
+pub mod grants;
+pub mod invariants;
+pub mod members;
+pub mod reads;
+pub mod resources;
+pub mod roles;
+pub mod tenants;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::store::{Begun, Invalidation, Record, WriteContext, WriteStore, WriteTx};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+
+/// What a command did: its typed output and what the write records.
+#[derive(Debug, Clone)]
+pub struct Change<T> {
+    /// The command's result.
+    pub output: T,
+    /// Audit action, such as `grant.create`.
+    pub action: &'static str,
+    /// Audit target, such as `grant:…`.
+    pub target: String,
+    /// JSON of the target before.
+    pub before: String,
+    /// JSON of the target after.
+    pub after: String,
+    /// What the write makes stale in caches.
+    pub invalidation: Invalidation,
+}
+
+/// An administrative operation with its own result type.
+pub trait Command: Send {
+    /// What the operation returns (stored for request-id replay).
+    type Output: Serialize + DeserializeOwned + Send;
+    /// Whether the operation creates the tenant it writes (no revision to
+    /// bump yet).
+    const CREATES_TENANT: bool = false;
+    /// Reads, checks and applies the change inside the open write.
+    fn run<T: WriteTx>(
+        self,
+        tx: &mut T,
+        ctx: &WriteContext,
+    ) -> impl Future<Output = Result<Change<Self::Output>>> + Send;
+}
+
+/// A committed (or replayed) write: the command's output and the revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written<T> {
+    /// The command's output.
+    pub output: T,
+    /// The tenant revision the write produced (the first attempt's for a
+    /// replayed request id).
+    pub revision: i64,
+}
+
+/// Told of every committed write (the cache applies its invalidation before
+/// the write returns).
+pub type OnCommit = Arc<dyn Fn(&str, i64, &Invalidation) + Send + Sync>;
+
+/// The administrative service over a store.
+#[derive(Clone)]
+pub struct Admin<S> {
+    store: S,
+    on_commit: OnCommit,
+}
+
+impl<S> std::fmt::Debug for Admin<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+impl<S> Admin<S> {
+    /// Administers `store`; `on_commit` hears of every committed write.
+    pub fn new(store: S, on_commit: OnCommit) -> Self {
+        Self { store, on_commit }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: WriteStore> Admin<S> {
+    /// Runs one command as one write. A replayed request id returns the first
+    /// attempt's output and revision and writes nothing; its invalidation
+    /// reaches this replica through the revision log.
+    pub async fn write<C: Command>(&self, ctx: &WriteContext, cmd: C) -> Result<Written<C::Output>> {
+        let mut tx = match self.store.begin(ctx, C::CREATES_TENANT).await? {
+            Begun::Replayed { outcome, revision } => {
+                tracing::info!(tenant = %ctx.tenant_id, revision, "admin write replayed for a retried request id");
+                let output = serde_json::from_str(&outcome).map_err(|_| {
+                    Error::Internal("stored outcome of a request id is unreadable".to_owned())
+                })?;
+                return Ok(Written { output, revision });
+            }
+            Begun::Open(tx) => tx,
+        };
+        let change = cmd.run(&mut tx, ctx).await?;
+        let revision = tx.revision();
+        let outcome = serde_json::to_string(&change.output)
+            .map_err(|e| Error::Internal(format!("outcome: {e}")))?;
+        tx.commit(Record {
+            action: change.action,
+            target: change.target,
+            before: change.before,
+            after: change.after,
+            invalidation: change.invalidation.clone(),
+            outcome,
+        })
+        .await?;
+        tracing::info!(tenant = %ctx.tenant_id, actor = %ctx.actor, action = change.action, revision, "admin write");
+        (self.on_commit)(&ctx.tenant_id, revision, &change.invalidation);
+        Ok(Written {
+            output: change.output,
+            revision,
+        })
+    }
+}
+
+/// JSON of a value for the audit trail.
+pub(crate) fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

@@ -1,0 +1,334 @@
+//! Resources: create (with creator ownership), move, privacy, delete, and
+//! ownership transfer of single-owner types.
+
+use super::authz::authorize;
+use super::invariants::{
+    check_depth, is_single_owner, no_resource_cycle, owner_must_be_active, owners,
+    tenant_settings,
+};
+use super::tenants::new_grant;
+use super::{json, Change, Command};
+use crate::error::{Error, Result};
+use crate::model::{
+    Actor, Effect, Grant, Resource, ResourceNode, ResourceRef, RoleTable, Scope, SubjectRef,
+};
+use crate::store::{Invalidation, WriteContext, WriteTx};
+
+/// A resource's ancestry, or NOT_FOUND.
+pub(crate) async fn existing<T: WriteTx>(tx: &mut T, r: &ResourceRef) -> Result<Vec<ResourceNode>> {
+    tx.ancestry(r)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("resource `{r}`")))
+}
+
+/// An optional parent's ancestry; empty (the tenant) when unset.
+async fn existing_parent<T: WriteTx>(
+    tx: &mut T,
+    parent: Option<&ResourceRef>,
+) -> Result<Vec<ResourceNode>> {
+    match parent {
+        Some(p) => existing(tx, p).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A resource as stored, or NOT_FOUND.
+async fn stored<T: WriteTx>(tx: &mut T, r: &ResourceRef) -> Result<Resource> {
+    tx.resource(r)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("resource `{r}`")))
+}
+
+/// Register a resource.
+#[derive(Debug, Clone)]
+pub struct CreateResource {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// Its parent.
+    pub parent: Option<ResourceRef>,
+    /// Private from the start.
+    pub private: bool,
+    /// Explicit owner.
+    pub owner: Option<String>,
+}
+
+impl Command for CreateResource {
+    type Output = Resource;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
+        let Self {
+            resource,
+            parent,
+            private,
+            owner,
+        } = self;
+        let parent_path = existing_parent(tx, parent.as_ref()).await?;
+        authorize(tx, ctx, &resource.rtype, "create", &parent_path).await?;
+        check_depth("parent", parent_path.len() + 1)?;
+        if tx.resource(&resource).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: format!("resource `{resource}`"),
+            });
+        }
+        let settings = tenant_settings(tx).await?;
+        let single = is_single_owner(&settings, &resource.rtype);
+        let creator_owned = single
+            || settings
+                .creator_owner_types
+                .iter()
+                .any(|x| x == &resource.rtype);
+        let owner = match (owner, &ctx.actor) {
+            (Some(o), _) => Some(o),
+            (None, Actor::Principal(p)) if creator_owned => Some(p.clone()),
+            _ => None,
+        };
+        if single && owner.is_none() {
+            return Err(Error::invalid(
+                "owner_id",
+                format!(
+                    "`{}` has a single owner: name it when acting as super user",
+                    resource.rtype
+                ),
+            ));
+        }
+        let created = Resource {
+            resource: resource.clone(),
+            parent: parent.clone(),
+            private,
+            created_at: tx.now(),
+        };
+        tx.insert_resource(&created).await?;
+        let mut after =
+            serde_json::json!({ "resource": &resource, "parent": &parent, "private": private });
+        let mut inv = Invalidation {
+            resources: vec![resource.clone()],
+            ..Invalidation::default()
+        };
+        if let Some(o) = owner {
+            if tx.principal(&o).await?.is_none() {
+                return Err(Error::not_found(format!("principal `{o}`")));
+            }
+            inv.principals.push(o.clone());
+            let g = new_grant(
+                SubjectRef::Principal(o),
+                "owner",
+                Scope::Resource(resource.clone()),
+                Effect::Allow,
+                None,
+                tx.now(),
+            );
+            tx.insert_grant(&g).await?;
+            after["owner_grant"] = serde_json::to_value(&g).unwrap_or_default();
+        }
+        Ok(Change {
+            output: created,
+            action: "resource.create",
+            target: format!("resource:{resource}"),
+            before: String::new(),
+            after: after.to_string(),
+            invalidation: inv,
+        })
+    }
+}
+
+/// Re-parent a resource and its subtree.
+#[derive(Debug, Clone)]
+pub struct MoveResource {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// New parent (the top of the tenant when `None`).
+    pub new_parent: Option<ResourceRef>,
+}
+
+impl Command for MoveResource {
+    type Output = Resource;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
+        let Self {
+            resource,
+            new_parent,
+        } = self;
+        let path = existing(tx, &resource).await?;
+        authorize(tx, ctx, &resource.rtype, "manage", &path).await?;
+        let np_path = existing_parent(tx, new_parent.as_ref()).await?;
+        authorize(tx, ctx, &resource.rtype, "create", &np_path).await?;
+        no_resource_cycle(&resource, &np_path)?;
+        let height = tx.subtree_height(&resource).await?;
+        check_depth("new_parent", np_path.len() + height)?;
+        let before = stored(tx, &resource).await?;
+        tx.move_subtree(&resource, new_parent.as_ref()).await?;
+        let after = Resource {
+            parent: new_parent,
+            ..before.clone()
+        };
+        Ok(Change {
+            action: "resource.move",
+            target: format!("resource:{resource}"),
+            before: json(&before),
+            after: json(&after),
+            output: after,
+            invalidation: Invalidation {
+                subtrees: vec![resource],
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// Change a resource's privacy.
+#[derive(Debug, Clone)]
+pub struct SetResourcePrivate {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// New privacy.
+    pub private: bool,
+}
+
+impl Command for SetResourcePrivate {
+    type Output = Resource;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
+        let Self { resource, private } = self;
+        let path = existing(tx, &resource).await?;
+        authorize(tx, ctx, &resource.rtype, "share", &path).await?;
+        let before = stored(tx, &resource).await?;
+        tx.set_private(&resource, private).await?;
+        let after = Resource {
+            private,
+            ..before.clone()
+        };
+        Ok(Change {
+            action: "resource.set_private",
+            target: format!("resource:{resource}"),
+            before: json(&before),
+            after: json(&after),
+            output: after,
+            invalidation: Invalidation {
+                subtrees: vec![resource],
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// Delete a resource with its subtree and the grants on them.
+#[derive(Debug, Clone)]
+pub struct DeleteResource {
+    /// The resource.
+    pub resource: ResourceRef,
+}
+
+impl Command for DeleteResource {
+    /// Resources deleted.
+    type Output = u64;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<u64>> {
+        let resource = self.resource;
+        let path = existing(tx, &resource).await?;
+        authorize(tx, ctx, &resource.rtype, "delete", &path).await?;
+        let before = stored(tx, &resource).await?;
+        let mut inv = Invalidation {
+            subtrees: vec![resource.clone()],
+            ..Invalidation::default()
+        };
+        for g in tx.grants_in_subtree(&resource).await? {
+            inv.principals.extend(principals_of(tx, &g.subject).await?);
+        }
+        inv.principals.sort();
+        inv.principals.dedup();
+        let deleted = tx.delete_subtree(&resource).await?;
+        Ok(Change {
+            output: deleted,
+            action: "resource.delete",
+            target: format!("resource:{resource}"),
+            before: json(&before),
+            after: serde_json::json!({ "deleted_resources": deleted }).to_string(),
+            invalidation: inv,
+        })
+    }
+}
+
+/// Hand the owner role of a resource to another principal.
+#[derive(Debug, Clone)]
+pub struct TransferOwnership {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// New owner.
+    pub new_owner: String,
+    /// Role left to the previous owners.
+    pub previous_owner_role: Option<String>,
+}
+
+impl Command for TransferOwnership {
+    /// The new owner grant.
+    type Output = Grant;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Grant>> {
+        let Self {
+            resource,
+            new_owner,
+            previous_owner_role,
+        } = self;
+        let path = existing(tx, &resource).await?;
+        authorize(tx, ctx, &resource.rtype, "transfer", &path).await?;
+        let owner = tx
+            .principal(&new_owner)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("principal `{new_owner}`")))?;
+        owner_must_be_active(&owner)?;
+        if let Some(r) = &previous_owner_role {
+            let roles = RoleTable::new(tx.custom_roles().await?);
+            if roles.get(r).is_none() {
+                return Err(Error::not_found(format!("role `{r}`")));
+            }
+        }
+        let previous = owners(tx, &resource).await?;
+        let ids: Vec<String> = previous.iter().map(|g| g.id.clone()).collect();
+        tx.delete_grants(&ids).await?;
+        let scope = Scope::Resource(resource.clone());
+        let now = tx.now();
+        let g = new_grant(
+            SubjectRef::Principal(new_owner.clone()),
+            "owner",
+            scope.clone(),
+            Effect::Allow,
+            None,
+            now,
+        );
+        tx.insert_grant(&g).await?;
+        if let Some(r) = &previous_owner_role {
+            for p in previous.iter().filter(|p| p.subject.id() != new_owner) {
+                let kept = new_grant(p.subject.clone(), r, scope.clone(), Effect::Allow, None, now);
+                tx.insert_grant(&kept).await?;
+            }
+        }
+        let mut principals = vec![new_owner.clone()];
+        principals.extend(previous.iter().map(|g| g.subject.id().to_owned()));
+        let before: Vec<&str> = previous.iter().map(|g| g.subject.id()).collect();
+        Ok(Change {
+            action: "resource.transfer_ownership",
+            target: format!("resource:{resource}"),
+            before: serde_json::json!({ "owners": before }).to_string(),
+            after: serde_json::json!({ "owners": [new_owner], "owner_grant": &g, "previous_owner_role": previous_owner_role }).to_string(),
+            output: g,
+            invalidation: Invalidation {
+                principals,
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// The principals a subject stands for: itself, or a team's members
+/// transitively.
+pub(crate) async fn principals_of<T: WriteTx>(tx: &mut T, s: &SubjectRef) -> Result<Vec<String>> {
+    Ok(match s {
+        SubjectRef::Principal(p) => vec![p.clone()],
+        SubjectRef::Team(team) => tx
+            .principals_in_team(team)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+    })
+}

@@ -1,0 +1,131 @@
+//! Custom roles: created, replaced and deleted by those allowed
+//! `tenant.manage_roles`; predefined roles are locked.
+
+use super::authz::authorize;
+use super::invariants::{
+    check_inheritance, durable_admins, keep_an_admin, not_inherited, refuse_locked,
+};
+use super::{json, Change, Command};
+use crate::error::{Error, Result};
+use crate::model::{self, Role};
+use crate::store::{Invalidation, WriteContext, WriteTx};
+
+async fn require_role<T: WriteTx>(tx: &mut T, id: &str) -> Result<(Role, Vec<Role>)> {
+    let custom = tx.custom_roles().await?;
+    let role = custom
+        .iter()
+        .find(|r| r.id == id)
+        .cloned()
+        .ok_or_else(|| Error::not_found(format!("role `{id}`")))?;
+    Ok((role, custom))
+}
+
+/// Create a custom role.
+#[derive(Debug, Clone)]
+pub struct CreateRole {
+    /// The role.
+    pub role: Role,
+}
+
+impl Command for CreateRole {
+    type Output = Role;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Role>> {
+        let role = self.role;
+        authorize(tx, ctx, model::TENANT_TYPE, "manage_roles", &[]).await?;
+        refuse_locked(&role.id)?;
+        let custom = tx.custom_roles().await?;
+        if custom.iter().any(|r| r.id == role.id) {
+            return Err(Error::AlreadyExists {
+                what: format!("role `{}`", role.id),
+            });
+        }
+        check_inheritance(&custom, &role)?;
+        tx.insert_role(&role).await?;
+        Ok(Change {
+            action: "role.create",
+            target: format!("role:{}", role.id),
+            before: String::new(),
+            after: json(&role),
+            output: role,
+            invalidation: Invalidation {
+                roles: true,
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// Replace a custom role's definition.
+#[derive(Debug, Clone)]
+pub struct UpdateRole {
+    /// The role.
+    pub role: Role,
+}
+
+impl Command for UpdateRole {
+    type Output = Role;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Role>> {
+        let role = self.role;
+        authorize(tx, ctx, model::TENANT_TYPE, "manage_roles", &[]).await?;
+        refuse_locked(&role.id)?;
+        let (before, custom) = require_role(tx, &role.id).await?;
+        check_inheritance(&custom, &role)?;
+        let admins = durable_admins(tx).await?;
+        tx.update_role(&role).await?;
+        keep_an_admin(tx, admins).await?;
+        Ok(Change {
+            action: "role.update",
+            target: format!("role:{}", role.id),
+            before: json(&before),
+            after: json(&role),
+            output: role,
+            invalidation: Invalidation {
+                roles: true,
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// Delete a custom role (with `cascade`, its grants too).
+#[derive(Debug, Clone)]
+pub struct DeleteRole {
+    /// The role.
+    pub role_id: String,
+    /// Also delete its grants.
+    pub cascade: bool,
+}
+
+impl Command for DeleteRole {
+    /// Grants deleted with it.
+    type Output = u64;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<u64>> {
+        let Self { role_id, cascade } = self;
+        authorize(tx, ctx, model::TENANT_TYPE, "manage_roles", &[]).await?;
+        refuse_locked(&role_id)?;
+        let (before, custom) = require_role(tx, &role_id).await?;
+        not_inherited(&custom, &role_id)?;
+        let granted = tx.count_grants_of_role(&role_id).await?;
+        if granted > 0 && !cascade {
+            return Err(Error::precondition(
+                "role_in_use",
+                format!("`{role_id}` is still granted {granted} times; delete with `cascade` to revoke those grants"),
+            ));
+        }
+        let admins = durable_admins(tx).await?;
+        let deleted = tx.delete_grants_of_role(&role_id).await?;
+        tx.delete_role(&role_id).await?;
+        keep_an_admin(tx, admins).await?;
+        Ok(Change {
+            output: deleted,
+            action: "role.delete",
+            target: format!("role:{role_id}"),
+            before: json(&before),
+            after: serde_json::json!({ "deleted_grants": deleted }).to_string(),
+            invalidation: Invalidation::everything(),
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the admin rules over the in-memory store.

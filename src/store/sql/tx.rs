@@ -1,0 +1,673 @@
+//! The write port over SQL: one database transaction per admin write. The
+//! transaction bumps the tenant's revision first (serializing the tenant's
+//! writers), replays request ids seen before, and on commit records the
+//! revision-log row, the audit row and the request id. SQL and mapping only:
+//! which rows change, and whether they may, is decided in `crate::admin`.
+
+use super::read;
+use super::*;
+use crate::model::Millis;
+use crate::store::entity::{change, request};
+use crate::store::{
+    Begun, Descendant, Record, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, PaginatorTrait,
+    QueryFilter, QuerySelect, Set, Statement, TransactionTrait,
+};
+
+/// One open admin write over SQL.
+#[derive(Debug)]
+pub struct SqlTx {
+    txn: DatabaseTransaction,
+    ctx: WriteContext,
+    revision: i64,
+    now: Millis,
+}
+
+impl WriteStore for SqlStore {
+    type Tx = SqlTx;
+
+    async fn begin(&self, ctx: &WriteContext, creating: bool) -> Result<Begun<SqlTx>> {
+        let txn = self.db.begin().await?;
+        let t = ctx.tenant_id.as_str();
+        let revision = if creating {
+            1
+        } else {
+            // The first statement, so that it takes the tenant's row lock
+            // (PostgreSQL) or the write lock (SQLite) before anything is
+            // read: two attempts of one request id cannot both miss each
+            // other below.
+            bump(&txn, t).await?
+        };
+        if let Some(key) = &ctx.request {
+            if let Some(row) = request::Entity::find_by_id((t.to_owned(), key.id.clone()))
+                .one(&txn)
+                .await?
+            {
+                if row.fingerprint != key.fingerprint {
+                    return Err(Error::precondition(
+                        "request_id_reused",
+                        format!("request id `{}` was used for a different request", key.id),
+                    ));
+                }
+                // Undo the revision bump: nothing changes.
+                let _ = txn.rollback().await;
+                return Ok(Begun::Replayed {
+                    outcome: row.outcome,
+                    revision: row.revision,
+                });
+            }
+        }
+        Ok(Begun::Open(SqlTx {
+            txn,
+            ctx: ctx.clone(),
+            revision,
+            now: model::now_millis(),
+        }))
+    }
+}
+
+/// Bumps the tenant revision and returns the new one.
+async fn bump<C: ConnectionTrait>(c: &C, t: &str) -> Result<i64> {
+    let res = tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::Revision,
+            Expr::col(tenant::Column::Revision).add(1),
+        )
+        .filter(tenant::Column::Id.eq(t))
+        .exec(c)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(Error::not_found(format!("tenant `{t}`")));
+    }
+    read::tenant_row(c, t)
+        .await?
+        .map(|r| r.revision)
+        .ok_or_else(|| Error::not_found(format!("tenant `{t}`")))
+}
+
+impl SqlTx {
+    fn t(&self) -> &str {
+        &self.ctx.tenant_id
+    }
+
+    async fn row(&self, r: &ResourceRef) -> Result<resource::Model> {
+        read::resource_row(&self.txn, self.t(), r)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("resource `{r}`")))
+    }
+
+    async fn scope_pk(&self, scope: &Scope) -> Result<Option<i64>> {
+        Ok(match scope {
+            Scope::Tenant => None,
+            Scope::Resource(r) => Some(self.row(r).await?.pk),
+        })
+    }
+
+    /// Keys of `r` and everything below it.
+    async fn subtree_pks(&self, r: &ResourceRef) -> Result<Vec<i64>> {
+        let row = self.row(r).await?;
+        let mut pks: Vec<i64> = resource::Entity::find()
+            .select_only()
+            .column(resource::Column::Pk)
+            .filter(resource::Column::TenantId.eq(self.t()))
+            .filter(under(&child_path(&row)))
+            .into_tuple::<i64>()
+            .all(&self.txn)
+            .await?;
+        pks.push(row.pk);
+        Ok(pks)
+    }
+
+    fn grant_rows(&self) -> sea_orm::Select<grant::Entity> {
+        grant::Entity::find().filter(grant::Column::TenantId.eq(self.t()))
+    }
+
+    async fn grants(&self, q: sea_orm::Select<grant::Entity>) -> Result<Vec<Grant>> {
+        use sea_orm::QueryOrder;
+        let rows = q.order_by_asc(grant::Column::Id).all(&self.txn).await?;
+        read::grants_with_scopes(&self.txn, rows).await
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl WriteTx for SqlTx {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    fn now(&self) -> Millis {
+        self.now
+    }
+
+    async fn commit(self, record: Record) -> Result<()> {
+        let (c, t, now, revision) = (&self.txn, self.ctx.tenant_id.as_str(), self.now, self.revision);
+        if let Some(key) = &self.ctx.request {
+            request::ActiveModel {
+                tenant_id: Set(t.to_owned()),
+                request_id: Set(key.id.clone()),
+                fingerprint: Set(key.fingerprint.clone()),
+                revision: Set(revision),
+                outcome: Set(record.outcome),
+                at: Set(now),
+            }
+            .insert(c)
+            .await?;
+        }
+        change::ActiveModel {
+            tenant_id: Set(t.to_owned()),
+            revision: Set(revision),
+            at: Set(now),
+            invalidation: Set(json(&record.invalidation)),
+        }
+        .insert(c)
+        .await?;
+        audit_event::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(t.to_owned()),
+            revision: Set(revision),
+            at: Set(now),
+            caller: Set(self.ctx.caller.clone()),
+            actor: Set(self.ctx.actor.to_string()),
+            action: Set(record.action.to_owned()),
+            target: Set(record.target),
+            before_json: Set(record.before),
+            after_json: Set(record.after),
+        }
+        .insert(c)
+        .await?;
+        prune(c, t, now).await?;
+        self.txn.commit().await?;
+        Ok(())
+    }
+
+    async fn tenant(&mut self) -> Result<Option<Tenant>> {
+        read::tenant(&self.txn, self.t()).await
+    }
+
+    async fn principal(&mut self, id: &str) -> Result<Option<Principal>> {
+        read::principal(&self.txn, self.t(), id).await
+    }
+
+    async fn team(&mut self, id: &str) -> Result<Option<Team>> {
+        Ok(read::team_row(&self.txn, self.t(), id)
+            .await?
+            .map(team_from_row))
+    }
+
+    async fn team_members(&mut self, team: &str) -> Result<Vec<SubjectRef>> {
+        Ok(read::team_members(&self.txn, self.t(), team, None, u64::MAX)
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn principals_in_team(&mut self, team: &str) -> Result<Vec<(String, Vec<String>)>> {
+        read::principals_in_team(&self.txn, self.t(), team).await
+    }
+
+    async fn teams_of(&mut self, member: &SubjectRef) -> Result<Vec<String>> {
+        use sea_orm::QueryOrder;
+        Ok(team_member::Entity::find()
+            .filter(team_member::Column::TenantId.eq(self.t()))
+            .filter(team_member::Column::MemberKind.eq(member.kind_str()))
+            .filter(team_member::Column::MemberId.eq(member.id()))
+            .order_by_asc(team_member::Column::TeamId)
+            .all(&self.txn)
+            .await?
+            .into_iter()
+            .map(|m| m.team_id)
+            .collect())
+    }
+
+    async fn resource(&mut self, r: &ResourceRef) -> Result<Option<Resource>> {
+        read::resource(&self.txn, self.t(), r).await
+    }
+
+    async fn ancestry(&mut self, r: &ResourceRef) -> Result<Option<Vec<ResourceNode>>> {
+        read::ancestry(&self.txn, self.t(), r).await
+    }
+
+    async fn subtree_height(&mut self, r: &ResourceRef) -> Result<usize> {
+        let row = self.row(r).await?;
+        // The most slashes in a descendant's path.
+        let deepest: Option<i64> = resource::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::cust(
+                    "CAST(MAX(length(ancestors) - length(replace(ancestors, '/', ''))) AS BIGINT)",
+                ),
+                "d",
+            )
+            .filter(resource::Column::TenantId.eq(self.t()))
+            .filter(under(&child_path(&row)))
+            .into_tuple::<Option<i64>>()
+            .one(&self.txn)
+            .await?
+            .flatten();
+        // A path of k slashes is a resource at depth k; `row` is at the depth
+        // of its own ancestors' slashes.
+        let own = row.ancestors.matches('/').count();
+        Ok(match deepest {
+            Some(d) => usize::try_from(d).unwrap_or(0).saturating_sub(own) + 1,
+            None => 1,
+        })
+    }
+
+    async fn descendants(&mut self, r: &ResourceRef) -> Result<Vec<Descendant>> {
+        let row = self.row(r).await?;
+        let own = row.ancestors.matches('/').count();
+        Ok(resource::Entity::find()
+            .filter(resource::Column::TenantId.eq(self.t()))
+            .filter(under(&child_path(&row)))
+            .all(&self.txn)
+            .await?
+            .into_iter()
+            .map(|d| Descendant {
+                depth: d.ancestors.matches('/').count().saturating_sub(own),
+                resource: resource_ref(&d),
+                private: d.is_private,
+            })
+            .collect())
+    }
+
+    async fn resources_of_type(&mut self, rtype: &str) -> Result<Vec<ResourceRef>> {
+        Ok(resource::Entity::find()
+            .filter(resource::Column::TenantId.eq(self.t()))
+            .filter(resource::Column::Rtype.eq(rtype))
+            .all(&self.txn)
+            .await?
+            .iter()
+            .map(resource_ref)
+            .collect())
+    }
+
+    async fn custom_roles(&mut self) -> Result<Vec<Role>> {
+        read::custom_roles(&self.txn, self.t()).await
+    }
+
+    async fn grant(&mut self, id: &str) -> Result<Option<Grant>> {
+        let q = self.grant_rows().filter(grant::Column::Id.eq(id));
+        Ok(self.grants(q).await?.pop())
+    }
+
+    async fn grants_on(&mut self, scope: &Scope) -> Result<Vec<Grant>> {
+        let q = match self.scope_pk(scope).await? {
+            None => self.grant_rows().filter(grant::Column::ScopePk.is_null()),
+            Some(pk) => self.grant_rows().filter(grant::Column::ScopePk.eq(pk)),
+        };
+        self.grants(q).await
+    }
+
+    async fn grants_in_subtree(&mut self, r: &ResourceRef) -> Result<Vec<Grant>> {
+        let pks = self.subtree_pks(r).await?;
+        let mut out = Vec::new();
+        for chunk in pks.chunks(500) {
+            let q = self
+                .grant_rows()
+                .filter(grant::Column::ScopePk.is_in(chunk.iter().copied()));
+            out.extend(self.grants(q).await?);
+        }
+        Ok(out)
+    }
+
+    async fn grants_of(&mut self, s: &SubjectRef) -> Result<Vec<Grant>> {
+        let q = self
+            .grant_rows()
+            .filter(grant::Column::SubjectKind.eq(s.kind_str()))
+            .filter(grant::Column::SubjectId.eq(s.id()));
+        self.grants(q).await
+    }
+
+    async fn count_grants_of_role(&mut self, role: &str) -> Result<u64> {
+        Ok(self
+            .grant_rows()
+            .filter(grant::Column::RoleId.eq(role))
+            .count(&self.txn)
+            .await?)
+    }
+
+    async fn bindings(&mut self, principal: &str) -> Result<Vec<Binding>> {
+        read::bindings(&self.txn, self.t(), principal).await
+    }
+
+    async fn tenant_holders(&mut self) -> Result<Vec<(Principal, Vec<Binding>)>> {
+        read::tenant_holders(&self.txn, self.t()).await
+    }
+
+    async fn insert_tenant(&mut self, t: &Tenant) -> Result<()> {
+        tenant::ActiveModel {
+            id: Set(t.id.clone()),
+            display_name: Set(t.display_name.clone()),
+            single_owner_types: Set(json(&t.single_owner_types)),
+            creator_owner_types: Set(json(&t.creator_owner_types)),
+            audit_retention_days: Set(t.audit_retention_days as i32),
+            revision: Set(self.revision),
+            created_at: Set(t.created_at),
+        }
+        .insert(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_tenant(&mut self, t: &Tenant) -> Result<()> {
+        tenant::Entity::update_many()
+            .col_expr(
+                tenant::Column::DisplayName,
+                Expr::value(t.display_name.clone()),
+            )
+            .col_expr(
+                tenant::Column::SingleOwnerTypes,
+                Expr::value(json(&t.single_owner_types)),
+            )
+            .col_expr(
+                tenant::Column::CreatorOwnerTypes,
+                Expr::value(json(&t.creator_owner_types)),
+            )
+            .col_expr(
+                tenant::Column::AuditRetentionDays,
+                Expr::value(t.audit_retention_days as i32),
+            )
+            .filter(tenant::Column::Id.eq(self.t()))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_resource(&mut self, r: &Resource) -> Result<()> {
+        let parent = match &r.parent {
+            Some(p) => Some(self.row(p).await?),
+            None => None,
+        };
+        resource::ActiveModel {
+            pk: NotSet,
+            tenant_id: Set(self.t().to_owned()),
+            rtype: Set(r.resource.rtype.clone()),
+            rid: Set(r.resource.id.clone()),
+            parent_pk: Set(parent.as_ref().map(|p| p.pk)),
+            ancestors: Set(parent
+                .as_ref()
+                .map(child_path)
+                .unwrap_or_else(|| "/".to_owned())),
+            is_private: Set(r.private),
+            created_at: Set(r.created_at),
+        }
+        .insert(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_private(&mut self, r: &ResourceRef, private: bool) -> Result<()> {
+        let row = self.row(r).await?;
+        resource::Entity::update_many()
+            .col_expr(resource::Column::IsPrivate, Expr::value(private))
+            .filter(resource::Column::Pk.eq(row.pk))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    async fn move_subtree(&mut self, r: &ResourceRef, new_parent: Option<&ResourceRef>) -> Result<()> {
+        let row = self.row(r).await?;
+        let np = match new_parent {
+            Some(p) => Some(self.row(p).await?),
+            None => None,
+        };
+        let old_prefix = child_path(&row);
+        let new_ancestors = np.as_ref().map(child_path).unwrap_or_else(|| "/".to_owned());
+        let new_prefix = format!("{new_ancestors}{}/", row.pk);
+        resource::Entity::update_many()
+            .col_expr(
+                resource::Column::ParentPk,
+                Expr::value(np.as_ref().map(|p| p.pk)),
+            )
+            .col_expr(resource::Column::Ancestors, Expr::value(new_ancestors))
+            .filter(resource::Column::Pk.eq(row.pk))
+            .exec(&self.txn)
+            .await?;
+        let backend = self.txn.get_database_backend();
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Postgres => {
+                "UPDATE resources SET ancestors = $1 || substr(ancestors, $2) WHERE tenant_id = $3 AND ancestors >= $4 AND ancestors < $5"
+            }
+            _ => "UPDATE resources SET ancestors = ? || substr(ancestors, ?) WHERE tenant_id = ? AND ancestors >= ? AND ancestors < ?",
+        };
+        let start = i32::try_from(old_prefix.len() + 1).map_err(|_| corrupt("path length"))?;
+        self.txn
+            .execute(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    new_prefix.into(),
+                    start.into(),
+                    self.t().into(),
+                    old_prefix.clone().into(),
+                    format!("{}0", &old_prefix[..old_prefix.len() - 1]).into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_subtree(&mut self, r: &ResourceRef) -> Result<u64> {
+        let pks = self.subtree_pks(r).await?;
+        let mut deleted = 0;
+        for chunk in pks.chunks(500) {
+            grant::Entity::delete_many()
+                .filter(grant::Column::TenantId.eq(self.t()))
+                .filter(grant::Column::ScopePk.is_in(chunk.iter().copied()))
+                .exec(&self.txn)
+                .await?;
+            deleted += resource::Entity::delete_many()
+                .filter(resource::Column::Pk.is_in(chunk.iter().copied()))
+                .exec(&self.txn)
+                .await?
+                .rows_affected;
+        }
+        Ok(deleted)
+    }
+
+    async fn insert_principal(&mut self, p: &Principal) -> Result<()> {
+        insert_principal(&self.txn, self.t(), p).await
+    }
+
+    async fn set_principal_status(&mut self, id: &str, status: PrincipalStatus) -> Result<()> {
+        principal::Entity::update_many()
+            .col_expr(principal::Column::Status, Expr::value(status.as_str()))
+            .filter(principal::Column::TenantId.eq(self.t()))
+            .filter(principal::Column::Id.eq(id))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_team(&mut self, t: &Team) -> Result<()> {
+        team::ActiveModel {
+            tenant_id: Set(self.t().to_owned()),
+            id: Set(t.id.clone()),
+            display_name: Set(t.display_name.clone()),
+            created_at: Set(self.now),
+        }
+        .insert(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_team(&mut self, id: &str) -> Result<u64> {
+        let t = self.t().to_owned();
+        team_member::Entity::delete_many()
+            .filter(team_member::Column::TenantId.eq(t.as_str()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(team_member::Column::TeamId.eq(id))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(team_member::Column::MemberKind.eq("team"))
+                            .add(team_member::Column::MemberId.eq(id)),
+                    ),
+            )
+            .exec(&self.txn)
+            .await?;
+        let grants = grant::Entity::delete_many()
+            .filter(grant::Column::TenantId.eq(t.as_str()))
+            .filter(grant::Column::SubjectKind.eq("team"))
+            .filter(grant::Column::SubjectId.eq(id))
+            .exec(&self.txn)
+            .await?
+            .rows_affected;
+        team::Entity::delete_many()
+            .filter(team::Column::TenantId.eq(t.as_str()))
+            .filter(team::Column::Id.eq(id))
+            .exec(&self.txn)
+            .await?;
+        Ok(grants)
+    }
+
+    async fn add_member(&mut self, team: &str, member: &SubjectRef) -> Result<()> {
+        team_member::ActiveModel {
+            tenant_id: Set(self.t().to_owned()),
+            team_id: Set(team.to_owned()),
+            member_kind: Set(member.kind_str().to_owned()),
+            member_id: Set(member.id().to_owned()),
+        }
+        .insert(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_member(&mut self, team: &str, member: &SubjectRef) -> Result<bool> {
+        let removed = team_member::Entity::delete_many()
+            .filter(team_member::Column::TenantId.eq(self.t()))
+            .filter(team_member::Column::TeamId.eq(team))
+            .filter(team_member::Column::MemberKind.eq(member.kind_str()))
+            .filter(team_member::Column::MemberId.eq(member.id()))
+            .exec(&self.txn)
+            .await?
+            .rows_affected;
+        Ok(removed > 0)
+    }
+
+    async fn insert_role(&mut self, r: &Role) -> Result<()> {
+        role::ActiveModel {
+            tenant_id: Set(self.t().to_owned()),
+            id: Set(r.id.clone()),
+            display_name: Set(r.display_name.clone()),
+            definition: Set(role_definition_json(r)),
+            created_at: Set(self.now),
+        }
+        .insert(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_role(&mut self, r: &Role) -> Result<()> {
+        role::Entity::update_many()
+            .col_expr(role::Column::DisplayName, Expr::value(r.display_name.clone()))
+            .col_expr(role::Column::Definition, Expr::value(role_definition_json(r)))
+            .filter(role::Column::TenantId.eq(self.t()))
+            .filter(role::Column::Id.eq(r.id.as_str()))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_role(&mut self, id: &str) -> Result<()> {
+        role::Entity::delete_many()
+            .filter(role::Column::TenantId.eq(self.t()))
+            .filter(role::Column::Id.eq(id))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_grant(&mut self, g: &Grant) -> Result<()> {
+        let scope_pk = self.scope_pk(&g.scope).await?;
+        insert_grant(&self.txn, self.t(), g, scope_pk).await
+    }
+
+    async fn delete_grants(&mut self, ids: &[String]) -> Result<u64> {
+        let mut deleted = 0;
+        for chunk in ids.chunks(500) {
+            deleted += grant::Entity::delete_many()
+                .filter(grant::Column::TenantId.eq(self.t()))
+                .filter(grant::Column::Id.is_in(chunk.iter().cloned()))
+                .exec(&self.txn)
+                .await?
+                .rows_affected;
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_grants_of_role(&mut self, role: &str) -> Result<u64> {
+        Ok(grant::Entity::delete_many()
+            .filter(grant::Column::TenantId.eq(self.t()))
+            .filter(grant::Column::RoleId.eq(role))
+            .exec(&self.txn)
+            .await?
+            .rows_affected)
+    }
+}
+
+/// Deletes the tenant's request ids older than a day and audit events older
+/// than its retention period.
+async fn prune<C: ConnectionTrait>(c: &C, t: &str, now: Millis) -> Result<()> {
+    request::Entity::delete_many()
+        .filter(request::Column::TenantId.eq(t))
+        .filter(request::Column::At.lt(now - REQUEST_ID_RETENTION_MS))
+        .exec(c)
+        .await?;
+    let Some(tenant) = read::tenant_row(c, t).await? else {
+        return Ok(());
+    };
+    let horizon = now - i64::from(tenant.audit_retention_days) * 86_400_000;
+    audit_event::Entity::delete_many()
+        .filter(audit_event::Column::TenantId.eq(t))
+        .filter(audit_event::Column::At.lt(horizon))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_principal<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    p: &Principal,
+) -> Result<()> {
+    principal::ActiveModel {
+        tenant_id: Set(t.to_owned()),
+        id: Set(p.id.clone()),
+        kind: Set(p.kind.as_str().to_owned()),
+        status: Set(p.status.as_str().to_owned()),
+        display_name: Set(p.display_name.clone()),
+        created_at: Set(p.created_at),
+    }
+    .insert(c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_grant<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    g: &Grant,
+    scope_pk: Option<i64>,
+) -> Result<()> {
+    grant::ActiveModel {
+        id: Set(g.id.clone()),
+        tenant_id: Set(t.to_owned()),
+        subject_kind: Set(g.subject.kind_str().to_owned()),
+        subject_id: Set(g.subject.id().to_owned()),
+        role_id: Set(g.role_id.clone()),
+        scope_pk: Set(scope_pk),
+        effect: Set(g.effect.as_str().to_owned()),
+        expires_at: Set(g.expires_at),
+        created_at: Set(g.created_at),
+    }
+    .insert(c)
+    .await?;
+    Ok(())
+}
