@@ -457,11 +457,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let team = id("team_id", r.team_id)?;
-        let all = Keyset {
-            after: None,
-            limit: u64::MAX,
-        };
-        let members = self.admin.store().team_members(&t, &team, all).await?;
+        let members = self.admin.store().team_members(&t, &team, Keyset::ALL).await?;
         let members = members.ok_or_else(not_found(format!("team `{team}`")))?;
         Ok(Response::new(pb::ListTeamMembersResponse {
             members: members.into_iter().map(Into::into).collect(),

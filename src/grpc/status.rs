@@ -1,26 +1,63 @@
-//! The one place that maps the crate's errors to gRPC status codes.
+//! The one place that maps the crate's errors to gRPC status codes, with
+//! machine-readable details (the gRPC richer error model): every error
+//! carries a `google.rpc.ErrorInfo` whose `reason` says what went wrong
+//! (`invalid_argument`, `not_found`, `already_exists`, the broken invariant
+//! such as `last_account_admin`, `permission_denied`, `unauthenticated`,
+//! `unavailable`, `internal`), and an invalid argument also carries a
+//! `google.rpc.BadRequest` field violation naming the field. Clients read
+//! these instead of parsing messages.
 
 use crate::error::Error;
-use tonic::Status;
+use std::collections::HashMap;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `ErrorInfo` Portcullis sends.
+pub const ERROR_DOMAIN: &str = "portcullis.v1";
+
+fn status(code: Code, message: String, reason: &str, mut details: ErrorDetails) -> Status {
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
+        let message = e.to_string();
+        let none = ErrorDetails::new();
         // No `_ =>` arm: a new variant must be mapped here to compile.
         match e {
-            Error::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-            Error::NotFound { .. } => Status::not_found(e.to_string()),
-            Error::AlreadyExists { .. } => Status::already_exists(e.to_string()),
-            Error::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
-            Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
-            Error::Unauthenticated(_) => Status::unauthenticated(e.to_string()),
+            Error::InvalidArgument { field, message: why } => status(
+                Code::InvalidArgument,
+                message,
+                "invalid_argument",
+                ErrorDetails::with_bad_request_violation(field, why),
+            ),
+            Error::NotFound { .. } => status(Code::NotFound, message, "not_found", none),
+            Error::AlreadyExists { .. } => {
+                status(Code::AlreadyExists, message, "already_exists", none)
+            }
+            Error::FailedPrecondition { rule, .. } => {
+                status(Code::FailedPrecondition, message, rule, none)
+            }
+            Error::PermissionDenied(_) => {
+                status(Code::PermissionDenied, message, "permission_denied", none)
+            }
+            Error::Unauthenticated(_) => {
+                status(Code::Unauthenticated, message, "unauthenticated", none)
+            }
             Error::Unavailable(detail) => {
                 // The cause stays in the logs; clients learn only to retry.
                 tracing::warn!(%detail, "unavailable");
-                Status::unavailable("temporarily unavailable; retry")
+                status(
+                    Code::Unavailable,
+                    "temporarily unavailable; retry".to_owned(),
+                    "unavailable",
+                    none,
+                )
             }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                Status::internal("internal error")
+                status(Code::Internal, "internal error".to_owned(), "internal", none)
             }
         }
     }

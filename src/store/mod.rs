@@ -19,7 +19,7 @@
 //! (`tests/api/conformance.rs`) runs over all three backends.
 
 pub mod entity;
-// pub mod memory;
+pub mod memory;
 pub mod migration;
 pub mod sql;
 
@@ -167,6 +167,14 @@ pub struct Keyset<'a> {
     pub after: Option<&'a str>,
     /// Most items.
     pub limit: u64,
+}
+
+impl Keyset<'_> {
+    /// Every item (the most a SQL `LIMIT` takes).
+    pub const ALL: Keyset<'static> = Keyset {
+        after: None,
+        limit: i64::MAX as u64,
+    };
 }
 
 /// The administrative reads, straight from storage (never cached).

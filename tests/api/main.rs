@@ -3,6 +3,7 @@
 
 mod cache;
 mod client;
+mod conformance;
 mod helpers;
 mod process;
 

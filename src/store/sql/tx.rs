@@ -9,7 +9,7 @@ use super::*;
 use crate::model::Millis;
 use crate::store::entity::{change, request};
 use crate::store::{
-    Begun, Descendant, Record, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
+    Begun, Keyset, Descendant, Record, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -201,7 +201,7 @@ impl WriteTx for SqlTx {
     }
 
     async fn team_members(&mut self, team: &str) -> Result<Vec<SubjectRef>> {
-        Ok(read::team_members(&self.txn, self.t(), team, None, u64::MAX)
+        Ok(read::team_members(&self.txn, self.t(), team, None, Keyset::ALL.limit)
             .await?
             .unwrap_or_default())
     }
