@@ -39,6 +39,43 @@ const READINESS_SERVICES: [&str; 4] = [
     "portcullis.v1.AdminService",
 ];
 
+/// Why the server could not start or keep serving: configuration, the
+/// store, a listener. Distinct from [`Error`], which answers requests.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A configuration value is unusable; `field` names it.
+    #[error("invalid `{field}`: {message}")]
+    Config {
+        /// The setting.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// The store could not be reached or migrated.
+    #[error("store: {0}")]
+    Store(Error),
+    /// An address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server: {0}")]
+    Server(String),
+}
+
+impl StartupError {
+    fn config(field: &str, message: impl Into<String>) -> Self {
+        StartupError::Config {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 /// A built application, ready to serve.
 #[derive(Debug)]
 pub struct App {
@@ -53,23 +90,27 @@ pub struct App {
 
 impl App {
     /// Connects to the store and, unless `migrate` is false, migrates it.
-    pub async fn build(config: &Config, migrate: bool) -> Result<Self> {
+    pub async fn build(config: &Config, migrate: bool) -> Result<Self, StartupError> {
         let mut store = SqlStore::connect(
             config.database.url.expose(),
             config.database.max_connections,
             Duration::from_millis(config.database.connect_timeout_ms),
         )
-        .await?;
+        .await
+        .map_err(StartupError::Store)?;
         let metrics = Metrics::new(pb::FILE_DESCRIPTOR_SET);
         let m = metrics.clone();
         store.observe_queries(move |seconds, failed| m.query(seconds, failed));
         if migrate {
-            store.migrate().await?;
+            store.migrate().await.map_err(StartupError::Store)?;
         }
         let metrics_listener = match config.metrics.addr {
             None => None,
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                Error::Unavailable(format!("cannot bind metrics address {addr}: {e}"))
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
+                StartupError::Bind {
+                    addr: format!("metrics address {addr}"),
+                    source,
+                }
             })?),
         };
         Ok(Self {
@@ -101,23 +142,23 @@ impl App {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<()> {
+    ) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+            .map_err(|e| StartupError::Server(format!("reflection: {e}")))?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+            .map_err(|e| StartupError::Server(format!("reflection: {e}")))?;
 
         let cache = CachedStore::new(self.store.clone(), self.cache);
         // Know every tenant's revision before the first check.
-        cache.catch_up(None).await?;
+        cache.catch_up(None).await.map_err(StartupError::Store)?;
         let (poll_stop, poll_stopped) = tokio::sync::oneshot::channel::<()>();
         // Subscribed before the poller starts, so no change is missed.
         let cache_reachable = cache.reachable();
@@ -234,7 +275,7 @@ impl App {
         if let Some(tls) = self.tls {
             builder = builder
                 .tls_config(tls)
-                .map_err(|e| Error::invalid("tls", e.to_string()))?;
+                .map_err(|e| StartupError::config("tls", e.to_string()))?;
         }
         let server = builder
             .layer(Observe::new(self.metrics.clone()))
@@ -250,7 +291,7 @@ impl App {
         // The grace period bounds the whole shutdown, however slow the
         // connections are to close.
         let served = tokio::select! {
-            r = &mut server => r.map_err(|e| Error::Internal(format!("server: {e}"))),
+            r = &mut server => r.map_err(|e| StartupError::Server(e.to_string())),
             _ = async {
                 draining.notified().await;
                 tokio::time::sleep(grace + Duration::from_millis(100)).await;
@@ -329,13 +370,14 @@ async fn follow_store(
     }
 }
 
-fn read_pem(field: &str, path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| Error::invalid(field, format!("cannot read `{}`: {e}", path.display())))
+fn read_pem(field: &str, path: &std::path::Path) -> Result<Vec<u8>, StartupError> {
+    std::fs::read(path).map_err(|e| {
+        StartupError::config(field, format!("cannot read `{}`: {e}", path.display()))
+    })
 }
 
 /// The rustls configuration of the listener, when TLS is configured.
-fn tls_config(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>> {
+fn tls_config(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, StartupError> {
     let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
         return Ok(None);
     };

@@ -1,7 +1,7 @@
 //! The `portcullis` binary: `serve` and `migrate`.
 
 use clap::{Parser, Subcommand};
-use portcullis::app::App;
+use portcullis::app::{App, StartupError};
 use portcullis::config::{ApiKey, Config, KeyScope, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -115,13 +115,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(config: &Config) -> portcullis::error::Result<()> {
+async fn migrate(config: &Config) -> Result<(), StartupError> {
     App::build(config, true).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
 
-async fn serve(config: &mut Config, migrate: bool) -> portcullis::error::Result<()> {
+async fn serve(config: &mut Config, migrate: bool) -> Result<(), StartupError> {
     if config.api_keys.is_empty() {
         // Quick start: no keys configured, so only this machine may call, with
         // a key made for this run and shown once.
@@ -142,8 +142,9 @@ async fn serve(config: &mut Config, migrate: bool) -> portcullis::error::Result<
     let app = App::build(config, migrate).await?;
     let listener = tokio::net::TcpListener::bind(config.grpc.addr)
         .await
-        .map_err(|e| {
-            portcullis::error::Error::Unavailable(format!("cannot bind {}: {e}", config.grpc.addr))
+        .map_err(|source| StartupError::Bind {
+            addr: config.grpc.addr.to_string(),
+            source,
         })?;
     app.serve(listener, shutdown_signal()).await
 }

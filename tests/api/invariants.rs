@@ -6,14 +6,16 @@ use crate::on_every_backend;
 use portcullis::grpc::pb;
 use tonic::Code;
 
+/// Asserts a FAILED_PRECONDITION whose `google.rpc.ErrorInfo` reason is
+/// `rule` (read from the status details, not from the message).
 fn rule<T: std::fmt::Debug>(r: Result<T, tonic::Status>, rule: &str) {
+    use tonic_types::StatusExt;
     let s = r.expect_err("expected FAILED_PRECONDITION");
     assert_eq!(s.code(), Code::FailedPrecondition, "{}", s.message());
-    assert!(
-        s.message().starts_with(rule),
-        "`{}` does not name `{rule}`",
-        s.message()
-    );
+    let details = s.get_error_details();
+    let info = details.error_info().expect("an ErrorInfo detail");
+    assert_eq!(info.reason, rule, "{}", s.message());
+    assert_eq!(info.domain, "portcullis.v1");
 }
 
 async fn team_membership_never_forms_a_cycle(b: Backend) {

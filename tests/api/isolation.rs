@@ -565,11 +565,14 @@ fn normalize(r: &Reply, refs: &[&str]) -> String {
                 })
                 .collect();
             meta.sort();
+            // The details decoded (they repeat the message, so compare them
+            // as text with the references replaced, not as bytes).
+            use tonic_types::StatusExt;
             format!(
                 "{:?}: {} | details {:?} | metadata {meta:?}",
                 s.code(),
                 s.message(),
-                s.details()
+                s.check_error_details()
             )
         }
     };

@@ -4,6 +4,7 @@
 mod cache;
 mod client;
 mod conformance;
+mod error_details;
 mod helpers;
 mod process;
 
