@@ -162,7 +162,7 @@ impl App {
         let (poll_stop, poll_stopped) = tokio::sync::oneshot::channel::<()>();
         // Subscribed before the poller starts, so no change is missed.
         let cache_reachable = cache.reachable();
-        let mut poller = tokio::spawn(cache.clone().poll(async {
+        let poller = tokio::spawn(cache.clone().poll(async {
             let _ = poll_stopped.await;
         }));
         let authz = Arc::new(Authorizer::new(cache.clone()));
@@ -236,37 +236,16 @@ impl App {
         // Tests and tools read the bound address from this line.
         tracing::info!(addr = %addr, tls = self.tls.is_some(), "serving gRPC");
         let draining = Arc::new(tokio::sync::Notify::new());
-        let signal = {
-            let (admission, draining, health) =
-                (admission.clone(), draining.clone(), health.clone());
-            async move {
-                shutdown.await;
-                {
-                    let mut down = shutting_down.lock().await;
-                    *down = true;
-                    set_readiness(&health, ServingStatus::NotServing).await;
-                }
-                health
-                    .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
-                    .await;
-                admission.close();
-                draining.notify_one();
-                tracing::info!(
-                    in_flight = admission.in_flight(),
-                    grace_ms = grace.as_millis() as u64,
-                    "shutting down: health NOT_SERVING, new calls refused, finishing calls in flight"
-                );
-                if tokio::time::timeout(grace, admission.drained())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        in_flight = admission.in_flight(),
-                        "grace period over with calls in flight"
-                    );
-                }
-            }
-        };
+        let signal = drain(
+            shutdown,
+            Drain {
+                shutting_down,
+                health: health.clone(),
+                admission: admission.clone(),
+                draining: draining.clone(),
+                grace,
+            },
+        );
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms
         // to every message that spans several segments (batches, lists).
         let incoming =
@@ -301,25 +280,71 @@ impl App {
             }
         };
         readiness.abort();
-        // Whatever is left is bounded too: the metrics endpoint and the
-        // poller get a moment to stop, then are dropped.
         let _ = metrics_stop.send(());
-        if let Some(m) = metrics_server {
-            if tokio::time::timeout(Duration::from_millis(500), m)
-                .await
-                .is_err()
-            {
-                tracing::warn!("metrics endpoint still busy; dropping it");
-            }
-        }
         let _ = poll_stop.send(());
-        if tokio::time::timeout(Duration::from_millis(500), &mut poller)
+        stop_background(metrics_server, poller).await;
+        served
+    }
+}
+
+/// What the shutdown sequence acts on.
+struct Drain {
+    shutting_down: Arc<tokio::sync::Mutex<bool>>,
+    health: HealthReporter,
+    admission: Admission,
+    draining: Arc<tokio::sync::Notify>,
+    grace: Duration,
+}
+
+/// Waits for `shutdown`, then turns health NOT_SERVING, refuses new calls
+/// and waits (at most the grace period) for the calls in flight.
+async fn drain(shutdown: impl Future<Output = ()>, d: Drain) {
+    shutdown.await;
+    {
+        let mut down = d.shutting_down.lock().await;
+        *down = true;
+        set_readiness(&d.health, ServingStatus::NotServing).await;
+    }
+    d.health
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
+        .await;
+    d.admission.close();
+    d.draining.notify_one();
+    tracing::info!(
+        in_flight = d.admission.in_flight(),
+        grace_ms = d.grace.as_millis() as u64,
+        "shutting down: health NOT_SERVING, new calls refused, finishing calls in flight"
+    );
+    if tokio::time::timeout(d.grace, d.admission.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = d.admission.in_flight(),
+            "grace period over with calls in flight"
+        );
+    }
+}
+
+/// Whatever is left after the server is bounded too: the metrics endpoint
+/// and the poller (already told to stop) get a moment, then are dropped.
+async fn stop_background(
+    metrics_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    mut poller: tokio::task::JoinHandle<()>,
+) {
+    if let Some(m) = metrics_server {
+        if tokio::time::timeout(Duration::from_millis(500), m)
             .await
             .is_err()
         {
-            poller.abort();
+            tracing::warn!("metrics endpoint still busy; dropping it");
         }
-        served
+    }
+    if tokio::time::timeout(Duration::from_millis(500), &mut poller)
+        .await
+        .is_err()
+    {
+        poller.abort();
     }
 }
 

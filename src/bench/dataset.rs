@@ -82,30 +82,29 @@ fn grant(subject: SubjectRef, role: &str, scope: Scope, effect: Effect) -> Grant
     }
 }
 
-/// Builds the tenant `tenant` of the given shape; the same seed gives the
-/// same dataset.
-pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut b = BulkTenant {
-        tenant_id: tenant.to_owned(),
-        ..BulkTenant::default()
-    };
+/// The resources of a generated tenant, by kind.
+struct Tree {
+    workflows: Vec<String>,
+    workspace_refs: Vec<(ResourceRef, i64)>,
+    folder_refs: Vec<(ResourceRef, i64, bool)>,
+    private_owned: Vec<(String, ResourceRef, i64)>,
+}
+
+/// Workspaces, folders (two levels deep at the end of each workspace) and
+/// workflows, with keys counted up from `first_pk`.
+fn tree(shape: &Shape, users: &[String], rng: &mut StdRng, b: &mut BulkTenant, first_pk: i64) -> Tree {
     let mut pk = first_pk;
-    let mut next_pk = || {
-        pk += 1;
-        pk
-    };
+    let pk = &mut pk;
     let mut workflows = Vec::new();
     let mut workspace_refs = Vec::new();
     let mut folder_refs = Vec::new();
-    let users: Vec<String> = (0..shape.users).map(user).collect();
     let mut private_owned: Vec<(String, ResourceRef, i64)> = Vec::new();
     for w in 0..shape.workspaces {
         let ws = ResourceRef {
             rtype: "workspace".into(),
             id: format!("ws{w:04}"),
         };
-        let ws_pk = next_pk();
+        let ws_pk = { *pk += 1; *pk };
         b.resources.push(BulkResource {
             pk: ws_pk,
             resource: ws.clone(),
@@ -120,7 +119,7 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
                 rtype: "folder".into(),
                 id: format!("ws{w:04}-f{f:03}"),
             };
-            let f_pk = next_pk();
+            let f_pk = { *pk += 1; *pk };
             // The last two folders nest under the one before them: two deep.
             let (parent_pk, ancestors) = if f + 2 >= shape.folders && f >= 2 {
                 let (anchor_pk, anchor_path) = folder_pks[shape.folders.saturating_sub(3)].clone();
@@ -143,7 +142,7 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
                     rtype: "workflow".into(),
                     id: format!("ws{w:04}-f{f:03}-wf{n:03}"),
                 };
-                let wf_pk = next_pk();
+                let wf_pk = { *pk += 1; *pk };
                 // One workflow in 25 is private, owned by a random user.
                 let private = n % 25 == 7;
                 b.resources.push(BulkResource {
@@ -162,6 +161,70 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
         }
     }
 
+    Tree {
+        workflows,
+        workspace_refs,
+        folder_refs,
+        private_owned,
+    }
+}
+
+/// Owners of the private workflows, and a direct editor on one workflow in
+/// twenty.
+fn workflow_grants(
+    b: &mut BulkTenant,
+    private_owned: &[(String, ResourceRef, i64)],
+    users: &[String],
+    rng: &mut StdRng,
+) {
+    // Workflows: owners of the private ones, and some direct editors.
+    for (owner, wf, wf_pk) in private_owned {
+        b.grants.push((
+            grant(
+                SubjectRef::Principal(owner.clone()),
+                "owner",
+                Scope::Resource(wf.clone()),
+                Effect::Allow,
+            ),
+            Some(*wf_pk),
+        ));
+    }
+    let wf_resources: Vec<(ResourceRef, i64)> = b
+        .resources
+        .iter()
+        .filter(|r| r.resource.rtype == "workflow")
+        .map(|r| (r.resource.clone(), r.pk))
+        .collect();
+    for _ in 0..wf_resources.len() / 20 {
+        let (wf, wf_pk) = wf_resources[rng.random_range(0..wf_resources.len())].clone();
+        let u = users[rng.random_range(0..users.len())].clone();
+        b.grants.push((
+            grant(
+                SubjectRef::Principal(u),
+                "editor",
+                Scope::Resource(wf),
+                Effect::Allow,
+            ),
+            Some(wf_pk),
+        ));
+    }
+}
+
+/// Builds the tenant `tenant` of the given shape; the same seed gives the
+/// same dataset.
+pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut b = BulkTenant {
+        tenant_id: tenant.to_owned(),
+        ..BulkTenant::default()
+    };
+    let users: Vec<String> = (0..shape.users).map(user).collect();
+    let Tree {
+        workflows,
+        workspace_refs,
+        folder_refs,
+        private_owned,
+    } = tree(&shape, &users, &mut rng, &mut b, first_pk);
     b.principals = users
         .iter()
         .map(|id| Principal {
@@ -245,37 +308,7 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
             ));
         }
     }
-    // Workflows: owners of the private ones, and some direct editors.
-    for (owner, wf, wf_pk) in &private_owned {
-        b.grants.push((
-            grant(
-                SubjectRef::Principal(owner.clone()),
-                "owner",
-                Scope::Resource(wf.clone()),
-                Effect::Allow,
-            ),
-            Some(*wf_pk),
-        ));
-    }
-    let wf_resources: Vec<(ResourceRef, i64)> = b
-        .resources
-        .iter()
-        .filter(|r| r.resource.rtype == "workflow")
-        .map(|r| (r.resource.clone(), r.pk))
-        .collect();
-    for _ in 0..wf_resources.len() / 20 {
-        let (wf, wf_pk) = wf_resources[rng.random_range(0..wf_resources.len())].clone();
-        let u = users[rng.random_range(0..users.len())].clone();
-        b.grants.push((
-            grant(
-                SubjectRef::Principal(u),
-                "editor",
-                Scope::Resource(wf),
-                Effect::Allow,
-            ),
-            Some(wf_pk),
-        ));
-    }
+    workflow_grants(&mut b, &private_owned, &users, &mut rng);
 
     // Two list users see about 500 and about 5,000 workflows through folder
     // grants (top-level folders only, so that no workflow counts twice).

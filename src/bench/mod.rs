@@ -7,6 +7,7 @@ pub mod dataset;
 use crate::auth::Bearer;
 use crate::grpc::pb;
 use crate::store::sql::SqlStore;
+use crate::store::Catalog;
 use dataset::{Dataset, Shape};
 use pb::check_service_client::CheckServiceClient;
 use pb::list_accessible_service_client::ListAccessibleServiceClient;
