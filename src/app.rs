@@ -2,8 +2,8 @@
 //! `App::build` connects and migrates; `App::serve` serves a listener until
 //! the shutdown future completes, so tests bind port 0 and need no sleeps.
 
-use crate::auth::Credentials;
 use crate::admin::{Admin, OnCommit};
+use crate::auth::Credentials;
 use crate::cache::{CacheSettings, CacheStats, CachedStore};
 use crate::config::{Config, GrpcConfig, KeyScope, TlsConfig};
 use crate::engine::authorizer::Authorizer;
@@ -106,12 +106,16 @@ impl App {
         }
         let metrics_listener = match config.metrics.addr {
             None => None,
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-                StartupError::Bind {
-                    addr: format!("metrics address {addr}"),
-                    source,
-                }
-            })?),
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartupError::Bind {
+                            addr: format!("metrics address {addr}"),
+                            source,
+                        })?,
+                )
+            }
         };
         Ok(Self {
             store,
@@ -175,7 +179,10 @@ impl App {
             let cache = cache.clone();
             Arc::new(move || cache.stats())
         };
-        let admin_api = AdminApi::new(Admin::new(self.store.clone(), on_commit), cache_stats.clone());
+        let admin_api = AdminApi::new(
+            Admin::new(self.store.clone(), on_commit),
+            cache_stats.clone(),
+        );
         let check = InterceptedService::new(
             pb::check_service_server::CheckServiceServer::new(check_api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -355,7 +362,12 @@ fn sources(
     cache_stats: Gauge<CacheStats>,
     admission: &Admission,
 ) -> Sources {
-    let (store, c1, c2, a) = (store.clone(), cache.clone(), cache.clone(), admission.clone());
+    let (store, c1, c2, a) = (
+        store.clone(),
+        cache.clone(),
+        cache.clone(),
+        admission.clone(),
+    );
     Sources {
         cache: cache_stats,
         sync_age: Arc::new(move || c1.sync_age()),
@@ -396,9 +408,8 @@ async fn follow_store(
 }
 
 fn read_pem(field: &str, path: &std::path::Path) -> Result<Vec<u8>, StartupError> {
-    std::fs::read(path).map_err(|e| {
-        StartupError::config(field, format!("cannot read `{}`: {e}", path.display()))
-    })
+    std::fs::read(path)
+        .map_err(|e| StartupError::config(field, format!("cannot read `{}`: {e}", path.display())))
 }
 
 /// The rustls configuration of the listener, when TLS is configured.

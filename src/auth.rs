@@ -122,17 +122,21 @@ impl Credentials {
             None => match req.peer_certs() {
                 Some(chain) => self.by_certificate(&chain)?,
                 None => {
-                    return Err(Status::unauthenticated(
+                    return Err(unauthenticated(
                         "missing `authorization: Bearer <api key>` (or a client certificate)",
                     ))
                 }
             },
         };
         if caller.scope < required {
-            return Err(Status::permission_denied(format!(
-                "credential `{}` has scope `{:?}`; this service needs `{:?}`",
-                caller.name, caller.scope, required
-            )));
+            return Err(crate::grpc::status::refusal(
+                tonic::Code::PermissionDenied,
+                format!(
+                    "credential `{}` has scope `{:?}`; this service needs `{:?}`",
+                    caller.name, caller.scope, required
+                ),
+                "permission_denied",
+            ));
         }
         Ok(caller)
     }
@@ -148,11 +152,11 @@ impl Credentials {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
-            .ok_or_else(|| Status::unauthenticated("`authorization` must be `Bearer <api key>`"))?;
+            .ok_or_else(|| unauthenticated("`authorization` must be `Bearer <api key>`"))?;
         self.by_digest
             .get(&digest(token.trim()))
             .cloned()
-            .ok_or_else(|| Status::unauthenticated("unknown API key"))
+            .ok_or_else(|| unauthenticated("unknown API key"))
     }
 
     /// The identity of the leaf certificate of a chain the TLS layer has
@@ -163,14 +167,12 @@ impl Credentials {
     ) -> Result<Caller, Status> {
         let leaf = chain
             .first()
-            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+            .ok_or_else(|| unauthenticated("empty client certificate chain"))?;
         certificate_names(leaf.as_ref())
             .iter()
             .find_map(|n| self.by_certificate.get(n))
             .cloned()
-            .ok_or_else(|| {
-                Status::unauthenticated("client certificate names no configured identity")
-            })
+            .ok_or_else(|| unauthenticated("client certificate names no configured identity"))
     }
 
     /// A tonic interceptor requiring `required`, attaching the [`Caller`].
@@ -213,12 +215,17 @@ pub fn certificate_names(der: &[u8]) -> Vec<String> {
     names
 }
 
+/// An UNAUTHENTICATED refusal with its `ErrorInfo` detail.
+fn unauthenticated(message: &str) -> Status {
+    crate::grpc::status::refusal(tonic::Code::Unauthenticated, message, "unauthenticated")
+}
+
 /// The caller attached by the interceptor.
 pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+        .ok_or_else(|| unauthenticated("no authenticated caller"))
 }
 
 /// A fresh random key (32 bytes, URL-safe base64).

@@ -1,24 +1,32 @@
 //! Portcullis: a gRPC authorization service for workflow-automation platforms.
 //!
-//! Code map (dependencies point inward):
-//! - [`model`]: domain types and validation; no gRPC, no SQL.
+//! Code map (dependencies point one way: `model` <- `engine` <- `admin` <-
+//! `grpc` <- `app`; `store` speaks `model` only):
+//! - [`model`]: domain types and validation, the compiled role table and the
+//!   predefined roles; no gRPC, no SQL.
 //! - [`engine`]: the decision ([`engine::decide`]) as pure functions, and the
 //!   [`engine::authorizer::Authorizer`] that gathers inputs through the
-//!   [`store::Store`] trait. Never imports tonic or sea-orm.
-//! - [`store`]: the `Store` trait and its sea-orm implementation
-//!   ([`store::sql::SqlStore`]), entities and migrations; administrative
-//!   writes with their invariants and audit records.
-//! - [`grpc`]: thin tonic handlers; `grpc/status.rs` maps [`error::Error`] to
-//!   gRPC codes in one place.
+//!   [`store::Store`] port. Never imports tonic or sea-orm.
+//! - [`admin`]: the administrative rules: typed commands, one file per
+//!   aggregate, the invariants and the actor's authorization, run through the
+//!   write port ([`store::WriteStore`]); unit-tested over the in-memory store.
+//! - [`store`]: the storage ports ([`store::Store`], [`store::RevisionLog`],
+//!   [`store::Catalog`], [`store::WriteStore`]) and their adapters: SQL
+//!   ([`store::sql::SqlStore`], sea-orm) and memory ([`store::memory::MemStore`]);
+//!   SQL and mapping only, never the engine.
 //! - [`cache`]: the moka cache of resolved bindings, ancestries and role
-//!   tables, a `Store` decorator kept exact by the revision log.
+//!   tables, a decorator over any store port kept exact by the revision log.
+//! - [`grpc`]: thin tonic handlers; `grpc/status.rs` maps [`error::Error`] to
+//!   gRPC codes with error details in one place.
 //! - [`auth`]: credentials (API keys, client certificates), scopes, tenant
 //!   limits.
-//! - [`metrics`]: Prometheus metrics and their endpoint.
+//! - [`metrics`]: Prometheus metrics and their endpoint; live values come from
+//!   closures handed in by `app`.
 //! - [`client`]: the recommended way for a Rust service to call Check.
 //! - [`config`], [`telemetry`], [`app`]: configuration, logs and traces,
-//!   wiring.
-//! - [`bench`]: `portcullis bench`, the dataset seeder and load generator.
+//!   wiring (and [`app::StartupError`]).
+//! - `bench` (cargo feature `bench`): `portcullis bench`, the dataset seeder
+//!   (which bypasses the admin rules) and load generator.
 //!
 //! Invariants: a denial is a value, never an error; storage failures are
 //! `UNAVAILABLE`, never a decision; every admin write is one transaction with

@@ -66,9 +66,7 @@ pub fn is_single_owner(tenant: &Tenant, rtype: &str) -> bool {
 
 /// The tenant's settings (NOT_FOUND should the tenant have vanished).
 pub async fn tenant_settings<T: WriteTx>(tx: &mut T) -> Result<Tenant> {
-    tx.tenant()
-        .await?
-        .ok_or_else(|| Error::not_found("tenant"))
+    tx.tenant().await?.ok_or_else(|| Error::not_found("tenant"))
 }
 
 /// The direct `owner` allow grants of principals on a resource, by grant id.

@@ -188,7 +188,11 @@ impl Command for AddTeamMember {
                 what: format!("member `{member}` of team `{team_id}`"),
             });
         }
+        let admins = durable_admins(tx).await?;
         tx.add_member(&team_id, &member).await?;
+        // Joining a team that is denied `account_admin` can remove the last
+        // administrator too.
+        keep_an_admin(tx, admins).await?;
         let principals = principals_of(tx, &member).await?;
         Ok(Change {
             output: (),

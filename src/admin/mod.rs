@@ -108,7 +108,11 @@ impl<S: WriteStore> Admin<S> {
     /// Runs one command as one write. A replayed request id returns the first
     /// attempt's output and revision and writes nothing; its invalidation
     /// reaches this replica through the revision log.
-    pub async fn write<C: Command>(&self, ctx: &WriteContext, cmd: C) -> Result<Written<C::Output>> {
+    pub async fn write<C: Command>(
+        &self,
+        ctx: &WriteContext,
+        cmd: C,
+    ) -> Result<Written<C::Output>> {
         let mut tx = match self.store.begin(ctx, C::CREATES_TENANT).await? {
             Begun::Replayed { outcome, revision } => {
                 tracing::info!(tenant = %ctx.tenant_id, revision, "admin write replayed for a retried request id");

@@ -3,8 +3,7 @@
 
 use super::authz::authorize;
 use super::invariants::{
-    check_depth, is_single_owner, no_resource_cycle, owner_must_be_active, owners,
-    tenant_settings,
+    check_depth, is_single_owner, no_resource_cycle, owner_must_be_active, owners, tenant_settings,
 };
 use super::tenants::new_grant;
 use super::{json, Change, Command};
@@ -276,6 +275,17 @@ impl Command for TransferOwnership {
             .await?
             .ok_or_else(|| Error::not_found(format!("principal `{new_owner}`")))?;
         owner_must_be_active(&owner)?;
+        if previous_owner_role.as_deref() == Some("owner")
+            && is_single_owner(&tenant_settings(tx).await?, &resource.rtype)
+        {
+            return Err(Error::precondition(
+                "single_owner",
+                format!(
+                    "`{}` has exactly one owner: the previous owner cannot keep `owner`",
+                    resource.rtype
+                ),
+            ));
+        }
         if let Some(r) = &previous_owner_role {
             let roles = RoleTable::new(tx.custom_roles().await?);
             if roles.get(r).is_none() {
@@ -298,7 +308,14 @@ impl Command for TransferOwnership {
         tx.insert_grant(&g).await?;
         if let Some(r) = &previous_owner_role {
             for p in previous.iter().filter(|p| p.subject.id() != new_owner) {
-                let kept = new_grant(p.subject.clone(), r, scope.clone(), Effect::Allow, None, now);
+                let kept = new_grant(
+                    p.subject.clone(),
+                    r,
+                    scope.clone(),
+                    Effect::Allow,
+                    None,
+                    now,
+                );
                 tx.insert_grant(&kept).await?;
             }
         }

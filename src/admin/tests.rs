@@ -1,1 +1,1795 @@
 //! Unit tests of the admin rules over the in-memory store.
+//!
+//! Every test builds a tiny [`World`]: the tenant `acme`, created by the
+//! super user with the default settings (`project` is single-owner;
+//! projects, workflows and drafts are owned by their creator) and with one
+//! first account administrator, `root`. Helpers create principals, teams,
+//! resources and grants as the super user; [`World::refused`] runs a write
+//! that must fail and checks that it changed nothing (revision, rows, audit
+//! trail, commit callbacks).
+
+use super::grants::{CreateGrant, DeleteGrant};
+use super::invariants::account_admins;
+use super::members::{
+    AddTeamMember, CreatePrincipal, CreateTeam, DeleteTeam, RemoveTeamMember, SetPrincipalStatus,
+};
+use super::resources::{
+    CreateResource, DeleteResource, MoveResource, SetResourcePrivate, TransferOwnership,
+};
+use super::roles::{CreateRole, DeleteRole, UpdateRole};
+use super::tenants::{CreateTenant, UpdateTenant};
+use super::{Admin, Command, Written};
+use crate::error::{Error, Result};
+use crate::model::roles::PREDEFINED_ROLE_IDS;
+use crate::model::{
+    now_millis, Actor, AuditEvent, Effect, Grant, Millis, Permission, Principal, PrincipalKind,
+    PrincipalStatus, Resource, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+    MAX_TREE_DEPTH,
+};
+use crate::store::memory::MemStore;
+use crate::store::{
+    AuditFilter, Catalog, Invalidation, Keyset, RequestKey, RevisionLog, Store, WriteContext,
+};
+use proptest::prelude::*;
+use std::sync::{Arc, Mutex};
+
+const TENANT: &str = "acme";
+const HOUR: Millis = 3_600_000;
+
+// ---------------------------------------------------------------- builders
+
+fn user(id: &str) -> Principal {
+    Principal {
+        id: id.to_owned(),
+        kind: PrincipalKind::User,
+        status: PrincipalStatus::Active,
+        display_name: id.to_owned(),
+        created_at: 0,
+    }
+}
+
+fn team(id: &str) -> Team {
+    Team {
+        id: id.to_owned(),
+        display_name: id.to_owned(),
+    }
+}
+
+fn principal(id: &str) -> SubjectRef {
+    SubjectRef::Principal(id.to_owned())
+}
+
+fn team_ref(id: &str) -> SubjectRef {
+    SubjectRef::Team(id.to_owned())
+}
+
+fn res(rtype: &str, id: &str) -> ResourceRef {
+    ResourceRef {
+        rtype: rtype.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+fn on(r: &ResourceRef) -> Scope {
+    Scope::Resource(r.clone())
+}
+
+/// A custom role effective everywhere, with `permissions` and `inherits`.
+fn custom_role(id: &str, permissions: &[&str], inherits: &[&str]) -> Role {
+    Role {
+        id: id.to_owned(),
+        display_name: id.to_owned(),
+        permissions: permissions
+            .iter()
+            .map(|p| Permission::parse("role.permissions", p).unwrap())
+            .collect(),
+        excluded_permissions: Vec::new(),
+        inherits: inherits.iter().map(|s| (*s).to_owned()).collect(),
+        effective_at: vec!["tenant".to_owned(), "*".to_owned()],
+        locked: false,
+    }
+}
+
+fn allow(subject: SubjectRef, role: &str, scope: Scope) -> CreateGrant {
+    CreateGrant {
+        subject,
+        role_id: role.to_owned(),
+        scope,
+        effect: Effect::Allow,
+        expires_at: None,
+    }
+}
+
+fn create(r: &ResourceRef, parent: Option<&ResourceRef>) -> CreateResource {
+    CreateResource {
+        resource: r.clone(),
+        parent: parent.cloned(),
+        private: false,
+        owner: None,
+    }
+}
+
+fn set_status(id: &str, status: PrincipalStatus) -> SetPrincipalStatus {
+    SetPrincipalStatus {
+        principal_id: id.to_owned(),
+        status,
+    }
+}
+
+fn ctx(actor: Actor) -> WriteContext {
+    WriteContext {
+        tenant_id: TENANT.to_owned(),
+        caller: "test".to_owned(),
+        actor,
+        request: None,
+    }
+}
+
+fn as_principal(id: &str) -> Actor {
+    Actor::Principal(id.to_owned())
+}
+
+/// Asserts that an error matches a pattern, printing it otherwise.
+macro_rules! assert_err {
+    ($err:expr, $pat:pat if $guard:expr) => {{
+        let err = &$err;
+        assert!(
+            matches!(err, $pat if $guard),
+            "expected {} if {}, got {err:?}",
+            stringify!($pat),
+            stringify!($guard)
+        );
+    }};
+    ($err:expr, $pat:pat) => {{
+        let err = &$err;
+        assert!(
+            matches!(err, $pat),
+            "expected {}, got {err:?}",
+            stringify!($pat)
+        );
+    }};
+}
+
+// ---------------------------------------------------------------- the world
+
+/// What the commit callback heard: tenant, revision, invalidation.
+type Commits = Arc<Mutex<Vec<(String, i64, Invalidation)>>>;
+
+/// Everything a write could change, read through the `Store` and `Catalog`
+/// ports.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    revision: Option<i64>,
+    tenant: Option<Tenant>,
+    principals: Vec<Principal>,
+    teams: Vec<(Team, Option<Vec<SubjectRef>>)>,
+    roles: Vec<Role>,
+    grants: Vec<Grant>,
+    resources: Vec<Resource>,
+    audit: Vec<AuditEvent>,
+}
+
+struct World {
+    admin: Admin<MemStore>,
+    commits: Commits,
+}
+
+impl World {
+    /// The tenant `acme` with the default settings and `root` as its only
+    /// account administrator.
+    async fn new() -> Self {
+        let commits: Commits = Arc::default();
+        let heard = commits.clone();
+        let admin = Admin::new(
+            MemStore::new(),
+            Arc::new(move |t: &str, revision: i64, inv: &Invalidation| {
+                heard
+                    .lock()
+                    .unwrap()
+                    .push((t.to_owned(), revision, inv.clone()));
+            }),
+        );
+        let w = Self { admin, commits };
+        w.su(CreateTenant {
+            tenant: Tenant {
+                id: TENANT.to_owned(),
+                display_name: "Acme".to_owned(),
+                single_owner_types: vec!["project".to_owned()],
+                creator_owner_types: vec![
+                    "project".to_owned(),
+                    "workflow".to_owned(),
+                    "draft".to_owned(),
+                ],
+                audit_retention_days: 90,
+                created_at: now_millis(),
+            },
+            first_admin: Some(user("root")),
+        })
+        .await
+        .unwrap();
+        w
+    }
+
+    fn store(&self) -> &MemStore {
+        self.admin.store()
+    }
+
+    async fn write<C: Command>(&self, actor: Actor, cmd: C) -> Result<Written<C::Output>> {
+        self.admin.write(&ctx(actor), cmd).await
+    }
+
+    /// Runs a write as the super user.
+    async fn su<C: Command>(&self, cmd: C) -> Result<Written<C::Output>> {
+        self.write(Actor::SuperUser, cmd).await
+    }
+
+    /// Runs a write that must be refused; checks that it changed nothing and
+    /// returns the error.
+    async fn refused<C: Command>(&self, actor: Actor, cmd: C) -> Error {
+        let before = self.snapshot().await;
+        let heard = self.commits.lock().unwrap().len();
+        let err = match self.write(actor, cmd).await {
+            Ok(w) => panic!("the write was not refused (revision {})", w.revision),
+            Err(e) => e,
+        };
+        assert_eq!(
+            self.snapshot().await,
+            before,
+            "a refused write changed the tenant"
+        );
+        assert_eq!(
+            self.commits.lock().unwrap().len(),
+            heard,
+            "a refused write was reported as committed"
+        );
+        err
+    }
+
+    async fn revision(&self) -> i64 {
+        self.store()
+            .tenant_revision(TENANT, None)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        let s = self.store();
+        let mut teams = Vec::new();
+        for t in s.list_teams(TENANT, Keyset::ALL).await.unwrap() {
+            let members = s.team_members(TENANT, &t.id, Keyset::ALL).await.unwrap();
+            teams.push((t, members));
+        }
+        let mut resources = Vec::new();
+        let mut parents: Vec<Option<ResourceRef>> = vec![None];
+        while let Some(parent) = parents.pop() {
+            for r in s
+                .list_children(TENANT, parent.as_ref(), Keyset::ALL)
+                .await
+                .unwrap()
+            {
+                parents.push(Some(r.resource.clone()));
+                resources.push(r);
+            }
+        }
+        Snapshot {
+            revision: s.tenant_revision(TENANT, None).await.unwrap(),
+            tenant: Catalog::tenant(s, TENANT).await.unwrap(),
+            principals: s.list_principals(TENANT, Keyset::ALL).await.unwrap(),
+            teams,
+            roles: s.custom_roles(TENANT).await.unwrap(),
+            grants: self.grants().await,
+            resources,
+            audit: self.audit().await,
+        }
+    }
+
+    /// Every grant of the tenant.
+    async fn grants(&self) -> Vec<Grant> {
+        self.store()
+            .list_grants(TENANT, None, None, Keyset::ALL)
+            .await
+            .unwrap()
+    }
+
+    /// Grants held directly by a subject.
+    async fn grants_of(&self, s: &SubjectRef) -> Vec<Grant> {
+        self.store()
+            .list_grants(TENANT, Some(s), None, Keyset::ALL)
+            .await
+            .unwrap()
+    }
+
+    /// Grants sitting on a resource, as `(holder, role)`.
+    async fn grants_on(&self, r: &ResourceRef) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .store()
+            .list_grants(TENANT, None, Some(r), Keyset::ALL)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|g| (g.subject.id().to_owned(), g.role_id))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The audit trail, newest first.
+    async fn audit(&self) -> Vec<AuditEvent> {
+        let filter = AuditFilter {
+            tenant: TENANT.to_owned(),
+            ..AuditFilter::default()
+        };
+        self.store().list_audit(&filter, 1000).await.unwrap()
+    }
+
+    /// The tenant's durable account administrators, as the invariant counts
+    /// them.
+    async fn durable_admins(&self) -> Vec<String> {
+        durable_admins_of(self.store()).await
+    }
+
+    async fn principal(&self, id: &str) {
+        self.su(CreatePrincipal {
+            principal: user(id),
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A new principal with a durable tenant-wide `account_admin` grant.
+    async fn account_admin(&self, id: &str) -> Grant {
+        self.principal(id).await;
+        self.grant(principal(id), "account_admin", Scope::Tenant)
+            .await
+    }
+
+    async fn team(&self, id: &str) {
+        self.su(CreateTeam { team: team(id) }).await.unwrap();
+    }
+
+    async fn join(&self, team_id: &str, member: SubjectRef) {
+        self.su(AddTeamMember {
+            team_id: team_id.to_owned(),
+            member,
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn grant(&self, subject: SubjectRef, role: &str, scope: Scope) -> Grant {
+        self.su(allow(subject, role, scope)).await.unwrap().output
+    }
+
+    async fn revoke(&self, g: &Grant) {
+        self.su(DeleteGrant {
+            grant_id: g.id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn suspend(&self, id: &str) {
+        self.su(set_status(id, PrincipalStatus::Suspended))
+            .await
+            .unwrap();
+    }
+
+    /// A resource created by the super user (no owner).
+    async fn resource(&self, rtype: &str, id: &str, parent: Option<&ResourceRef>) -> ResourceRef {
+        let r = res(rtype, id);
+        self.su(create(&r, parent)).await.unwrap();
+        r
+    }
+
+    /// A top-level project owned by `owner`.
+    async fn project(&self, id: &str, owner: &str) -> ResourceRef {
+        let r = res("project", id);
+        self.su(CreateResource {
+            owner: Some(owner.to_owned()),
+            ..create(&r, None)
+        })
+        .await
+        .unwrap();
+        r
+    }
+
+    /// `root`'s direct, durable `account_admin` grant (from tenant creation).
+    async fn roots_durable_grant(&self) -> Grant {
+        self.grants_of(&principal("root"))
+            .await
+            .into_iter()
+            .find(|g| {
+                g.role_id == "account_admin"
+                    && g.scope == Scope::Tenant
+                    && g.effect == Effect::Allow
+                    && g.expires_at.is_none()
+            })
+            .unwrap()
+    }
+}
+
+async fn durable_admins_of(store: &MemStore) -> Vec<String> {
+    let holders = store.tenant_holders(TENANT).await.unwrap();
+    let roles = RoleTable::new(store.custom_roles(TENANT).await.unwrap());
+    account_admins(holders, &roles, now_millis(), true)
+}
+
+// ---------------------------------------------------------------- authorization
+
+#[tokio::test]
+async fn a_member_without_manage_members_cannot_create_a_principal() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    // An editor of the whole tenant still may not administer its members.
+    w.grant(principal("alice"), "editor", Scope::Tenant).await;
+    let err = w
+        .refused(
+            as_principal("alice"),
+            CreatePrincipal {
+                principal: user("bob"),
+            },
+        )
+        .await;
+    assert_err!(err, Error::PermissionDenied(_));
+}
+
+#[tokio::test]
+async fn the_super_user_can_create_a_principal() {
+    let w = World::new().await;
+    let before = w.revision().await;
+    let written = w
+        .su(CreatePrincipal {
+            principal: user("bob"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.output, user("bob"));
+    assert_eq!(written.revision, before + 1);
+    assert_eq!(
+        w.store().principal(TENANT, "bob").await.unwrap(),
+        Some(user("bob"))
+    );
+}
+
+#[tokio::test]
+async fn an_account_admin_can_create_a_principal() {
+    let w = World::new().await;
+    w.write(
+        as_principal("root"),
+        CreatePrincipal {
+            principal: user("bob"),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(w.store().principal(TENANT, "bob").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_suspended_account_admin_is_refused() {
+    let w = World::new().await;
+    w.account_admin("alice").await;
+    w.suspend("alice").await;
+    let err = w
+        .refused(
+            as_principal("alice"),
+            CreatePrincipal {
+                principal: user("bob"),
+            },
+        )
+        .await;
+    assert_err!(err, Error::PermissionDenied(_));
+}
+
+#[tokio::test]
+async fn a_grant_on_a_folder_lets_its_holder_create_a_workflow_inside_it_but_not_at_the_top() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    let folder = w.resource("folder", "f1", None).await;
+    w.grant(principal("alice"), "editor", on(&folder)).await;
+
+    let inside = res("workflow", "wf1");
+    w.write(as_principal("alice"), create(&inside, Some(&folder)))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.store()
+            .resource(TENANT, &inside)
+            .await
+            .unwrap()
+            .unwrap()
+            .parent,
+        Some(folder)
+    );
+
+    let err = w
+        .refused(as_principal("alice"), create(&res("workflow", "wf2"), None))
+        .await;
+    assert_err!(err, Error::PermissionDenied(_));
+}
+
+// ---------------------------------------------------------------- last_account_admin
+
+/// The writes that could take away the tenant's last account administrator.
+/// Each one is prepared so that `root` is the only durable admin and holds
+/// it by exactly the path the write cuts.
+#[derive(Debug, Clone, Copy)]
+enum LastAdminWrite {
+    /// `root` suspends himself.
+    SuspendHimself,
+    /// The super user marks `root` removed.
+    RemoveHim,
+    /// `root` is admin only through team `admins`, which is deleted.
+    DeleteHisTeam,
+    /// `root` is admin only through team `admins`, and is taken out of it.
+    RemoveHimFromHisTeam,
+    /// `root` is admin only through the custom role `superadmin` (which
+    /// inherits `account_admin`), deleted with cascade.
+    DeleteHisRole,
+    /// A deny grant of `account_admin` on `root`.
+    DenyHim,
+    /// `root` also holds an expiring `account_admin` grant; his durable one
+    /// is revoked.
+    RevokeHisDurableGrantKeepingAnExpiringOne,
+}
+
+impl LastAdminWrite {
+    async fn prepare(self, w: &World) {
+        match self {
+            Self::SuspendHimself | Self::RemoveHim | Self::DenyHim => {}
+            Self::DeleteHisTeam | Self::RemoveHimFromHisTeam => {
+                w.team("admins").await;
+                w.join("admins", principal("root")).await;
+                w.grant(team_ref("admins"), "account_admin", Scope::Tenant)
+                    .await;
+                w.revoke(&w.roots_durable_grant().await).await;
+            }
+            Self::DeleteHisRole => {
+                w.su(CreateRole {
+                    role: custom_role("superadmin", &[], &["account_admin"]),
+                })
+                .await
+                .unwrap();
+                w.grant(principal("root"), "superadmin", Scope::Tenant)
+                    .await;
+                w.revoke(&w.roots_durable_grant().await).await;
+            }
+            Self::RevokeHisDurableGrantKeepingAnExpiringOne => {
+                w.su(CreateGrant {
+                    expires_at: Some(now_millis() + HOUR),
+                    ..allow(principal("root"), "account_admin", Scope::Tenant)
+                })
+                .await
+                .unwrap();
+            }
+        }
+        assert_eq!(w.durable_admins().await, ["root"], "{self:?}: prepared");
+    }
+
+    async fn attempt(self, w: &World) -> Result<()> {
+        match self {
+            Self::SuspendHimself => w
+                .write(
+                    as_principal("root"),
+                    set_status("root", PrincipalStatus::Suspended),
+                )
+                .await
+                .map(drop),
+            Self::RemoveHim => w
+                .su(set_status("root", PrincipalStatus::Removed))
+                .await
+                .map(drop),
+            Self::DeleteHisTeam => w
+                .su(DeleteTeam {
+                    team_id: "admins".to_owned(),
+                })
+                .await
+                .map(drop),
+            Self::RemoveHimFromHisTeam => w
+                .su(RemoveTeamMember {
+                    team_id: "admins".to_owned(),
+                    member: principal("root"),
+                })
+                .await
+                .map(drop),
+            Self::DeleteHisRole => w
+                .su(DeleteRole {
+                    role_id: "superadmin".to_owned(),
+                    cascade: true,
+                })
+                .await
+                .map(drop),
+            Self::DenyHim => w
+                .su(CreateGrant {
+                    effect: Effect::Deny,
+                    ..allow(principal("root"), "account_admin", Scope::Tenant)
+                })
+                .await
+                .map(drop),
+            Self::RevokeHisDurableGrantKeepingAnExpiringOne => {
+                let g = w.roots_durable_grant().await;
+                w.su(DeleteGrant { grant_id: g.id }).await.map(drop)
+            }
+        }
+    }
+
+    /// With `root` the only admin, the write is refused and changes nothing.
+    async fn is_refused(self) {
+        let w = World::new().await;
+        self.prepare(&w).await;
+        let before = w.snapshot().await;
+        let err = self.attempt(&w).await.expect_err("the write went through");
+        assert_err!(
+            err,
+            Error::FailedPrecondition {
+                rule: "last_account_admin",
+                ..
+            }
+        );
+        assert_eq!(w.snapshot().await, before, "{self:?} changed the tenant");
+        assert_eq!(w.durable_admins().await, ["root"]);
+    }
+
+    /// With a second durable admin, the same write goes through.
+    async fn succeeds_with_a_second_admin(self) {
+        let w = World::new().await;
+        self.prepare(&w).await;
+        w.account_admin("alice").await;
+        let before = w.revision().await;
+        self.attempt(&w).await.unwrap();
+        assert_eq!(w.revision().await, before + 1);
+        assert_eq!(w.durable_admins().await, ["alice"]);
+    }
+}
+
+#[tokio::test]
+async fn the_last_account_admin_cannot_suspend_himself() {
+    LastAdminWrite::SuspendHimself.is_refused().await;
+}
+
+#[tokio::test]
+async fn the_only_account_admin_cannot_be_removed() {
+    LastAdminWrite::RemoveHim.is_refused().await;
+}
+
+#[tokio::test]
+async fn the_team_through_which_the_only_admin_holds_account_admin_cannot_be_deleted() {
+    LastAdminWrite::DeleteHisTeam.is_refused().await;
+}
+
+#[tokio::test]
+async fn the_only_admin_cannot_be_removed_from_the_team_that_makes_him_admin() {
+    LastAdminWrite::RemoveHimFromHisTeam.is_refused().await;
+}
+
+#[tokio::test]
+async fn a_custom_role_that_is_the_only_path_to_admin_cannot_be_deleted_even_with_cascade() {
+    LastAdminWrite::DeleteHisRole.is_refused().await;
+}
+
+#[tokio::test]
+async fn account_admin_cannot_be_denied_to_the_only_admin() {
+    LastAdminWrite::DenyHim.is_refused().await;
+}
+
+#[tokio::test]
+async fn an_expiring_account_admin_grant_does_not_keep_the_tenant_administrable() {
+    LastAdminWrite::RevokeHisDurableGrantKeepingAnExpiringOne
+        .is_refused()
+        .await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_first_can_suspend_himself() {
+    LastAdminWrite::SuspendHimself
+        .succeeds_with_a_second_admin()
+        .await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_first_can_be_removed() {
+    LastAdminWrite::RemoveHim
+        .succeeds_with_a_second_admin()
+        .await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_admins_team_can_be_deleted() {
+    LastAdminWrite::DeleteHisTeam
+        .succeeds_with_a_second_admin()
+        .await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_first_can_leave_the_admins_team() {
+    LastAdminWrite::RemoveHimFromHisTeam
+        .succeeds_with_a_second_admin()
+        .await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_admin_role_can_be_deleted_with_cascade() {
+    LastAdminWrite::DeleteHisRole
+        .succeeds_with_a_second_admin()
+        .await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_first_can_be_denied_account_admin() {
+    LastAdminWrite::DenyHim.succeeds_with_a_second_admin().await;
+}
+
+#[tokio::test]
+async fn with_a_second_durable_admin_the_durable_grant_can_be_revoked() {
+    LastAdminWrite::RevokeHisDurableGrantKeepingAnExpiringOne
+        .succeeds_with_a_second_admin()
+        .await;
+}
+
+#[tokio::test]
+async fn the_only_admin_cannot_join_a_team_that_is_denied_account_admin() {
+    let w = World::new().await;
+    w.team("blocked").await;
+    w.su(CreateGrant {
+        effect: Effect::Deny,
+        ..allow(team_ref("blocked"), "account_admin", Scope::Tenant)
+    })
+    .await
+    .unwrap();
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            AddTeamMember {
+                team_id: "blocked".to_owned(),
+                member: principal("root"),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "last_account_admin",
+            ..
+        }
+    );
+}
+
+// ---------------------------------------------------------------- single_owner
+
+#[tokio::test]
+async fn a_project_created_by_the_super_user_needs_an_owner() {
+    let w = World::new().await;
+    let err = w
+        .refused(Actor::SuperUser, create(&res("project", "p1"), None))
+        .await;
+    assert_err!(err, Error::InvalidArgument { field, .. } if field == "owner_id");
+}
+
+#[tokio::test]
+async fn a_project_created_by_a_principal_is_owned_by_him() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.grant(principal("alice"), "editor", Scope::Tenant).await;
+    let p1 = res("project", "p1");
+    w.write(as_principal("alice"), create(&p1, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.grants_on(&p1).await,
+        [("alice".to_owned(), "owner".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_project_cannot_get_a_second_owner_grant() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let p1 = w.project("p1", "alice").await;
+    let err = w
+        .refused(Actor::SuperUser, allow(principal("bob"), "owner", on(&p1)))
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "single_owner",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_owner_grant_of_a_project_cannot_be_deleted() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    let p1 = w.project("p1", "alice").await;
+    let owner = w.grants_of(&principal("alice")).await.remove(0);
+    assert_eq!(owner.scope, on(&p1));
+    let err = w
+        .refused(Actor::SuperUser, DeleteGrant { grant_id: owner.id })
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "single_owner",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn transferring_ownership_moves_the_owner_grant() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let p1 = w.project("p1", "alice").await;
+    let written = w
+        .su(TransferOwnership {
+            resource: p1.clone(),
+            new_owner: "bob".to_owned(),
+            previous_owner_role: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.output.subject, principal("bob"));
+    assert_eq!(written.output.role_id, "owner");
+    assert_eq!(
+        w.grants_on(&p1).await,
+        [("bob".to_owned(), "owner".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn transferring_ownership_can_leave_the_previous_owner_a_role() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let p1 = w.project("p1", "alice").await;
+    w.su(TransferOwnership {
+        resource: p1.clone(),
+        new_owner: "bob".to_owned(),
+        previous_owner_role: Some("editor".to_owned()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        w.grants_on(&p1).await,
+        [
+            ("alice".to_owned(), "editor".to_owned()),
+            ("bob".to_owned(), "owner".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn transferring_ownership_cannot_leave_the_previous_owner_the_owner_role() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let p1 = w.project("p1", "alice").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            TransferOwnership {
+                resource: p1,
+                new_owner: "bob".to_owned(),
+                previous_owner_role: Some("owner".to_owned()),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition { .. } | Error::InvalidArgument { .. }
+    );
+}
+
+#[tokio::test]
+async fn ownership_cannot_be_transferred_to_a_suspended_principal() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let p1 = w.project("p1", "alice").await;
+    w.suspend("bob").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            TransferOwnership {
+                resource: p1,
+                new_owner: "bob".to_owned(),
+                previous_owner_role: None,
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "owner_must_be_active",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_type_cannot_become_single_owner_while_one_of_its_resources_has_two_owners() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let ws = w.resource("workspace", "w1", None).await;
+    w.grant(principal("alice"), "owner", on(&ws)).await;
+    w.grant(principal("bob"), "owner", on(&ws)).await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            UpdateTenant {
+                single_owner_types: Some(vec!["project".to_owned(), "workspace".to_owned()]),
+                ..UpdateTenant::default()
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "single_owner",
+            ..
+        }
+    );
+}
+
+// ---------------------------------------------------------------- cycles and depth
+
+#[tokio::test]
+async fn a_team_cannot_be_a_member_of_itself() {
+    let w = World::new().await;
+    w.team("a").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            AddTeamMember {
+                team_id: "a".to_owned(),
+                member: team_ref("a"),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "team_cycle",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_team_cannot_contain_a_team_that_contains_it() {
+    let w = World::new().await;
+    w.team("a").await;
+    w.team("b").await;
+    w.join("b", team_ref("a")).await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            AddTeamMember {
+                team_id: "a".to_owned(),
+                member: team_ref("b"),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "team_cycle",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_role_cannot_inherit_a_role_that_inherits_it() {
+    let w = World::new().await;
+    w.su(CreateRole {
+        role: custom_role("reader", &["workflow.view"], &[]),
+    })
+    .await
+    .unwrap();
+    w.su(CreateRole {
+        role: custom_role("runner", &["workflow.execute"], &["reader"]),
+    })
+    .await
+    .unwrap();
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            UpdateRole {
+                role: custom_role("reader", &["workflow.view"], &["runner"]),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "role_cycle",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_folder_cannot_move_under_its_own_child() {
+    let w = World::new().await;
+    let f1 = w.resource("folder", "f1", None).await;
+    let f2 = w.resource("folder", "f2", Some(&f1)).await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            MoveResource {
+                resource: f1,
+                new_parent: Some(f2),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "resource_cycle",
+            ..
+        }
+    );
+}
+
+/// A chain of `levels` nested folders `c1 > c2 > …`; returns the deepest.
+async fn folder_chain(w: &World, levels: usize) -> ResourceRef {
+    let mut parent: Option<ResourceRef> = None;
+    for i in 1..=levels {
+        parent = Some(
+            w.resource("folder", &format!("c{i}"), parent.as_ref())
+                .await,
+        );
+    }
+    parent.unwrap()
+}
+
+#[tokio::test]
+async fn a_resource_cannot_be_created_below_the_depth_limit() {
+    let w = World::new().await;
+    let deepest = folder_chain(&w, MAX_TREE_DEPTH).await;
+    assert_eq!(
+        w.store()
+            .ancestry(TENANT, &deepest)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        MAX_TREE_DEPTH
+    );
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            create(&res("folder", "too_deep"), Some(&deepest)),
+        )
+        .await;
+    assert_err!(err, Error::InvalidArgument { field, .. } if field == "parent");
+}
+
+#[tokio::test]
+async fn a_subtree_cannot_be_moved_below_the_depth_limit() {
+    let w = World::new().await;
+    let deepest = folder_chain(&w, MAX_TREE_DEPTH - 1).await;
+    let x = w.resource("folder", "x", None).await;
+    w.resource("folder", "y", Some(&x)).await;
+    // x alone would fit at the last level; with its child it would not.
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            MoveResource {
+                resource: x,
+                new_parent: Some(deepest),
+            },
+        )
+        .await;
+    assert_err!(err, Error::InvalidArgument { field, .. } if field == "new_parent");
+}
+
+// ---------------------------------------------------------------- roles
+
+#[tokio::test]
+async fn predefined_roles_cannot_be_created_updated_or_deleted() {
+    let w = World::new().await;
+    for id in PREDEFINED_ROLE_IDS {
+        let role = custom_role(id, &["workflow.view"], &[]);
+        let err = w
+            .refused(Actor::SuperUser, CreateRole { role: role.clone() })
+            .await;
+        assert_err!(
+            err,
+            Error::FailedPrecondition {
+                rule: "locked_role",
+                ..
+            }
+        );
+        let err = w.refused(Actor::SuperUser, UpdateRole { role }).await;
+        assert_err!(
+            err,
+            Error::FailedPrecondition {
+                rule: "locked_role",
+                ..
+            }
+        );
+        let err = w
+            .refused(
+                Actor::SuperUser,
+                DeleteRole {
+                    role_id: (*id).to_owned(),
+                    cascade: true,
+                },
+            )
+            .await;
+        assert_err!(
+            err,
+            Error::FailedPrecondition {
+                rule: "locked_role",
+                ..
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_role_inherited_by_another_cannot_be_deleted() {
+    let w = World::new().await;
+    w.su(CreateRole {
+        role: custom_role("reader", &["workflow.view"], &[]),
+    })
+    .await
+    .unwrap();
+    w.su(CreateRole {
+        role: custom_role("runner", &["workflow.execute"], &["reader"]),
+    })
+    .await
+    .unwrap();
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            DeleteRole {
+                role_id: "reader".to_owned(),
+                cascade: true,
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "role_in_use",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_granted_role_cannot_be_deleted_without_cascade() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.su(CreateRole {
+        role: custom_role("runner", &["workflow.execute"], &[]),
+    })
+    .await
+    .unwrap();
+    let f1 = w.resource("folder", "f1", None).await;
+    w.grant(principal("alice"), "runner", on(&f1)).await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            DeleteRole {
+                role_id: "runner".to_owned(),
+                cascade: false,
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "role_in_use",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_role_with_cascade_deletes_its_grants_and_counts_them() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.team("ops").await;
+    w.su(CreateRole {
+        role: custom_role("runner", &["workflow.execute"], &[]),
+    })
+    .await
+    .unwrap();
+    let f1 = w.resource("folder", "f1", None).await;
+    w.grant(principal("alice"), "runner", on(&f1)).await;
+    w.grant(team_ref("ops"), "runner", Scope::Tenant).await;
+    let kept = w.grant(principal("alice"), "viewer", on(&f1)).await;
+    let written = w
+        .su(DeleteRole {
+            role_id: "runner".to_owned(),
+            cascade: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.output, 2);
+    assert!(w.grants().await.iter().all(|g| g.role_id != "runner"));
+    assert!(w.grants().await.contains(&kept));
+    assert!(w.store().custom_roles(TENANT).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_role_cannot_inherit_an_unknown_role() {
+    let w = World::new().await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            CreateRole {
+                role: custom_role("runner", &["workflow.execute"], &["ghost"]),
+            },
+        )
+        .await;
+    assert_err!(err, Error::InvalidArgument { field, .. } if field == "role.inherits");
+}
+
+// ---------------------------------------------------------------- grants
+
+#[tokio::test]
+async fn a_grant_of_an_unknown_role_is_not_found() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            allow(principal("alice"), "ghost", Scope::Tenant),
+        )
+        .await;
+    assert_err!(err, Error::NotFound { .. });
+}
+
+#[tokio::test]
+async fn a_grant_cannot_expire_in_the_past() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            CreateGrant {
+                expires_at: Some(now_millis() - HOUR),
+                ..allow(principal("alice"), "viewer", Scope::Tenant)
+            },
+        )
+        .await;
+    assert_err!(err, Error::InvalidArgument { field, .. } if field == "expire_time");
+}
+
+#[tokio::test]
+async fn a_grant_on_a_missing_resource_is_not_found() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            allow(principal("alice"), "viewer", on(&res("folder", "ghost"))),
+        )
+        .await;
+    assert_err!(err, Error::NotFound { .. });
+}
+
+// ---------------------------------------------------------------- resources
+
+#[tokio::test]
+async fn a_resource_cannot_be_created_twice() {
+    let w = World::new().await;
+    let f1 = w.resource("folder", "f1", None).await;
+    let err = w.refused(Actor::SuperUser, create(&f1, None)).await;
+    assert_err!(err, Error::AlreadyExists { .. });
+}
+
+#[tokio::test]
+async fn deleting_a_resource_deletes_its_subtree_and_the_grants_on_it() {
+    let w = World::new().await;
+    w.principal("alice").await;
+    let f1 = w.resource("folder", "f1", None).await;
+    let f2 = w.resource("folder", "f2", Some(&f1)).await;
+    let wf = w.resource("workflow", "wf1", Some(&f2)).await;
+    let other = w.resource("folder", "other", None).await;
+    w.grant(principal("alice"), "editor", on(&f1)).await;
+    w.grant(principal("alice"), "viewer", on(&wf)).await;
+    let kept = w.grant(principal("alice"), "viewer", on(&other)).await;
+
+    let written = w
+        .su(DeleteResource {
+            resource: f1.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.output, 3);
+    for r in [&f1, &f2, &wf] {
+        assert_eq!(w.store().resource(TENANT, r).await.unwrap(), None);
+    }
+    assert_eq!(w.grants_of(&principal("alice")).await, [kept]);
+    assert_err!(
+        w.store()
+            .list_grants(TENANT, None, Some(&f1), Keyset::ALL)
+            .await
+            .unwrap_err(),
+        Error::NotFound { .. }
+    );
+}
+
+#[tokio::test]
+async fn moving_a_folder_changes_the_ancestry_of_its_grandchildren() {
+    let w = World::new().await;
+    let f1 = w.resource("folder", "f1", None).await;
+    let f2 = w.resource("folder", "f2", Some(&f1)).await;
+    let wf = w.resource("workflow", "wf1", Some(&f2)).await;
+    let f3 = w.resource("folder", "f3", None).await;
+    w.su(MoveResource {
+        resource: f2.clone(),
+        new_parent: Some(f3.clone()),
+    })
+    .await
+    .unwrap();
+    let path: Vec<ResourceRef> = w
+        .store()
+        .ancestry(TENANT, &wf)
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|n| n.resource.clone())
+        .collect();
+    assert_eq!(path, [wf, f2, f3]);
+}
+
+// ---------------------------------------------------------------- request ids
+
+fn with_request(actor: Actor, id: &str, fingerprint: &str) -> WriteContext {
+    WriteContext {
+        request: Some(RequestKey {
+            id: id.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        }),
+        ..ctx(actor)
+    }
+}
+
+#[tokio::test]
+async fn a_retried_request_id_returns_the_first_output_and_revision_without_writing() {
+    let w = World::new().await;
+    let c = with_request(Actor::SuperUser, "req-1", "create bob");
+    let first = w
+        .admin
+        .write(
+            &c,
+            CreatePrincipal {
+                principal: user("bob"),
+            },
+        )
+        .await
+        .unwrap();
+    let after_first = w.snapshot().await;
+    let heard = w.commits.lock().unwrap().len();
+
+    // Run as is, the command would now fail (bob exists): it is not run.
+    let again = w
+        .admin
+        .write(
+            &c,
+            CreatePrincipal {
+                principal: user("bob"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(w.snapshot().await, after_first);
+    assert_eq!(w.commits.lock().unwrap().len(), heard);
+}
+
+#[tokio::test]
+async fn a_request_id_reused_for_another_request_is_refused() {
+    let w = World::new().await;
+    w.admin
+        .write(
+            &with_request(Actor::SuperUser, "req-1", "create bob"),
+            CreatePrincipal {
+                principal: user("bob"),
+            },
+        )
+        .await
+        .unwrap();
+    let before = w.snapshot().await;
+    let err = w
+        .admin
+        .write(
+            &with_request(Actor::SuperUser, "req-1", "create carol"),
+            CreatePrincipal {
+                principal: user("carol"),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "request_id_reused",
+            ..
+        }
+    );
+    assert_eq!(w.snapshot().await, before);
+}
+
+// ---------------------------------------------------------------- audit and on_commit
+
+impl World {
+    /// Runs a write as the super user and checks what it recorded: one more
+    /// revision, one audit event with `action` at that revision, and one
+    /// commit callback with that revision and the invalidation the revision
+    /// log holds for it. Returns the write and its invalidation.
+    async fn committed<C: Command>(
+        &self,
+        action: &str,
+        cmd: C,
+    ) -> (Written<C::Output>, Invalidation) {
+        let before = self.revision().await;
+        let events = self.audit().await.len();
+        let heard = self.commits.lock().unwrap().len();
+        let written = self.su(cmd).await.unwrap();
+        assert_eq!(written.revision, before + 1, "{action}: revision");
+        assert_eq!(
+            self.revision().await,
+            written.revision,
+            "{action}: revision"
+        );
+
+        let audit = self.audit().await;
+        assert_eq!(audit.len(), events + 1, "{action}: one audit event");
+        assert_eq!(audit[0].action, action);
+        assert_eq!(
+            audit[0].revision, written.revision,
+            "{action}: audit revision"
+        );
+        assert_eq!(audit[0].actor, "super_user");
+
+        let commits = self.commits.lock().unwrap().clone();
+        assert_eq!(commits.len(), heard + 1, "{action}: one callback");
+        let (tenant, revision, inv) = commits.last().unwrap().clone();
+        assert_eq!(tenant, TENANT);
+        assert_eq!(revision, written.revision, "{action}: callback revision");
+        let logged = self
+            .store()
+            .changes(TENANT, before, written.revision)
+            .await
+            .unwrap();
+        assert_eq!(
+            logged,
+            [(written.revision, inv.clone())],
+            "{action}: invalidation"
+        );
+        (written, inv)
+    }
+}
+
+#[tokio::test]
+async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
+    let w = World::new().await;
+    // The tenant's creation is revision 1, audited and heard.
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].revision),
+        ("tenant.create", 1)
+    );
+    assert_eq!(
+        w.commits.lock().unwrap().clone(),
+        [(TENANT.to_owned(), 1, Invalidation::everything())]
+    );
+
+    let (_, inv) = w
+        .committed(
+            "principal.create",
+            CreatePrincipal {
+                principal: user("alice"),
+            },
+        )
+        .await;
+    assert_eq!(inv.principals, ["alice"]);
+    w.committed(
+        "principal.create",
+        CreatePrincipal {
+            principal: user("bob"),
+        },
+    )
+    .await;
+    w.committed("team.create", CreateTeam { team: team("ops") })
+        .await;
+    let (_, inv) = w
+        .committed(
+            "team.add_member",
+            AddTeamMember {
+                team_id: "ops".to_owned(),
+                member: principal("alice"),
+            },
+        )
+        .await;
+    assert_eq!(inv.principals, ["alice"]);
+    let (_, inv) = w
+        .committed(
+            "role.create",
+            CreateRole {
+                role: custom_role("runner", &["workflow.execute"], &[]),
+            },
+        )
+        .await;
+    assert!(inv.roles);
+    w.committed(
+        "role.update",
+        UpdateRole {
+            role: custom_role("runner", &["workflow.execute", "workflow.view"], &[]),
+        },
+    )
+    .await;
+    let f1 = res("folder", "f1");
+    let (_, inv) = w.committed("resource.create", create(&f1, None)).await;
+    assert_eq!(inv.resources, std::slice::from_ref(&f1));
+    let f2 = res("folder", "f2");
+    w.committed("resource.create", create(&f2, None)).await;
+    let (_, inv) = w
+        .committed(
+            "resource.move",
+            MoveResource {
+                resource: f2.clone(),
+                new_parent: Some(f1.clone()),
+            },
+        )
+        .await;
+    assert_eq!(inv.subtrees, std::slice::from_ref(&f2));
+    w.committed(
+        "resource.set_private",
+        SetResourcePrivate {
+            resource: f2.clone(),
+            private: true,
+        },
+    )
+    .await;
+    let (g, inv) = w
+        .committed("grant.create", allow(team_ref("ops"), "runner", on(&f1)))
+        .await;
+    assert_eq!(inv.principals, ["alice"]);
+    w.committed(
+        "grant.delete",
+        DeleteGrant {
+            grant_id: g.output.id,
+        },
+    )
+    .await;
+    let p1 = res("project", "p1");
+    w.committed(
+        "resource.create",
+        CreateResource {
+            owner: Some("alice".to_owned()),
+            ..create(&p1, None)
+        },
+    )
+    .await;
+    w.committed(
+        "resource.transfer_ownership",
+        TransferOwnership {
+            resource: p1,
+            new_owner: "bob".to_owned(),
+            previous_owner_role: None,
+        },
+    )
+    .await;
+    w.committed(
+        "team.remove_member",
+        RemoveTeamMember {
+            team_id: "ops".to_owned(),
+            member: principal("alice"),
+        },
+    )
+    .await;
+    w.committed(
+        "team.delete",
+        DeleteTeam {
+            team_id: "ops".to_owned(),
+        },
+    )
+    .await;
+    let (_, inv) = w
+        .committed(
+            "role.delete",
+            DeleteRole {
+                role_id: "runner".to_owned(),
+                cascade: false,
+            },
+        )
+        .await;
+    assert!(inv.everything);
+    w.committed("resource.delete", DeleteResource { resource: f1 })
+        .await;
+    w.committed(
+        "principal.set_status",
+        set_status("bob", PrincipalStatus::Suspended),
+    )
+    .await;
+    w.committed(
+        "tenant.update",
+        UpdateTenant {
+            display_name: Some("Acme Corp".to_owned()),
+            ..UpdateTenant::default()
+        },
+    )
+    .await;
+    assert_eq!(w.audit().await.len() as i64, w.revision().await);
+}
+
+// ---------------------------------------------------------------- property
+
+const PEOPLE: [&str; 3] = ["root", "alice", "bob"];
+const TEAMS: [&str; 2] = ["t0", "t1"];
+
+/// A principal or a team of the small world, by index.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Person(usize),
+    Team(usize),
+}
+
+impl Who {
+    fn subject(self) -> SubjectRef {
+        match self {
+            Who::Person(i) => principal(PEOPLE[i]),
+            Who::Team(i) => team_ref(TEAMS[i]),
+        }
+    }
+}
+
+/// One admin write of the super user.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Grant `account_admin` on the tenant (for an hour when `expiring`).
+    GrantAdmin {
+        to: Who,
+        expiring: bool,
+    },
+    /// Deny `account_admin` to a principal.
+    DenyAdmin(usize),
+    /// Revoke one of the tenant-wide grants.
+    Revoke(prop::sample::Index),
+    SetStatus(usize, PrincipalStatus),
+    CreateTeam(usize),
+    DeleteTeam(usize),
+    AddMember(usize, Who),
+    RemoveMember(usize, Who),
+}
+
+fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![
+        (0..PEOPLE.len()).prop_map(Who::Person),
+        (0..TEAMS.len()).prop_map(Who::Team),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let status = prop_oneof![
+        Just(PrincipalStatus::Active),
+        Just(PrincipalStatus::Suspended),
+        Just(PrincipalStatus::Removed),
+        Just(PrincipalStatus::Invited),
+    ];
+    prop_oneof![
+        4 => (who(), any::<bool>()).prop_map(|(to, expiring)| Op::GrantAdmin { to, expiring }),
+        1 => (0..PEOPLE.len()).prop_map(Op::DenyAdmin),
+        3 => any::<prop::sample::Index>().prop_map(Op::Revoke),
+        3 => (0..PEOPLE.len(), status).prop_map(|(p, s)| Op::SetStatus(p, s)),
+        1 => (0..TEAMS.len()).prop_map(Op::CreateTeam),
+        2 => (0..TEAMS.len()).prop_map(Op::DeleteTeam),
+        3 => (0..TEAMS.len(), who()).prop_map(|(t, m)| Op::AddMember(t, m)),
+        3 => (0..TEAMS.len(), who()).prop_map(|(t, m)| Op::RemoveMember(t, m)),
+    ]
+}
+
+impl Op {
+    /// Runs the write; whether it succeeded does not matter.
+    async fn run(&self, w: &World) -> Result<()> {
+        match self {
+            Op::GrantAdmin { to, expiring } => w
+                .su(CreateGrant {
+                    expires_at: expiring.then(|| now_millis() + HOUR),
+                    ..allow(to.subject(), "account_admin", Scope::Tenant)
+                })
+                .await
+                .map(drop),
+            Op::DenyAdmin(p) => w
+                .su(CreateGrant {
+                    effect: Effect::Deny,
+                    ..allow(principal(PEOPLE[*p]), "account_admin", Scope::Tenant)
+                })
+                .await
+                .map(drop),
+            Op::Revoke(i) => {
+                let tenant_wide: Vec<Grant> = w
+                    .grants()
+                    .await
+                    .into_iter()
+                    .filter(|g| g.scope == Scope::Tenant)
+                    .collect();
+                if tenant_wide.is_empty() {
+                    return Ok(());
+                }
+                let g = &tenant_wide[i.index(tenant_wide.len())];
+                w.su(DeleteGrant {
+                    grant_id: g.id.clone(),
+                })
+                .await
+                .map(drop)
+            }
+            Op::SetStatus(p, s) => w.su(set_status(PEOPLE[*p], *s)).await.map(drop),
+            Op::CreateTeam(t) => w
+                .su(CreateTeam {
+                    team: team(TEAMS[*t]),
+                })
+                .await
+                .map(drop),
+            Op::DeleteTeam(t) => w
+                .su(DeleteTeam {
+                    team_id: TEAMS[*t].to_owned(),
+                })
+                .await
+                .map(drop),
+            Op::AddMember(t, m) => w
+                .su(AddTeamMember {
+                    team_id: TEAMS[*t].to_owned(),
+                    member: m.subject(),
+                })
+                .await
+                .map(drop),
+            Op::RemoveMember(t, m) => w
+                .su(RemoveTeamMember {
+                    team_id: TEAMS[*t].to_owned(),
+                    member: m.subject(),
+                })
+                .await
+                .map(drop),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the super user does to grants, statuses, teams and
+    /// memberships, the tenant keeps a durable account administrator after
+    /// every write, committed or refused.
+    #[test]
+    fn the_tenant_always_keeps_a_durable_account_admin(ops in prop::collection::vec(op(), 1..30)) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let w = World::new().await;
+            for p in &PEOPLE[1..] {
+                w.principal(p).await;
+            }
+            for t in TEAMS {
+                w.team(t).await;
+            }
+            for (i, op) in ops.iter().enumerate() {
+                let outcome = op.run(&w).await;
+                let admins = durable_admins_of(w.store()).await;
+                prop_assert!(
+                    !admins.is_empty(),
+                    "no durable account admin after write {i} ({op:?} -> {outcome:?}) of {ops:?}"
+                );
+            }
+            Ok(())
+        })?;
+    }
+}

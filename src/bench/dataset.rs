@@ -92,7 +92,13 @@ struct Tree {
 
 /// Workspaces, folders (two levels deep at the end of each workspace) and
 /// workflows, with keys counted up from `first_pk`.
-fn tree(shape: &Shape, users: &[String], rng: &mut StdRng, b: &mut BulkTenant, first_pk: i64) -> Tree {
+fn tree(
+    shape: &Shape,
+    users: &[String],
+    rng: &mut StdRng,
+    b: &mut BulkTenant,
+    first_pk: i64,
+) -> Tree {
     let mut pk = first_pk;
     let pk = &mut pk;
     let mut workflows = Vec::new();
@@ -104,7 +110,10 @@ fn tree(shape: &Shape, users: &[String], rng: &mut StdRng, b: &mut BulkTenant, f
             rtype: "workspace".into(),
             id: format!("ws{w:04}"),
         };
-        let ws_pk = { *pk += 1; *pk };
+        let ws_pk = {
+            *pk += 1;
+            *pk
+        };
         b.resources.push(BulkResource {
             pk: ws_pk,
             resource: ws.clone(),
@@ -119,7 +128,10 @@ fn tree(shape: &Shape, users: &[String], rng: &mut StdRng, b: &mut BulkTenant, f
                 rtype: "folder".into(),
                 id: format!("ws{w:04}-f{f:03}"),
             };
-            let f_pk = { *pk += 1; *pk };
+            let f_pk = {
+                *pk += 1;
+                *pk
+            };
             // The last two folders nest under the one before them: two deep.
             let (parent_pk, ancestors) = if f + 2 >= shape.folders && f >= 2 {
                 let (anchor_pk, anchor_path) = folder_pks[shape.folders.saturating_sub(3)].clone();
@@ -142,7 +154,10 @@ fn tree(shape: &Shape, users: &[String], rng: &mut StdRng, b: &mut BulkTenant, f
                     rtype: "workflow".into(),
                     id: format!("ws{w:04}-f{f:03}-wf{n:03}"),
                 };
-                let wf_pk = { *pk += 1; *pk };
+                let wf_pk = {
+                    *pk += 1;
+                    *pk
+                };
                 // One workflow in 25 is private, owned by a random user.
                 let private = n % 25 == 7;
                 b.resources.push(BulkResource {

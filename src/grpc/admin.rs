@@ -220,7 +220,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         require_instance_operator(&caller(&req)?)?;
         let r = req.into_inner();
         let (limit, after) = page(r.page_size, &r.page_token)?;
-        let tenants = self.admin.store().list_tenants(keyset(limit, &after)).await?;
+        let tenants = self
+            .admin
+            .store()
+            .list_tenants(keyset(limit, &after))
+            .await?;
         let next_page_token =
             next_token(tenants.len(), limit, tenants.last().map(|t| t.id.clone()));
         Ok(Response::new(pb::ListTenantsResponse {
@@ -411,7 +415,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
-        let items = self.admin.store().list_teams(&t, keyset(limit, &after)).await?;
+        let items = self
+            .admin
+            .store()
+            .list_teams(&t, keyset(limit, &after))
+            .await?;
         let next_page_token = next_token(items.len(), limit, items.last().map(|x| x.id.clone()));
         Ok(Response::new(pb::ListTeamsResponse {
             teams: items.into_iter().map(Into::into).collect(),
@@ -457,7 +465,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let team = id("team_id", r.team_id)?;
-        let members = self.admin.store().team_members(&t, &team, Keyset::ALL).await?;
+        let members = self
+            .admin
+            .store()
+            .team_members(&t, &team, Keyset::ALL)
+            .await?;
         let members = members.ok_or_else(not_found(format!("team `{team}`")))?;
         Ok(Response::new(pb::ListTeamMembersResponse {
             members: members.into_iter().map(Into::into).collect(),

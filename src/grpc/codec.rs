@@ -48,9 +48,9 @@ impl<U: prost::Message + Default> Decoder for InvalidIsInvalid<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|s| {
             if s.code() == Code::Internal {
-                Status::invalid_argument(format!(
-                    "invalid `request`: not a valid protobuf message: {}",
-                    s.message()
+                Status::from(crate::error::Error::invalid(
+                    "request",
+                    format!("not a valid protobuf message: {}", s.message()),
                 ))
             } else {
                 s

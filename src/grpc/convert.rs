@@ -459,7 +459,12 @@ impl TryFrom<pb::CreatePrincipalRequest> for members::CreatePrincipal {
         let status = match principal_status("status", r.status)? {
             None | Some(PrincipalStatus::Invited) => PrincipalStatus::Invited,
             Some(PrincipalStatus::Active) => PrincipalStatus::Active,
-            Some(_) => return Err(Error::invalid("status", "a new principal is invited or active")),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "status",
+                    "a new principal is invited or active",
+                ))
+            }
         };
         Ok(Self {
             principal: Principal {

@@ -7,7 +7,7 @@ pub mod check;
 pub mod codec;
 pub mod convert;
 pub mod observe;
-mod status;
+pub mod status;
 
 /// Whether a request path is a health check: never limited by the admission
 /// layer, never traced or logged per call (probes are many).

@@ -5,7 +5,8 @@
 //! such as `last_account_admin`, `permission_denied`, `unauthenticated`,
 //! `unavailable`, `internal`), and an invalid argument also carries a
 //! `google.rpc.BadRequest` field violation naming the field. Clients read
-//! these instead of parsing messages.
+//! these instead of parsing messages. Refusals of the admission layer (load
+//! shedding, deadlines, shutdown) carry a code and a message only.
 
 use crate::error::Error;
 use std::collections::HashMap;
@@ -20,13 +21,22 @@ fn status(code: Code, message: String, reason: &str, mut details: ErrorDetails) 
     Status::with_error_details(code, message, details)
 }
 
+/// A refusal made outside a handler (credentials, undecodable bytes), with
+/// the same `ErrorInfo` detail as every other error.
+pub fn refusal(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    status(code, message.into(), reason, ErrorDetails::new())
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let message = e.to_string();
         let none = ErrorDetails::new();
         // No `_ =>` arm: a new variant must be mapped here to compile.
         match e {
-            Error::InvalidArgument { field, message: why } => status(
+            Error::InvalidArgument {
+                field,
+                message: why,
+            } => status(
                 Code::InvalidArgument,
                 message,
                 "invalid_argument",
@@ -57,7 +67,12 @@ impl From<Error> for Status {
             }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                status(Code::Internal, "internal error".to_owned(), "internal", none)
+                status(
+                    Code::Internal,
+                    "internal error".to_owned(),
+                    "internal",
+                    none,
+                )
             }
         }
     }

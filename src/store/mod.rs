@@ -363,8 +363,7 @@ pub trait WriteTx: Send + Sized {
     /// A team.
     fn team(&mut self, id: &str) -> impl Future<Output = Result<Option<Team>>> + Send;
     /// Direct members of a team (empty when it has none or does not exist).
-    fn team_members(&mut self, team: &str)
-        -> impl Future<Output = Result<Vec<SubjectRef>>> + Send;
+    fn team_members(&mut self, team: &str) -> impl Future<Output = Result<Vec<SubjectRef>>> + Send;
     /// Principals inside a team, transitively, each with the team chain from
     /// its direct team up to `team`.
     fn principals_in_team(
@@ -412,8 +411,7 @@ pub trait WriteTx: Send + Sized {
     /// How many grants name a role.
     fn count_grants_of_role(&mut self, role: &str) -> impl Future<Output = Result<u64>> + Send;
     /// Every grant a principal holds directly or through teams.
-    fn bindings(&mut self, principal: &str)
-        -> impl Future<Output = Result<Vec<Binding>>> + Send;
+    fn bindings(&mut self, principal: &str) -> impl Future<Output = Result<Vec<Binding>>> + Send;
     /// Principals holding tenant-wide grants, with those bindings.
     fn tenant_holders(
         &mut self,

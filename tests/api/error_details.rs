@@ -35,7 +35,10 @@ async fn an_invalid_argument_names_its_field_in_a_bad_request_detail(b: Backend)
         .expect_err("a malformed type is refused");
     assert_eq!(s.code(), Code::InvalidArgument);
     let details = s.get_error_details();
-    let violations = &details.bad_request().expect("a BadRequest detail").field_violations;
+    let violations = &details
+        .bad_request()
+        .expect("a BadRequest detail")
+        .field_violations;
     assert_eq!(violations.len(), 1);
     assert_eq!(violations[0].field, "resource.type");
     assert!(!violations[0].description.is_empty());
@@ -84,7 +87,10 @@ async fn every_kind_of_refusal_says_its_reason_in_an_error_info_detail(b: Backen
             ..Default::default()
         })
         .await;
-    assert_eq!(reason(r), (Code::PermissionDenied, "permission_denied".into()));
+    assert_eq!(
+        reason(r),
+        (Code::PermissionDenied, "permission_denied".into())
+    );
     // FAILED_PRECONDITION names the invariant.
     let r = app
         .operator()
@@ -95,6 +101,14 @@ async fn every_kind_of_refusal_says_its_reason_in_an_error_info_detail(b: Backen
         })
         .await;
     assert_eq!(reason(r), (Code::FailedPrecondition, "locked_role".into()));
+    // UNAUTHENTICATED, refused before any handler runs.
+    let r = app
+        .admin_with_key("not-a-key")
+        .get_tenant(pb::GetTenantRequest {
+            tenant_id: TENANT.into(),
+        })
+        .await;
+    assert_eq!(reason(r), (Code::Unauthenticated, "unauthenticated".into()));
 }
 
 on_every_backend!(

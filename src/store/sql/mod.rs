@@ -411,5 +411,3 @@ fn under(prefix: &str) -> sea_orm::Condition {
 fn child_path(r: &resource::Model) -> String {
     format!("{}{}/", r.ancestors, r.pk)
 }
-
-

@@ -9,7 +9,7 @@ use super::*;
 use crate::model::Millis;
 use crate::store::entity::{change, request};
 use crate::store::{
-    Begun, Keyset, Descendant, Record, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
+    Begun, Descendant, Keyset, Record, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -146,7 +146,12 @@ impl WriteTx for SqlTx {
     }
 
     async fn commit(self, record: Record) -> Result<()> {
-        let (c, t, now, revision) = (&self.txn, self.ctx.tenant_id.as_str(), self.now, self.revision);
+        let (c, t, now, revision) = (
+            &self.txn,
+            self.ctx.tenant_id.as_str(),
+            self.now,
+            self.revision,
+        );
         if let Some(key) = &self.ctx.request {
             request::ActiveModel {
                 tenant_id: Set(t.to_owned()),
@@ -201,9 +206,11 @@ impl WriteTx for SqlTx {
     }
 
     async fn team_members(&mut self, team: &str) -> Result<Vec<SubjectRef>> {
-        Ok(read::team_members(&self.txn, self.t(), team, None, Keyset::ALL.limit)
-            .await?
-            .unwrap_or_default())
+        Ok(
+            read::team_members(&self.txn, self.t(), team, None, Keyset::ALL.limit)
+                .await?
+                .unwrap_or_default(),
+        )
     }
 
     async fn principals_in_team(&mut self, team: &str) -> Result<Vec<(String, Vec<String>)>> {
@@ -411,14 +418,21 @@ impl WriteTx for SqlTx {
         Ok(())
     }
 
-    async fn move_subtree(&mut self, r: &ResourceRef, new_parent: Option<&ResourceRef>) -> Result<()> {
+    async fn move_subtree(
+        &mut self,
+        r: &ResourceRef,
+        new_parent: Option<&ResourceRef>,
+    ) -> Result<()> {
         let row = self.row(r).await?;
         let np = match new_parent {
             Some(p) => Some(self.row(p).await?),
             None => None,
         };
         let old_prefix = child_path(&row);
-        let new_ancestors = np.as_ref().map(child_path).unwrap_or_else(|| "/".to_owned());
+        let new_ancestors = np
+            .as_ref()
+            .map(child_path)
+            .unwrap_or_else(|| "/".to_owned());
         let new_prefix = format!("{new_ancestors}{}/", row.pk);
         resource::Entity::update_many()
             .col_expr(
@@ -566,8 +580,14 @@ impl WriteTx for SqlTx {
 
     async fn update_role(&mut self, r: &Role) -> Result<()> {
         role::Entity::update_many()
-            .col_expr(role::Column::DisplayName, Expr::value(r.display_name.clone()))
-            .col_expr(role::Column::Definition, Expr::value(role_definition_json(r)))
+            .col_expr(
+                role::Column::DisplayName,
+                Expr::value(r.display_name.clone()),
+            )
+            .col_expr(
+                role::Column::Definition,
+                Expr::value(role_definition_json(r)),
+            )
             .filter(role::Column::TenantId.eq(self.t()))
             .filter(role::Column::Id.eq(r.id.as_str()))
             .exec(&self.txn)
