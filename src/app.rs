@@ -12,6 +12,7 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::admission::Admission;
 use crate::grpc::check::CheckApi;
 use crate::grpc::observe::Observe;
+use crate::grpc::operator::OperatorApi;
 use crate::grpc::pb;
 use crate::metrics::{Gauge, Metrics, Sources};
 use crate::store::sql::SqlStore;
@@ -32,11 +33,12 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// `liveness` reports SERVING for as long as the process serves.
 pub const LIVENESS_SERVICE: &str = "liveness";
 
-const READINESS_SERVICES: [&str; 4] = [
+const READINESS_SERVICES: [&str; 5] = [
     "",
     "portcullis.v1.CheckService",
     "portcullis.v1.ListAccessibleService",
     "portcullis.v1.AdminService",
+    "portcullis.v1.OperatorService",
 ];
 
 /// Why the server could not start or keep serving: configuration, the
@@ -179,9 +181,12 @@ impl App {
             let cache = cache.clone();
             Arc::new(move || cache.stats())
         };
-        let admin_api = AdminApi::new(
-            Admin::new(self.store.clone(), on_commit),
-            cache_stats.clone(),
+        let admin_api = AdminApi::new(Admin::new(self.store.clone(), on_commit));
+        let operator = InterceptedService::new(
+            pb::operator_service_server::OperatorServiceServer::new(OperatorApi::new(
+                cache_stats.clone(),
+            )),
+            self.credentials.interceptor(KeyScope::Operator),
         );
         let check = InterceptedService::new(
             pb::check_service_server::CheckServiceServer::new(check_api.clone())
@@ -272,6 +277,7 @@ impl App {
             .add_service(check)
             .add_service(list)
             .add_service(admin)
+            .add_service(operator)
             .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(server);
         // The grace period bounds the whole shutdown, however slow the

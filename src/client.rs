@@ -111,7 +111,7 @@ impl CheckClient {
     ) -> Result<bool, Status> {
         let req = pb::CheckRequest {
             tenant_id: tenant.to_owned(),
-            subject_id: subject.to_owned(),
+            principal_id: subject.to_owned(),
             action: action.to_owned(),
             resource: Some(pb::ResourceRef {
                 r#type: resource_type.to_owned(),

@@ -4,7 +4,7 @@
 use super::invariants::account_admins;
 use super::Admin;
 use crate::error::{Error, Result};
-use crate::model::{now_millis, Grant, Principal, Role, RoleTable};
+use crate::model::{now_millis, Grant, Principal, Role, RoleTable, Scope};
 use crate::store::Catalog;
 
 /// One grant in a principal's access overview.
@@ -16,6 +16,33 @@ pub struct AccessEntry {
     pub via_teams: Vec<String>,
     /// Live, and its role has effect where it is granted.
     pub effective: bool,
+}
+
+/// One page of an ordered list: the items after `after` (by `key`), at most
+/// `limit`, and whether more follow.
+pub fn page_of<T, K: Ord>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> K,
+    after: Option<&K>,
+    limit: usize,
+) -> (Vec<T>, bool) {
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.is_none_or(|a| key(i) > *a))
+        .collect();
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    (rest, more)
+}
+
+/// The key that orders an access overview: scope, then grant id.
+pub fn overview_key(e: &AccessEntry) -> (Scope, String) {
+    (e.grant.scope.clone(), e.grant.id.clone())
+}
+
+/// The key that orders a role list: predefined first, then by id.
+pub fn role_key(r: &Role) -> (bool, String) {
+    (!r.locked, r.id.clone())
 }
 
 /// Which workspaces (or other scopes) a principal has access to, and how.

@@ -56,21 +56,64 @@ impl Command for CreateRole {
     }
 }
 
-/// Replace a custom role's definition.
+/// Replace a custom role's definition, or only some of its fields.
 #[derive(Debug, Clone)]
 pub struct UpdateRole {
-    /// The role.
+    /// The role (with `only`, just the named fields count).
     pub role: Role,
+    /// The fields to change (`display_name`, `permissions`,
+    /// `excluded_permissions`, `inherits`, `effective_at`); `None`: all.
+    pub only: Option<Vec<String>>,
+}
+
+/// `before` with the fields named in `only` taken from `new`.
+fn merged(before: &Role, new: Role, only: &[String]) -> Role {
+    let has = |f: &str| only.iter().any(|p| p == f);
+    Role {
+        display_name: if has("display_name") {
+            new.display_name
+        } else {
+            before.display_name.clone()
+        },
+        permissions: if has("permissions") {
+            new.permissions
+        } else {
+            before.permissions.clone()
+        },
+        excluded_permissions: if has("excluded_permissions") {
+            new.excluded_permissions
+        } else {
+            before.excluded_permissions.clone()
+        },
+        inherits: if has("inherits") {
+            new.inherits
+        } else {
+            before.inherits.clone()
+        },
+        effective_at: if has("effective_at") {
+            new.effective_at
+        } else {
+            before.effective_at.clone()
+        },
+        ..before.clone()
+    }
 }
 
 impl Command for UpdateRole {
     type Output = Role;
 
     async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Role>> {
-        let role = self.role;
         authorize(tx, ctx, model::TENANT_TYPE, "manage_roles", &[]).await?;
-        refuse_locked(&role.id)?;
-        let (before, custom) = require_role(tx, &role.id).await?;
+        refuse_locked(&self.role.id)?;
+        let (before, custom) = require_role(tx, &self.role.id).await?;
+        let role = match &self.only {
+            None => self.role,
+            Some(only) => {
+                let role = merged(&before, self.role, only);
+                role.validate()?;
+                role
+            }
+        };
         check_inheritance(&custom, &role)?;
         let admins = durable_admins(tx).await?;
         tx.update_role(&role).await?;

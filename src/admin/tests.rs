@@ -1002,6 +1002,7 @@ async fn a_role_cannot_inherit_a_role_that_inherits_it() {
             Actor::SuperUser,
             UpdateRole {
                 role: custom_role("reader", &["workflow.view"], &["runner"]),
+                only: None,
             },
         )
         .await;
@@ -1107,7 +1108,9 @@ async fn predefined_roles_cannot_be_created_updated_or_deleted() {
                 ..
             }
         );
-        let err = w.refused(Actor::SuperUser, UpdateRole { role }).await;
+        let err = w
+            .refused(Actor::SuperUser, UpdateRole { role, only: None })
+            .await;
         assert_err!(
             err,
             Error::FailedPrecondition {
@@ -1531,6 +1534,7 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
         "role.update",
         UpdateRole {
             role: custom_role("runner", &["workflow.execute", "workflow.view"], &[]),
+            only: None,
         },
     )
     .await;

@@ -154,7 +154,7 @@ const TENANT: &str = "bench";
 fn check_req(user: &str, workflow: &str, action: &str) -> pb::CheckRequest {
     pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: user.into(),
+        principal_id: user.into(),
         action: action.into(),
         resource: Some(pb::ResourceRef {
             r#type: "workflow".into(),
@@ -243,7 +243,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         let items = chunk
             .iter()
             .map(|w| pb::BatchCheckItem {
-                subject_id: data.hot_users[0].clone(),
+                principal_id: data.hot_users[0].clone(),
                 action: "view".into(),
                 resource: Some(pb::ResourceRef {
                     r#type: "workflow".into(),
@@ -270,7 +270,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         let visible = l
             .list_accessible(pb::ListAccessibleRequest {
                 tenant_id: TENANT.into(),
-                subject_id: u.clone(),
+                principal_id: u.clone(),
                 action: "view".into(),
                 resource_type: "workflow".into(),
                 page_size: 10_000,
@@ -295,11 +295,11 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
 
     let (hwm, rss) = server.memory();
     print_table(&opts, &rows, hwm, rss);
-    let mut admin = pb::admin_service_client::AdminServiceClient::with_interceptor(
+    let mut operator = pb::operator_service_client::OperatorServiceClient::with_interceptor(
         channels[0].clone(),
         bearer.clone(),
     );
-    if let Ok(s) = admin.get_cache_stats(pb::GetCacheStatsRequest {}).await {
+    if let Ok(s) = operator.get_cache_stats(pb::GetCacheStatsRequest {}).await {
         let s = s.into_inner();
         for (name, c) in [
             ("subjects", s.subjects),
@@ -379,7 +379,7 @@ async fn batch_load(data: &Dataset, mut c: Client, duration: Duration) -> Result
     while start.elapsed() < duration {
         let items = (0..100)
             .map(|_| pb::BatchCheckItem {
-                subject_id: data.hot_users[rng.random_range(0..data.hot_users.len())].clone(),
+                principal_id: data.hot_users[rng.random_range(0..data.hot_users.len())].clone(),
                 action: ACTIONS[rng.random_range(0..ACTIONS.len())].into(),
                 resource: Some(pb::ResourceRef {
                     r#type: "workflow".into(),
@@ -415,7 +415,7 @@ async fn list_load(lister: &Lister, user: &str, times: usize) -> Result<Row, Str
         let r = lister
             .list_accessible(pb::ListAccessibleRequest {
                 tenant_id: TENANT.into(),
-                subject_id: user.into(),
+                principal_id: user.into(),
                 action: "view".into(),
                 resource_type: "workflow".into(),
                 page_size: 10_000,

@@ -5,11 +5,11 @@
 use super::convert::{self, id, name};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
-use crate::admin::{grants, members, resources, roles, tenants, Admin, Command, Written};
+use crate::admin::{grants, members, reads, resources, roles, tenants, Admin, Command, Written};
 use crate::auth::{caller, Caller};
 use crate::config::KeyScope;
 use crate::error::{Error, Result};
-use crate::metrics::Gauge;
+use crate::model::Scope;
 use crate::model::{decode_page_token, encode_page_token, page_size, Actor};
 use crate::store::{AuditFilter, Catalog, Keyset, RequestKey, WriteContext, WriteStore};
 use tonic::{Request, Response, Status};
@@ -21,7 +21,6 @@ pub const MAX_ADMIN_PAGE: u32 = 1_000;
 #[derive(Clone)]
 pub struct AdminApi<S> {
     admin: Admin<S>,
-    cache_stats: Gauge<crate::cache::CacheStats>,
 }
 
 impl<S> std::fmt::Debug for AdminApi<S> {
@@ -31,9 +30,9 @@ impl<S> std::fmt::Debug for AdminApi<S> {
 }
 
 impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
-    /// Serves `admin`; `cache_stats` reads this replica's cache counters.
-    pub fn new(admin: Admin<S>, cache_stats: Gauge<crate::cache::CacheStats>) -> Self {
-        Self { admin, cache_stats }
+    /// Serves `admin`.
+    pub fn new(admin: Admin<S>) -> Self {
+        Self { admin }
     }
 
     /// Runs the command a write request asks for.
@@ -151,7 +150,7 @@ fn require_operator(caller: &Caller) -> Result<()> {
 }
 
 /// Instance-wide calls: an operator credential not limited to some tenants.
-fn require_instance_operator(caller: &Caller) -> Result<()> {
+pub(super) fn require_instance_operator(caller: &Caller) -> Result<()> {
     require_operator(caller)?;
     caller.require_every_tenant()
 }
@@ -179,6 +178,24 @@ fn keyset(limit: u64, after: &Option<String>) -> Keyset<'_> {
     }
 }
 
+/// A structured page key, as JSON inside the opaque page token.
+fn token_key<K: serde::de::DeserializeOwned>(key: &str) -> Result<K> {
+    serde_json::from_str(key)
+        .map_err(|_| Error::invalid("page_token", "not a page token returned by Portcullis"))
+}
+
+/// The next page token after `last` when `more` items follow.
+fn more_token<K: serde::Serialize>(more: bool, last: Option<K>) -> Result<String> {
+    match (more, last) {
+        (true, Some(k)) => {
+            let key =
+                serde_json::to_string(&k).map_err(|e| Error::Internal(format!("page key: {e}")))?;
+            Ok(encode_page_token(&key))
+        }
+        _ => Ok(String::new()),
+    }
+}
+
 fn not_found(what: String) -> impl FnOnce() -> Error {
     move || Error::not_found(what)
 }
@@ -197,7 +214,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.admin.write(&ctx, cmd).await?;
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -240,7 +257,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, tenants::UpdateTenant>(req).await?;
         Ok(Response::new(pb::UpdateTenantResponse {
             tenant: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -251,7 +268,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, resources::CreateResource>(req).await?;
         Ok(Response::new(pb::CreateResourceResponse {
             resource: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -302,7 +319,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, resources::MoveResource>(req).await?;
         Ok(Response::new(pb::MoveResourceResponse {
             resource: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -313,7 +330,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, resources::SetResourcePrivate>(req).await?;
         Ok(Response::new(pb::SetResourcePrivateResponse {
             resource: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -324,7 +341,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, resources::DeleteResource>(req).await?;
         Ok(Response::new(pb::DeleteResourceResponse {
             deleted_resources: w.output,
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -335,7 +352,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, resources::TransferOwnership>(req).await?;
         Ok(Response::new(pb::TransferOwnershipResponse {
             owner_grant: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -346,7 +363,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, members::CreatePrincipal>(req).await?;
         Ok(Response::new(pb::CreatePrincipalResponse {
             principal: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -392,7 +409,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, members::SetPrincipalStatus>(req).await?;
         Ok(Response::new(pb::SetPrincipalStatusResponse {
             principal: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -403,7 +420,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, members::CreateTeam>(req).await?;
         Ok(Response::new(pb::CreateTeamResponse {
             team: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -433,7 +450,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::DeleteTeamResponse>, Status> {
         let w = self.write::<_, members::DeleteTeam>(req).await?;
         Ok(Response::new(pb::DeleteTeamResponse {
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -443,7 +460,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::AddTeamMemberResponse>, Status> {
         let w = self.write::<_, members::AddTeamMember>(req).await?;
         Ok(Response::new(pb::AddTeamMemberResponse {
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -453,7 +470,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::RemoveTeamMemberResponse>, Status> {
         let w = self.write::<_, members::RemoveTeamMember>(req).await?;
         Ok(Response::new(pb::RemoveTeamMemberResponse {
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -465,14 +482,18 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let r = req.into_inner();
         let t = caller.tenant(r.tenant_id)?;
         let team = id("team_id", r.team_id)?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
         let members = self
             .admin
             .store()
-            .team_members(&t, &team, Keyset::ALL)
+            .team_members(&t, &team, keyset(limit, &after))
             .await?;
         let members = members.ok_or_else(not_found(format!("team `{team}`")))?;
+        let next_page_token =
+            next_token(members.len(), limit, members.last().map(|m| m.to_string()));
         Ok(Response::new(pb::ListTeamMembersResponse {
             members: members.into_iter().map(Into::into).collect(),
+            next_page_token,
         }))
     }
 
@@ -483,7 +504,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, roles::CreateRole>(req).await?;
         Ok(Response::new(pb::CreateRoleResponse {
             role: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -504,10 +525,18 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         &self,
         req: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        let t = caller(&req)?.tenant(req.into_inner().tenant_id)?;
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let t = caller.tenant(r.tenant_id)?;
+        let (limit, after) = page(r.page_size, &r.page_token)?;
+        let after = after.map(|k| token_key::<(bool, String)>(&k)).transpose()?;
         let table = self.admin.role_table(&t).await?;
+        let all = table.all().into_iter().cloned().collect();
+        let (roles, more) = reads::page_of(all, reads::role_key, after.as_ref(), limit as usize);
+        let next_page_token = more_token(more, roles.last().map(reads::role_key))?;
         Ok(Response::new(pb::ListRolesResponse {
-            roles: table.all().into_iter().cloned().map(Into::into).collect(),
+            roles: roles.into_iter().map(Into::into).collect(),
+            next_page_token,
         }))
     }
 
@@ -518,7 +547,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, roles::UpdateRole>(req).await?;
         Ok(Response::new(pb::UpdateRoleResponse {
             role: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -529,7 +558,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, roles::DeleteRole>(req).await?;
         Ok(Response::new(pb::DeleteRoleResponse {
             deleted_grants: w.output,
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -540,7 +569,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let w = self.write::<_, grants::CreateGrant>(req).await?;
         Ok(Response::new(pb::CreateGrantResponse {
             grant: Some(w.output.into()),
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -550,7 +579,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::DeleteGrantResponse>, Status> {
         let w = self.write::<_, grants::DeleteGrant>(req).await?;
         Ok(Response::new(pb::DeleteGrantResponse {
-            revision: w.revision.to_string(),
+            consistency_token: w.revision.to_string(),
         }))
     }
 
@@ -592,14 +621,26 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         } else {
             Some(name("scope_type", r.scope_type)?)
         };
+        let (limit, after) = page(r.page_size, &r.page_token)?;
+        let after = after
+            .map(|k| token_key::<(Scope, String)>(&k))
+            .transpose()?;
         let o = self
             .admin
             .access_overview(&t, &p, scope_type.as_deref())
             .await?;
+        let (entries, more) = reads::page_of(
+            o.entries,
+            reads::overview_key,
+            after.as_ref(),
+            limit as usize,
+        );
+        let next_page_token = more_token(more, entries.last().map(reads::overview_key))?;
         Ok(Response::new(pb::GetAccessOverviewResponse {
             principal: Some(o.principal.into()),
             account_admin: o.account_admin,
-            entries: o.entries.into_iter().map(Into::into).collect(),
+            entries: entries.into_iter().map(Into::into).collect(),
+            next_page_token,
         }))
     }
 
@@ -642,25 +683,6 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.into_iter().map(Into::into).collect(),
             next_page_token,
-        }))
-    }
-
-    async fn get_cache_stats(
-        &self,
-        req: Request<pb::GetCacheStatsRequest>,
-    ) -> Result<Response<pb::GetCacheStatsResponse>, Status> {
-        require_instance_operator(&caller(&req)?)?;
-        let stats = (self.cache_stats)();
-        let counters = |c: crate::cache::CounterSnapshot| pb::CacheCounters {
-            hits: c.hits,
-            misses: c.misses,
-            evictions: c.evictions,
-            entries: c.entries,
-        };
-        Ok(Response::new(pb::GetCacheStatsResponse {
-            subjects: Some(counters(stats.subjects)),
-            resources: Some(counters(stats.resources)),
-            roles: Some(counters(stats.roles)),
         }))
     }
 }

@@ -65,12 +65,12 @@ fn context(ctx: &HashMap<String, String>) -> Result<()> {
 
 fn query(
     prefix: &str,
-    subject_id: String,
+    principal_id: String,
     action: String,
     resource: Option<pb::ResourceRef>,
 ) -> Result<CheckQuery> {
     Ok(CheckQuery {
-        subject_id: convert::id(&format!("{prefix}subject_id"), subject_id)?,
+        subject_id: convert::id(&format!("{prefix}principal_id"), principal_id)?,
         action: convert::name(&format!("{prefix}action"), action)?,
         resource: convert::resource(&format!("{prefix}resource"), resource)?,
     })
@@ -85,7 +85,7 @@ impl<S: Store> CheckService for CheckApi<S> {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let tenant = caller.tenant(r.tenant_id)?;
-        let q = query("", r.subject_id, r.action, r.resource)?;
+        let q = query("", r.principal_id, r.action, r.resource)?;
         context(&r.context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let (d, revision) = self.authz.check(&tenant, q, min).await?;
@@ -96,7 +96,7 @@ impl<S: Store> CheckService for CheckApi<S> {
         Ok(Response::new(pb::CheckResponse {
             allowed,
             reason,
-            revision: revision.to_string(),
+            consistency_token: revision.to_string(),
             explanation,
         }))
     }
@@ -120,7 +120,7 @@ impl<S: Store> CheckService for CheckApi<S> {
             .map(|(i, it)| {
                 query(
                     &format!("items[{i}]."),
-                    it.subject_id,
+                    it.principal_id,
                     it.action,
                     it.resource,
                 )
@@ -142,7 +142,7 @@ impl<S: Store> CheckService for CheckApi<S> {
             .collect();
         Ok(Response::new(pb::BatchCheckResponse {
             results,
-            revision: revision.to_string(),
+            consistency_token: revision.to_string(),
         }))
     }
 }
@@ -156,7 +156,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let tenant = caller.tenant(r.tenant_id)?;
-        let subject = convert::id("subject_id", r.subject_id)?;
+        let subject = convert::id("principal_id", r.principal_id)?;
         let action = convert::name("action", r.action)?;
         model::validate_resource_type("resource_type", &r.resource_type)?;
         let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;
@@ -181,7 +181,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
                 .as_deref()
                 .map(encode_page_token)
                 .unwrap_or_default(),
-            revision: page.revision.to_string(),
+            consistency_token: page.revision.to_string(),
         }))
     }
 
@@ -216,7 +216,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
                 .as_deref()
                 .map(encode_page_token)
                 .unwrap_or_default(),
-            revision: page.revision.to_string(),
+            consistency_token: page.revision.to_string(),
         }))
     }
 }

@@ -120,15 +120,23 @@ fn timestamp(ms: Millis) -> prost_types::Timestamp {
     }
 }
 
-/// A role definition from the request.
+/// A role definition from the request, validated.
 pub fn role(field: &str, r: Option<pb::Role>) -> Result<Role> {
+    let role = role_fields(field, r)?;
+    role.validate()?;
+    Ok(role)
+}
+
+/// A role's fields from the request, patterns parsed but the whole not yet
+/// validated (an update mask merges them with the stored role first).
+fn role_fields(field: &str, r: Option<pb::Role>) -> Result<Role> {
     let r = r.ok_or_else(|| Error::invalid(field, "must be set"))?;
     let perms = |f: &str, v: &[String]| -> Result<Vec<Permission>> {
         v.iter()
             .map(|p| Permission::parse(&format!("{field}.{f}"), p))
             .collect()
     };
-    let role = Role {
+    Ok(Role {
         permissions: perms("permissions", &r.permissions)?,
         excluded_permissions: perms("excluded_permissions", &r.excluded_permissions)?,
         id: r.id,
@@ -136,9 +144,32 @@ pub fn role(field: &str, r: Option<pb::Role>) -> Result<Role> {
         inherits: r.inherits,
         effective_at: r.effective_at,
         locked: false,
-    };
-    role.validate()?;
-    Ok(role)
+    })
+}
+
+/// The paths of an update mask, each one of `allowed`; `None` when the mask
+/// is absent or empty (change everything).
+fn update_mask(
+    mask: Option<prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Result<Option<Vec<String>>> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    for p in &paths {
+        if !allowed.contains(&p.as_str()) {
+            let shown: String = p.chars().take(64).collect();
+            return Err(Error::invalid(
+                "update_mask",
+                format!(
+                    "unknown field `{shown}`; expected one of {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(Some(paths))
 }
 
 impl From<ResourceRef> for pb::ResourceRef {
@@ -387,11 +418,29 @@ pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tena
 impl TryFrom<pb::UpdateTenantRequest> for tenants::UpdateTenant {
     type Error = Error;
     fn try_from(r: pb::UpdateTenantRequest) -> Result<Self> {
+        let mask = update_mask(
+            r.update_mask,
+            &[
+                "display_name",
+                "single_owner_types",
+                "creator_owner_types",
+                "audit_retention_days",
+            ],
+        )?;
+        let set = |f: &str| mask.as_ref().is_none_or(|m| m.iter().any(|p| p == f));
         Ok(Self {
-            display_name: Some(display_name("display_name", r.display_name)?),
-            single_owner_types: Some(type_list("single_owner_types", r.single_owner_types)?),
-            creator_owner_types: Some(type_list("creator_owner_types", r.creator_owner_types)?),
-            audit_retention_days: Some(retention(r.audit_retention_days)?),
+            display_name: set("display_name")
+                .then(|| display_name("display_name", r.display_name))
+                .transpose()?,
+            single_owner_types: set("single_owner_types")
+                .then(|| type_list("single_owner_types", r.single_owner_types))
+                .transpose()?,
+            creator_owner_types: set("creator_owner_types")
+                .then(|| type_list("creator_owner_types", r.creator_owner_types))
+                .transpose()?,
+            audit_retention_days: set("audit_retention_days")
+                .then(|| retention(r.audit_retention_days))
+                .transpose()?,
         })
     }
 }
@@ -543,9 +592,25 @@ impl TryFrom<pb::CreateRoleRequest> for roles::CreateRole {
 impl TryFrom<pb::UpdateRoleRequest> for roles::UpdateRole {
     type Error = Error;
     fn try_from(r: pb::UpdateRoleRequest) -> Result<Self> {
-        Ok(Self {
-            role: role("role", r.role)?,
-        })
+        let only = update_mask(
+            r.update_mask,
+            &[
+                "display_name",
+                "permissions",
+                "excluded_permissions",
+                "inherits",
+                "effective_at",
+            ],
+        )?;
+        let role = match only {
+            None => role("role", r.role)?,
+            Some(_) => {
+                let role = role_fields("role", r.role)?;
+                model::validate_name("role.id", &role.id)?;
+                role
+            }
+        };
+        Ok(Self { role, only })
     }
 }
 

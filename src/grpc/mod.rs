@@ -7,6 +7,7 @@ pub mod check;
 pub mod codec;
 pub mod convert;
 pub mod observe;
+pub mod operator;
 pub mod status;
 
 /// Whether a request path is a health check: never limited by the admission

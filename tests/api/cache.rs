@@ -164,7 +164,7 @@ impl Node {
         CheckServiceClient::with_interceptor(self.channel.clone(), key(CHECK_KEY))
             .check(pb::CheckRequest {
                 tenant_id: TENANT.into(),
-                subject_id: subject.into(),
+                principal_id: subject.into(),
                 action: action.into(),
                 resource: Some(res(r)),
                 consistency_token: token.into(),
@@ -186,7 +186,7 @@ impl Node {
                 items: items
                     .iter()
                     .map(|(s, a, r)| pb::BatchCheckItem {
-                        subject_id: s.clone(),
+                        principal_id: s.clone(),
                         action: a.clone(),
                         resource: Some(res(r)),
                     })
@@ -210,7 +210,7 @@ impl Node {
             ListAccessibleServiceClient::with_interceptor(self.channel.clone(), key(CHECK_KEY))
                 .list_accessible(pb::ListAccessibleRequest {
                     tenant_id: TENANT.into(),
-                    subject_id: subject.into(),
+                    principal_id: subject.into(),
                     action: action.into(),
                     resource_type: rtype.into(),
                     page_size: 100,
@@ -695,7 +695,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 if let Some(g) = r.grant {
                     made.grants.push((g.id, what.clone()));
                 }
-                r.revision
+                r.consistency_token
             })
         }
         Op::Revoke(i) => match pick(&made.grants, i) {
@@ -706,7 +706,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                     ..Default::default()
                 })
                 .await
-                .map(|r| r.into_inner().revision))?,
+                .map(|r| r.into_inner().consistency_token))?,
             None => Err(Code::Ok),
         },
         Op::SetStatus { who, status } => rev(admin
@@ -717,7 +717,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::CreateEve { active } => {
             let status = if *active {
                 pb::PrincipalStatus::Active
@@ -734,7 +734,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                     ..Default::default()
                 })
                 .await
-                .map(|r| r.into_inner().revision))?
+                .map(|r| r.into_inner().consistency_token))?
         }
         Op::AddMember { team, member } => {
             let r = rev(admin
@@ -745,7 +745,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                     ..Default::default()
                 })
                 .await
-                .map(|r| r.into_inner().revision))?;
+                .map(|r| r.into_inner().consistency_token))?;
             if r.is_ok() {
                 made.memberships.push((*team, *member));
             }
@@ -760,7 +760,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                     ..Default::default()
                 })
                 .await
-                .map(|r| r.into_inner().revision))?,
+                .map(|r| r.into_inner().consistency_token))?,
             None => Err(Code::Ok),
         },
         Op::CreateTeam(i) => rev(admin
@@ -771,7 +771,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::DeleteTeam(i) => rev(admin
             .delete_team(pb::DeleteTeamRequest {
                 tenant_id: t(),
@@ -779,7 +779,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::Move { slot, parent } => rev(admin
             .move_resource(pb::MoveResourceRequest {
                 tenant_id: t(),
@@ -788,7 +788,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::SetPrivate { slot, private } => rev(admin
             .set_resource_private(pb::SetResourcePrivateRequest {
                 tenant_id: t(),
@@ -797,7 +797,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::CreateResource {
             slot,
             parent,
@@ -811,7 +811,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::DeleteResource(slot) => rev(admin
             .delete_resource(pb::DeleteResourceRequest {
                 tenant_id: t(),
@@ -819,7 +819,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::PutRole {
             perms,
             inherits_viewer,
@@ -855,8 +855,8 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                         ..Default::default()
                     })
                     .await
-                    .map(|r| r.into_inner().revision))?,
-                other => rev(other.map(|r| r.into_inner().revision))?,
+                    .map(|r| r.into_inner().consistency_token))?,
+                other => rev(other.map(|r| r.into_inner().consistency_token))?,
             }
         }
         Op::DeleteRole { cascade } => rev(admin
@@ -867,7 +867,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision))?,
+            .map(|r| r.into_inner().consistency_token))?,
         Op::Transfer { slot, to, keep } => {
             let r = admin
                 .transfer_ownership(pb::TransferOwnershipRequest {
@@ -885,7 +885,7 @@ async fn apply(node: &Node, op: &Op, made: &mut Made) -> Result<Result<String, C
                     made.grants
                         .push((g.id, format!("owner grant of {to} on {}", SLOTS[*slot])));
                 }
-                r.revision
+                r.consistency_token
             })
         }
     })
@@ -924,10 +924,10 @@ async fn compare(
         .check_many(TENANT, &queries, None)
         .await
         .map_err(|e| format!("uncached check_many failed: {e}"))?;
-    if served.revision != revision.to_string() {
+    if served.consistency_token != revision.to_string() {
         problems.push(format!(
             "BatchCheck answered at revision {}; the database is at {revision}",
-            served.revision
+            served.consistency_token
         ));
     }
     if served.results.len() != items.len() {
@@ -1080,7 +1080,7 @@ async fn setup(node: &Node, c: &Case, with_tenant: bool) -> Result<String, Strin
             .await
             .map_err(|s| fail("tenant", s))?
             .into_inner()
-            .revision;
+            .consistency_token;
     }
     for p in &PEOPLE[1..LATE] {
         token = admin
@@ -1095,7 +1095,7 @@ async fn setup(node: &Node, c: &Case, with_tenant: bool) -> Result<String, Strin
             .await
             .map_err(|s| fail(p, s))?
             .into_inner()
-            .revision;
+            .consistency_token;
     }
     for team in TEAMS {
         token = admin
@@ -1108,7 +1108,7 @@ async fn setup(node: &Node, c: &Case, with_tenant: bool) -> Result<String, Strin
             .await
             .map_err(|s| fail(team, s))?
             .into_inner()
-            .revision;
+            .consistency_token;
     }
     for (i, p) in c.initial_parents().iter().enumerate() {
         if let Some(parent) = p {
@@ -1123,7 +1123,7 @@ async fn setup(node: &Node, c: &Case, with_tenant: bool) -> Result<String, Strin
                 .await
                 .map_err(|s| fail(SLOTS[i], s))?
                 .into_inner()
-                .revision;
+                .consistency_token;
         }
     }
     Ok(token)
@@ -1415,7 +1415,7 @@ impl Replica {
             .await
             .expect("create principal")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     async fn resource(&self, tenant: &str, r: &str) -> String {
@@ -1428,7 +1428,7 @@ impl Replica {
             .await
             .expect("create resource")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     /// Grants `role` on `r`; returns the grant id and the revision token.
@@ -1446,7 +1446,7 @@ impl Replica {
             .await
             .expect("create grant")
             .into_inner();
-        (resp.grant.expect("grant").id, resp.revision)
+        (resp.grant.expect("grant").id, resp.consistency_token)
     }
 
     async fn revoke(&self, tenant: &str, id: &str) -> String {
@@ -1459,7 +1459,7 @@ impl Replica {
             .await
             .expect("delete grant")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     async fn set_status(&self, tenant: &str, who: &str, status: pb::PrincipalStatus) -> String {
@@ -1473,7 +1473,7 @@ impl Replica {
             .await
             .expect("set status")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     async fn check(
@@ -1487,7 +1487,7 @@ impl Replica {
         self.checker()
             .check(pb::CheckRequest {
                 tenant_id: tenant.into(),
-                subject_id: who.into(),
+                principal_id: who.into(),
                 action: action.into(),
                 resource: Some(res(r)),
                 consistency_token: token.into(),
@@ -1582,7 +1582,7 @@ async fn a_revoke_on_one_replica_is_seen_by_another() {
 
     // A new tenant written on A: B knows it with A's token.
     let created = create_tenant(&mut a.admin(), t).await;
-    let tenant_token = created.revision.clone();
+    let tenant_token = created.consistency_token.clone();
     let known = b
         .check(t, ADMIN, "view", "workspace:ops", &tenant_token)
         .await;
@@ -1592,7 +1592,7 @@ async fn a_revoke_on_one_replica_is_seen_by_another() {
         "with A's token, B knows the tenant (the resource is what is unknown), got {}",
         reason_name(known.reason)
     );
-    assert!(revision_of(&known.revision) >= revision_of(&tenant_token));
+    assert!(revision_of(&known.consistency_token) >= revision_of(&tenant_token));
 
     a.user(t, "alice").await;
     a.user(t, "sam").await;
@@ -1618,7 +1618,7 @@ async fn a_revoke_on_one_replica_is_seen_by_another() {
         Answer::from_check(after).show()
     );
     assert_eq!(after.reason, pb::Reason::NoGrant as i32);
-    assert!(revision_of(&after.revision) >= revision_of(&revoked));
+    assert!(revision_of(&after.consistency_token) >= revision_of(&revoked));
     let later = b.check(t, "alice", "view", "workspace:ops", "").await;
     assert!(
         !later.allowed,
@@ -1736,7 +1736,7 @@ async fn a_revoke_on_one_replica_is_seen_by_another() {
             "g-admin",
             "view",
             "workspace:w",
-            &created.revision,
+            &created.consistency_token,
         )
         .await;
     assert_eq!(
@@ -1846,7 +1846,7 @@ async fn expired_grants_stop_granting_while_cached(b: Backend) {
         assert!(b.allowed, "bob views through devs while its grant lives");
         let batch = batch_on(&app, &items).await.unwrap();
         assert!(batch.results.iter().all(|r| r.allowed));
-        revision = a.revision;
+        revision = a.consistency_token;
     }
     assert!(
         Instant::now() < expiry,
@@ -1868,7 +1868,10 @@ async fn expired_grants_stop_granting_while_cached(b: Backend) {
             a.explanation.as_ref().map(|e| e.grant_id.as_str()),
             Some(grant.id.as_str())
         );
-        assert_eq!(a.revision, revision, "no write happened since warming");
+        assert_eq!(
+            a.consistency_token, revision,
+            "no write happened since warming"
+        );
         let (d, _) = reference
             .check(TENANT, query(who, action, "workflow:w1"), None)
             .await
@@ -1876,7 +1879,7 @@ async fn expired_grants_stop_granting_while_cached(b: Backend) {
         assert_eq!(Answer::from_check(a), Answer::from_decision(d));
     }
     let batch = batch_on(&app, &items).await.unwrap();
-    assert_eq!(batch.revision, revision);
+    assert_eq!(batch.consistency_token, revision);
     for r in &batch.results {
         assert!(!r.allowed);
         assert_eq!(r.reason, pb::Reason::GrantExpired as i32);

@@ -72,7 +72,7 @@ async fn the_client_retries_while_the_server_is_unavailable() {
     let (r, attempts) = client
         .check_counted(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource: Some(res("workflow:w1")),
             ..Default::default()

@@ -8,6 +8,7 @@
 use pb::admin_service_client::AdminServiceClient;
 use pb::check_service_client::CheckServiceClient;
 use pb::list_accessible_service_client::ListAccessibleServiceClient;
+use pb::operator_service_client::OperatorServiceClient;
 use portcullis::app::App;
 use portcullis::config::{ApiKey, Config, KeyScope, Secret};
 use portcullis::grpc::pb;
@@ -282,6 +283,11 @@ impl TestApp {
         AdminServiceClient::with_interceptor(self.channel.clone(), Self::bearer(ADMIN_KEY))
     }
 
+    /// OperatorService client (replica calls) with any key.
+    pub fn replica_with_key(&self, key: &str) -> OperatorServiceClient<Authed> {
+        OperatorServiceClient::with_interceptor(self.channel.clone(), Self::bearer(key))
+    }
+
     /// Admin client with any key.
     pub fn admin_with_key(&self, key: &str) -> AdminServiceClient<Authed> {
         AdminServiceClient::with_interceptor(self.channel.clone(), Self::bearer(key))
@@ -339,7 +345,7 @@ impl TestApp {
             .await
             .expect("create principal")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     /// Creates a resource (`type:id`) under `parent` (`type:id`, or None).
@@ -375,7 +381,7 @@ impl TestApp {
                 owner_id: String::new(),
             })
             .await
-            .map(|r| r.into_inner().revision)
+            .map(|r| r.into_inner().consistency_token)
     }
 
     /// Creates a resource with an explicit owner.
@@ -391,7 +397,7 @@ impl TestApp {
             .await
             .expect("create resource")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     /// Creates a team.
@@ -406,7 +412,7 @@ impl TestApp {
             .await
             .expect("create team")
             .into_inner()
-            .revision
+            .consistency_token
     }
 
     /// Adds `member` (`team:x` or a principal id) to `team`.
@@ -419,7 +425,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision)
+            .map(|r| r.into_inner().consistency_token)
     }
 
     /// Removes a member from a team.
@@ -432,7 +438,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision)
+            .map(|r| r.into_inner().consistency_token)
     }
 
     /// Grants `role` to `subject` on `scope` (`tenant` or `type:id`).
@@ -483,7 +489,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision)
+            .map(|r| r.into_inner().consistency_token)
     }
 
     /// Sets a principal's status acting as `actor` ("" for the super user).
@@ -502,7 +508,7 @@ impl TestApp {
                 status: status as i32,
             })
             .await
-            .map(|r| r.into_inner().revision)
+            .map(|r| r.into_inner().consistency_token)
     }
 
     /// Creates a custom role.
@@ -527,7 +533,7 @@ impl TestApp {
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner().revision)
+            .map(|r| r.into_inner().consistency_token)
     }
 
     // ---- questions ---------------------------------------------------
@@ -537,7 +543,7 @@ impl TestApp {
         self.checker()
             .check(pb::CheckRequest {
                 tenant_id: TENANT.into(),
-                subject_id: subject.into(),
+                principal_id: subject.into(),
                 action: action.into(),
                 resource: Some(res(r)),
                 explain: true,
@@ -579,7 +585,7 @@ impl TestApp {
                 .lister()
                 .list_accessible(pb::ListAccessibleRequest {
                     tenant_id: TENANT.into(),
-                    subject_id: subject.into(),
+                    principal_id: subject.into(),
                     action: action.into(),
                     resource_type: rtype.into(),
                     page_size,

@@ -1733,7 +1733,7 @@ async fn seed(app: &TestApp) -> World {
             .checker()
             .check(pb::CheckRequest {
                 tenant_id: t.clone(),
-                subject_id: "nobody".into(),
+                principal_id: "nobody".into(),
                 action: "view".into(),
                 resource: Some(res("workspace:ws1")),
                 ..Default::default()
@@ -1741,7 +1741,7 @@ async fn seed(app: &TestApp) -> World {
             .await
             .expect("revision")
             .into_inner();
-        m.revision = r.revision.parse().expect("decimal revision");
+        m.revision = r.consistency_token.parse().expect("decimal revision");
     }
 
     let pools = Pools {
@@ -1845,7 +1845,7 @@ fn check_request(w: &World, h: bool) -> BoxedStrategy<pb::CheckRequest> {
             |((tenant_id, subject_id, action, resource), context, consistency_token, explain)| {
                 pb::CheckRequest {
                     tenant_id,
-                    subject_id,
+                    principal_id: subject_id,
                     action,
                     resource,
                     context,
@@ -1866,7 +1866,7 @@ fn batch_request(w: &World, h: bool) -> BoxedStrategy<pb::BatchCheckRequest> {
         opt_resource(p, false, 2_000, h),
     )
         .prop_map(|(subject_id, action, resource)| pb::BatchCheckItem {
-            subject_id,
+            principal_id: subject_id,
             action,
             resource,
             ..Default::default()
@@ -1875,7 +1875,7 @@ fn batch_request(w: &World, h: bool) -> BoxedStrategy<pb::BatchCheckRequest> {
         prop_oneof![1 => Just(Vec::new()), 12 => vec(item, 1..16)].boxed()
     } else {
         let allowed = select(w.allowed()).prop_map(|[_, s, a, ty, id]| pb::BatchCheckItem {
-            subject_id: s,
+            principal_id: s,
             action: a,
             resource: Some(pb::ResourceRef {
                 r#type: ty,
@@ -1907,7 +1907,7 @@ fn batch_request(w: &World, h: bool) -> BoxedStrategy<pb::BatchCheckRequest> {
 fn expect_check(w: &World, r: &pb::CheckRequest) -> Expect {
     let mut e = Expect::strict();
     e.id("tenant_id", &r.tenant_id);
-    e.id("subject_id", &r.subject_id);
+    e.id("principal_id", &r.principal_id);
     e.name("action", &r.action);
     e.resource("resource", r.resource.as_ref(), true);
     e.context(&r.context);
@@ -1923,7 +1923,7 @@ fn expect_batch(w: &World, r: &pb::BatchCheckRequest) -> Expect {
         e.bad("items");
     }
     for (i, it) in r.items.iter().enumerate() {
-        e.id(&format!("items[{i}].subject_id"), &it.subject_id);
+        e.id(&format!("items[{i}].principal_id"), &it.principal_id);
         e.name(&format!("items[{i}].action"), &it.action);
         e.resource(&format!("items[{i}].resource"), it.resource.as_ref(), true);
     }
@@ -1945,7 +1945,7 @@ impl Probe<'_> {
                     let resource = req.resource.clone().unwrap_or_default();
                     w.verify(
                         &req.tenant_id,
-                        &req.subject_id,
+                        &req.principal_id,
                         &req.action,
                         &resource,
                         first.allowed,
@@ -1953,10 +1953,10 @@ impl Probe<'_> {
                     )
                     .map_err(fail)?;
                     let revision = w.revision(&req.tenant_id).unwrap_or(0).to_string();
-                    ensure(first.revision == revision, || {
+                    ensure(first.consistency_token == revision, || {
                         format!(
                             "Check answered at revision {} instead of {revision}",
-                            first.revision
+                            first.consistency_token
                         )
                     })?;
                     ensure(first.explanation.is_some() == req.explain, || {
@@ -1979,12 +1979,12 @@ impl Probe<'_> {
                         (
                             again.allowed,
                             again.reason,
-                            &again.revision,
+                            &again.consistency_token,
                             &again.explanation,
                         ) == (
                             first.allowed,
                             first.reason,
-                            &first.revision,
+                            &first.consistency_token,
                             &first.explanation,
                         ),
                         || format!("the same Check answered {first:?}, then {again:?}"),
@@ -2013,7 +2013,7 @@ impl Probe<'_> {
                         let resource = it.resource.clone().unwrap_or_default();
                         w.verify(
                             &req.tenant_id,
-                            &it.subject_id,
+                            &it.principal_id,
                             &it.action,
                             &resource,
                             res.allowed,
@@ -2031,10 +2031,10 @@ impl Probe<'_> {
                         t.allowed += u64::from(res.allowed);
                     }
                     let revision = w.revision(&req.tenant_id).unwrap_or(0).to_string();
-                    ensure(answer.revision == revision, || {
+                    ensure(answer.consistency_token == revision, || {
                         format!(
                             "BatchCheck answered at revision {} instead of {revision}",
-                            answer.revision
+                            answer.consistency_token
                         )
                     })?;
                 }
@@ -2107,7 +2107,7 @@ fn list_accessible_request(w: &World, h: bool) -> BoxedStrategy<pb::ListAccessib
             )| {
                 pb::ListAccessibleRequest {
                     tenant_id,
-                    subject_id,
+                    principal_id: subject_id,
                     action,
                     resource_type,
                     page_size,
@@ -2173,7 +2173,7 @@ impl Probe<'_> {
                 let rpc = "ListAccessibleService/ListAccessible";
                 let mut e = Expect::strict();
                 e.id("tenant_id", &req.tenant_id);
-                e.id("subject_id", &req.subject_id);
+                e.id("principal_id", &req.principal_id);
                 e.name("action", &req.action);
                 if bad_type(&req.resource_type) {
                     e.bad("resource_type");
@@ -2206,10 +2206,10 @@ impl Probe<'_> {
                             req.page_size
                         )
                     })?;
-                    ensure(page.revision == revision, || {
+                    ensure(page.consistency_token == revision, || {
                         format!(
                             "ListAccessible answered at revision {} instead of {revision}",
-                            page.revision
+                            page.consistency_token
                         )
                     })?;
                     got.extend(page.resource_ids);
@@ -2233,7 +2233,7 @@ impl Probe<'_> {
                 let want = after_cursor(
                     w.accessible(
                         &req.tenant_id,
-                        &req.subject_id,
+                        &req.principal_id,
                         &req.action,
                         &req.resource_type,
                     ),
@@ -2409,7 +2409,6 @@ admin_rpcs! {
     ListGrants(ListGrantsRequest, ListGrantsResponse) = list_grants, false;
     GetAccessOverview(GetAccessOverviewRequest, GetAccessOverviewResponse) = get_access_overview, false;
     ListAuditEvents(ListAuditEventsRequest, ListAuditEventsResponse) = list_audit_events, false;
-    GetCacheStats(GetCacheStatsRequest, GetCacheStatsResponse) = get_cache_stats, false;
 }
 
 /// One generated AdminService call.
@@ -3064,10 +3063,6 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                 )
                 .boxed(),
         ),
-        (
-            1,
-            Just(Req::GetCacheStats(pb::GetCacheStatsRequest::default())).boxed(),
-        ),
     ];
     Union::new_weighted(arms).boxed()
 }
@@ -3078,10 +3073,7 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
         oversize: req.encoded_len() > MAX_MESSAGE,
         ..Expect::default()
     };
-    let operator_only = matches!(
-        req,
-        Req::CreateTenant(_) | Req::ListTenants(_) | Req::GetCacheStats(_)
-    );
+    let operator_only = matches!(req, Req::CreateTenant(_) | Req::ListTenants(_));
     if key == Key::Check || (key == Key::Admin && operator_only) {
         e.denied = true;
         return e;
@@ -3247,7 +3239,6 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
             e.time("end_time", r.end_time.as_ref());
             e.page(r.page_size, 1_000, &r.page_token, true);
         }
-        Req::GetCacheStats(_) => {}
     }
     e
 }
@@ -3598,7 +3589,7 @@ async fn wide_tree(b: Backend) {
         loop {
             let page = bounded(app.lister().list_accessible(pb::ListAccessibleRequest {
                 tenant_id: TENANT.into(),
-                subject_id: "alice".into(),
+                principal_id: "alice".into(),
                 action: "view".into(),
                 resource_type: "workflow".into(),
                 page_size,
@@ -3681,7 +3672,7 @@ async fn wide_tree(b: Backend) {
     let items = ids
         .iter()
         .map(|id| pb::BatchCheckItem {
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource: Some(res(&format!("workflow:{id}"))),
             ..Default::default()
@@ -3856,7 +3847,7 @@ async fn huge_requests(b: Backend) {
     app.resource("folder:f1", Some("workspace:ws1")).await;
     app.grant("alice", "viewer", "folder:f1").await;
     let item = |i: usize| pb::BatchCheckItem {
-        subject_id: "alice".into(),
+        principal_id: "alice".into(),
         action: "view".into(),
         resource: Some(res(if i % 3 == 0 {
             "folder:f1"
@@ -3896,7 +3887,7 @@ async fn huge_requests(b: Backend) {
     let big = "a".repeat(MAX_MESSAGE + 1);
     let check = |subject_id: String| pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id,
+        principal_id: subject_id,
         action: "view".into(),
         resource: Some(res("folder:f1")),
         ..Default::default()
@@ -3923,7 +3914,7 @@ async fn huge_requests(b: Backend) {
         tenant_id: TENANT.into(),
         items: (0..5_000)
             .map(|i| pb::BatchCheckItem {
-                subject_id: format!("{i}{}", "x".repeat(1_000)),
+                principal_id: format!("{i}{}", "x".repeat(1_000)),
                 ..item(i)
             })
             .collect(),
@@ -3953,9 +3944,9 @@ async fn huge_requests(b: Backend) {
     );
     // Just under the limit: refused by validation like any long id.
     p.refused(
-        "a subject id of almost 4 MiB",
+        "a principal id of almost 4 MiB",
         Code::InvalidArgument,
-        "subject_id",
+        "principal_id",
         bounded(app.checker().check(check("a".repeat(MAX_MESSAGE - 1_024)))),
     )
     .await;
@@ -3963,7 +3954,7 @@ async fn huge_requests(b: Backend) {
     // Page sizes: the maxima answer, one more is refused.
     let accessible = |page_size: u32| pb::ListAccessibleRequest {
         tenant_id: TENANT.into(),
-        subject_id: "alice".into(),
+        principal_id: "alice".into(),
         action: "view".into(),
         resource_type: "folder".into(),
         page_size,
@@ -4401,7 +4392,7 @@ async fn malformed_credentials_are_unauthenticated() {
             CheckServiceClient::with_interceptor(app.channel.clone(), auth.clone()).check(
                 pb::CheckRequest {
                     tenant_id: TENANT.into(),
-                    subject_id: ADMIN.into(),
+                    principal_id: ADMIN.into(),
                     action: "view".into(),
                     resource: Some(res("workspace:w")),
                     ..Default::default()
@@ -4413,7 +4404,7 @@ async fn malformed_credentials_are_unauthenticated() {
             ListAccessibleServiceClient::with_interceptor(app.channel.clone(), auth.clone())
                 .list_accessible(pb::ListAccessibleRequest {
                     tenant_id: TENANT.into(),
-                    subject_id: ADMIN.into(),
+                    principal_id: ADMIN.into(),
                     action: "view".into(),
                     resource_type: "workspace".into(),
                     ..Default::default()
@@ -4486,7 +4477,7 @@ async fn malformed_credentials_are_unauthenticated() {
         code_of(&bounded(app.admin().list_tenants(pb::ListTenantsRequest::default())).await),
         code_of(
             &bounded(
-                app.admin()
+                app.replica_with_key(ADMIN_KEY)
                     .get_cache_stats(pb::GetCacheStatsRequest::default()),
             )
             .await,
@@ -4518,7 +4509,7 @@ struct RawCheckRequest {
     #[prost(bytes = "vec", tag = "1")]
     tenant_id: Vec<u8>,
     #[prost(bytes = "vec", tag = "2")]
-    subject_id: Vec<u8>,
+    principal_id: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     action: Vec<u8>,
     #[prost(bytes = "vec", tag = "4")]
@@ -4561,7 +4552,7 @@ async fn undecodable_requests_are_invalid_argument() {
     app.resource("folder:f1", None).await;
     let good = RawCheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: b"alice".to_vec(),
+        principal_id: b"alice".to_vec(),
         action: b"view".to_vec(),
         resource: prost::Message::encode_to_vec(&res("folder:f1")),
     };
@@ -4587,11 +4578,11 @@ async fn undecodable_requests_are_invalid_argument() {
             .await,
         ),
         (
-            "an overlong encoding of '/' in subject_id",
+            "an overlong encoding of '/' in principal_id",
             raw_check(
                 &app,
                 RawCheckRequest {
-                    subject_id: vec![0xc0, 0xaf],
+                    principal_id: vec![0xc0, 0xaf],
                     ..good.clone()
                 },
             )
@@ -4692,13 +4683,13 @@ async fn a_consistency_token_ahead_of_the_store_is_a_client_error() {
             .await
             .expect("a write")
             .into_inner()
-            .revision;
+            .consistency_token;
     }
     let mut wrong = Vec::new();
     for token in [token, "1000000".to_owned(), i64::MAX.to_string()] {
         let check = bounded(app.checker().check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource: Some(res("folder:f1")),
             consistency_token: token.clone(),
@@ -4707,7 +4698,7 @@ async fn a_consistency_token_ahead_of_the_store_is_a_client_error() {
         .await;
         let list = bounded(app.lister().list_accessible(pb::ListAccessibleRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource_type: "folder".into(),
             consistency_token: token.clone(),

@@ -170,6 +170,7 @@ async fn predefined_roles_are_locked(b: Backend) {
         .operator()
         .list_roles(pb::ListRolesRequest {
             tenant_id: TENANT.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -242,6 +242,12 @@ impl Ctx {
     fn lister(&self) -> ListAccessibleServiceClient<Authed> {
         ListAccessibleServiceClient::with_interceptor(self.ch.clone(), self.bearer())
     }
+    fn replica(&self) -> pb::operator_service_client::OperatorServiceClient<Authed> {
+        pb::operator_service_client::OperatorServiceClient::with_interceptor(
+            self.ch.clone(),
+            self.bearer(),
+        )
+    }
     fn t(&self) -> String {
         self.tenant.clone()
     }
@@ -998,6 +1004,7 @@ fn every_rpc() -> Vec<Rpc> {
                         .list_team_members(pb::ListTeamMembersRequest {
                             tenant_id: c.t(),
                             team_id: c.n.team(),
+                            ..Default::default()
                         })
                         .await,
                 )
@@ -1042,7 +1049,10 @@ fn every_rpc() -> Vec<Rpc> {
             call!(|c| {
                 reply(
                     c.admin()
-                        .list_roles(pb::ListRolesRequest { tenant_id: c.t() })
+                        .list_roles(pb::ListRolesRequest {
+                            tenant_id: c.t(),
+                            ..Default::default()
+                        })
                         .await,
                 )
             }),
@@ -1169,10 +1179,16 @@ fn every_rpc() -> Vec<Rpc> {
             }),
         ),
         rpc(
-            "AdminService/GetCacheStats",
+            "OperatorService/GetCacheStats",
             Admin,
             Instance,
-            call!(|c| { reply(c.admin().get_cache_stats(pb::GetCacheStatsRequest {}).await) }),
+            call!(|c| {
+                reply(
+                    c.replica()
+                        .get_cache_stats(pb::GetCacheStatsRequest {})
+                        .await,
+                )
+            }),
         ),
         rpc(
             "CheckService/Check",
@@ -1183,7 +1199,7 @@ fn every_rpc() -> Vec<Rpc> {
                     c.checker()
                         .check(pb::CheckRequest {
                             tenant_id: c.t(),
-                            subject_id: c.n.user(),
+                            principal_id: c.n.user(),
                             action: "view".into(),
                             resource: Some(res(&c.n.folder())),
                             explain: true,
@@ -1199,7 +1215,7 @@ fn every_rpc() -> Vec<Rpc> {
             Read,
             call!(|c| {
                 let item = |s: String, a: String, r: String| pb::BatchCheckItem {
-                    subject_id: s,
+                    principal_id: s,
                     action: a,
                     resource: Some(res(&r)),
                 };
@@ -1228,7 +1244,7 @@ fn every_rpc() -> Vec<Rpc> {
                     c.lister()
                         .list_accessible(pb::ListAccessibleRequest {
                             tenant_id: c.t(),
-                            subject_id: c.n.user(),
+                            principal_id: c.n.user(),
                             action: "view".into(),
                             resource_type: "workflow".into(),
                             ..Default::default()
@@ -1393,7 +1409,7 @@ fn probe(
 fn check_req(c: &Ctx, subject: String, action: String, r: &str) -> pb::CheckRequest {
     pb::CheckRequest {
         tenant_id: c.t(),
-        subject_id: subject,
+        principal_id: subject,
         action,
         resource: Some(res(r)),
         explain: true,
@@ -1406,12 +1422,12 @@ fn batch_req(c: &Ctx, second: (String, String, String)) -> pb::BatchCheckRequest
         tenant_id: c.t(),
         items: vec![
             pb::BatchCheckItem {
-                subject_id: c.n.user(),
+                principal_id: c.n.user(),
                 action: "view".into(),
                 resource: Some(res(&c.n.folder())),
             },
             pb::BatchCheckItem {
-                subject_id: second.0,
+                principal_id: second.0,
                 action: second.1,
                 resource: Some(res(&second.2)),
             },
@@ -1443,7 +1459,7 @@ fn foreign_references() -> Vec<Probe> {
         // CheckService
         probe(
             "CheckService/Check",
-            "subject_id",
+            "principal_id",
             Names::user,
             probe_call!(|c, x| {
                 reply(
@@ -1491,7 +1507,7 @@ fn foreign_references() -> Vec<Probe> {
         ),
         probe(
             "CheckService/BatchCheck",
-            "items[1].subject_id",
+            "items[1].principal_id",
             Names::user,
             probe_call!(|c, x| {
                 let req = batch_req(&c, (x, "view".into(), c.n.folder()));
@@ -1519,14 +1535,14 @@ fn foreign_references() -> Vec<Probe> {
         // ListAccessibleService
         probe(
             "ListAccessibleService/ListAccessible",
-            "subject_id",
+            "principal_id",
             Names::user,
             probe_call!(|c, x| {
                 reply(
                     c.lister()
                         .list_accessible(pb::ListAccessibleRequest {
                             tenant_id: c.t(),
-                            subject_id: x,
+                            principal_id: x,
                             action: "view".into(),
                             resource_type: "workflow".into(),
                             ..Default::default()
@@ -1544,7 +1560,7 @@ fn foreign_references() -> Vec<Probe> {
                     c.lister()
                         .list_accessible(pb::ListAccessibleRequest {
                             tenant_id: c.t(),
-                            subject_id: c.n.user(),
+                            principal_id: c.n.user(),
                             action: "view".into(),
                             resource_type: x,
                             ..Default::default()
@@ -1562,7 +1578,7 @@ fn foreign_references() -> Vec<Probe> {
                     c.lister()
                         .list_accessible(pb::ListAccessibleRequest {
                             tenant_id: c.t(),
-                            subject_id: c.n.user2(),
+                            principal_id: c.n.user2(),
                             action: x,
                             resource_type: "workflow".into(),
                             ..Default::default()
@@ -1662,6 +1678,7 @@ fn foreign_references() -> Vec<Probe> {
                         .list_team_members(pb::ListTeamMembersRequest {
                             tenant_id: c.t(),
                             team_id: x,
+                            ..Default::default()
                         })
                         .await,
                 )
@@ -2529,7 +2546,10 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
     let teams: Vec<String> = teams.teams.into_iter().map(|t| t.id).collect();
     let roles = see!(
         "ListRoles".into(),
-        admin.list_roles(pb::ListRolesRequest { tenant_id: tid() })
+        admin.list_roles(pb::ListRolesRequest {
+            tenant_id: tid(),
+            ..Default::default()
+        })
     );
     for r in roles.roles {
         see!(
@@ -2625,6 +2645,7 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
             admin.list_team_members(pb::ListTeamMembersRequest {
                 tenant_id: tid(),
                 team_id: team.clone(),
+                ..Default::default()
             })
         );
         see!(
@@ -2684,7 +2705,7 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
         for r in &resources {
             for a in &actions {
                 items.push(pb::BatchCheckItem {
-                    subject_id: p.clone(),
+                    principal_id: p.clone(),
                     action: a.clone(),
                     resource: Some(res(r)),
                 });
@@ -2696,7 +2717,7 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
                     format!("ListAccessible {p} {a} {ty}"),
                     lister.list_accessible(pb::ListAccessibleRequest {
                         tenant_id: tid(),
-                        subject_id: p.clone(),
+                        principal_id: p.clone(),
                         action: a.into(),
                         resource_type: ty.into(),
                         ..Default::default()
@@ -2773,7 +2794,7 @@ async fn nothing_one_tenant_reads_shows_the_other(b: Backend) {
             c.lister()
                 .list_accessible(pb::ListAccessibleRequest {
                     tenant_id: c.t(),
-                    subject_id: s.into(),
+                    principal_id: s.into(),
                     action: "edit".into(),
                     resource_type: "workflow".into(),
                     ..Default::default()
@@ -2842,6 +2863,7 @@ async fn nothing_one_tenant_reads_shows_the_other(b: Backend) {
                 .list_team_members(pb::ListTeamMembersRequest {
                     tenant_id: c.t(),
                     team_id: "shared-team".into(),
+                    ..Default::default()
                 })
                 .await
                 .expect("members")

@@ -76,11 +76,11 @@ async fn send(
             "principal" => op
                 .create_principal(principal_req(i))
                 .await
-                .map(|r| r.into_inner().revision),
+                .map(|r| r.into_inner().consistency_token),
             _ => op
                 .create_grant(grant_req(i))
                 .await
-                .map(|r| r.into_inner().revision),
+                .map(|r| r.into_inner().consistency_token),
         }
     };
     match tokio::time::timeout(Duration::from_secs(10), call).await {
@@ -328,7 +328,7 @@ async fn a_store_outage_fails_closed_and_recovers_by_itself() {
                 let r = c
                     .check(pb::CheckRequest {
                         tenant_id: TENANT.into(),
-                        subject_id: subject,
+                        principal_id: subject,
                         action: "view".into(),
                         resource: Some(res("workflow:w1")),
                         ..Default::default()
@@ -539,7 +539,7 @@ fn heavy_batch(salt: usize) -> pb::BatchCheckRequest {
         tenant_id: TENANT.into(),
         items: (0..5_000)
             .map(|i| pb::BatchCheckItem {
-                subject_id: format!("s{salt}-{i}"),
+                principal_id: format!("s{salt}-{i}"),
                 action: "view".into(),
                 resource: Some(res(&format!("workflow:w{i}"))),
             })
@@ -600,7 +600,7 @@ async fn sigterm_drains_calls_in_flight_and_refuses_new_ones() {
         .checker()
         .check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: ADMIN.into(),
+            principal_id: ADMIN.into(),
             action: "view".into(),
             resource: Some(res("workflow:w1")),
             ..Default::default()

@@ -12,6 +12,7 @@ mod hostile;
 mod invariants;
 mod isolation;
 mod lifecycle;
+mod masks_and_pages;
 mod observability;
 mod properties;
 mod runbook;

@@ -106,7 +106,7 @@ async fn the_metrics_endpoint_reports_rpcs_decisions_cache_and_database() {
     );
     let check = |action: &str| pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: "alice".into(),
+        principal_id: "alice".into(),
         action: action.into(),
         resource: Some(res("workflow:w1")),
         ..Default::default()
@@ -262,7 +262,7 @@ async fn every_answer_carries_a_request_id() {
     let mut c = app.checker();
     let mut req = tonic::Request::new(pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: ADMIN.into(),
+        principal_id: ADMIN.into(),
         action: "view".into(),
         resource: Some(res("workflow:w1")),
         ..Default::default()
@@ -365,7 +365,7 @@ async fn a_callers_trace_continues_into_portcullis() {
     const PARENT_ID: &str = "00f067aa0ba902b7";
     let mut req = tonic::Request::new(pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: ADMIN.into(),
+        principal_id: ADMIN.into(),
         action: "manage".into(),
         resource: Some(res("workspace:ws1")),
         ..Default::default()
@@ -460,7 +460,7 @@ async fn an_unreachable_collector_never_blocks_calls() {
         let t = Instant::now();
         c.check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: ADMIN.into(),
+            principal_id: ADMIN.into(),
             action: "view".into(),
             resource: Some(res("workspace:ws1")),
             ..Default::default()

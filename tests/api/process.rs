@@ -952,7 +952,7 @@ impl ServerProcess {
     pub async fn create_test_tenant(&self) -> String {
         crate::helpers::create_tenant(&mut self.operator(), TENANT)
             .await
-            .revision
+            .consistency_token
     }
 }
 
@@ -1219,13 +1219,13 @@ async fn a_server_process_runs_on_the_private_postgres() {
         .await
         .expect("create grant")
         .into_inner()
-        .revision;
+        .consistency_token;
     for (action, allowed) in [("view", true), ("edit", false)] {
         let answer = server
             .checker()
             .check(pb::CheckRequest {
                 tenant_id: TENANT.into(),
-                subject_id: "alice".into(),
+                principal_id: "alice".into(),
                 action: action.into(),
                 resource: Some(res("workspace:ws")),
                 consistency_token: revision.clone(),

@@ -372,7 +372,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
             .await
             .map_err(err(format!("create principal {id}")))?
             .into_inner()
-            .revision;
+            .consistency_token;
     }
     for t in 0..w.teams {
         token = app
@@ -386,7 +386,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
             .await
             .map_err(err(format!("create team {t}")))?
             .into_inner()
-            .revision;
+            .consistency_token;
     }
     let mut memberships = Vec::new();
     for &(t, m) in &w.memberships {
@@ -433,7 +433,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
             .await;
         match r {
             Ok(r) => {
-                token = r.into_inner().revision;
+                token = r.into_inner().consistency_token;
                 grants.push(g.clone());
             }
             // Only the last-admin invariant may refuse these grants.
@@ -561,7 +561,7 @@ async fn check(
         .checker()
         .check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: subject.into(),
+            principal_id: subject.into(),
             action: action.into(),
             resource: Some(res(r)),
             explain: true,
@@ -586,7 +586,7 @@ async fn batch(
             items: items
                 .iter()
                 .map(|(s, a, r)| pb::BatchCheckItem {
-                    subject_id: s.clone(),
+                    principal_id: s.clone(),
                     action: (*a).to_owned(),
                     resource: Some(res(r)),
                 })
@@ -622,7 +622,7 @@ async fn list_accessible(
             .lister()
             .list_accessible(pb::ListAccessibleRequest {
                 tenant_id: TENANT.into(),
-                subject_id: subject.into(),
+                principal_id: subject.into(),
                 action: action.into(),
                 resource_type: rtype.into(),
                 page_size,

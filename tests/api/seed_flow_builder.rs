@@ -30,7 +30,7 @@ async fn check_at(
     app.checker()
         .check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: subject.into(),
+            principal_id: subject.into(),
             action: action.into(),
             resource: Some(res(r)),
             consistency_token: token.into(),
@@ -54,7 +54,7 @@ async fn list_at(
         .lister()
         .list_accessible(pb::ListAccessibleRequest {
             tenant_id: TENANT.into(),
-            subject_id: subject.into(),
+            principal_id: subject.into(),
             action: action.into(),
             resource_type: rtype.into(),
             consistency_token: token.into(),
@@ -90,7 +90,7 @@ async fn invite_as(
             status: status as i32,
         })
         .await
-        .map(|r| r.into_inner().revision)
+        .map(|r| r.into_inner().consistency_token)
 }
 
 /// Sets a principal's status acting as `actor` with the admin key.
@@ -109,7 +109,7 @@ async fn status_as(
             status: status as i32,
         })
         .await
-        .map(|r| r.into_inner().revision)
+        .map(|r| r.into_inner().consistency_token)
 }
 
 /// The workspace with `ada` (admin, on the tenant), `ed` (editor), `vic`
@@ -611,6 +611,7 @@ async fn troubleshooting_causes_are_answered_by_check_reasons(b: Backend) {
             tenant_id: TENANT.into(),
             principal_id: "wendy".into(),
             scope_type: "workspace".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -682,7 +683,11 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
         .unwrap()
         .into_inner();
     let grant_id = g.grant.unwrap().id;
-    done.push(("grant.create", format!("grant:{grant_id}"), g.revision));
+    done.push((
+        "grant.create",
+        format!("grant:{grant_id}"),
+        g.consistency_token,
+    ));
     let rev = status_as(&app, "ada", "ed", pb::PrincipalStatus::Suspended)
         .await
         .unwrap();
@@ -703,7 +708,7 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
         .await
         .unwrap()
         .into_inner()
-        .revision;
+        .consistency_token;
     done.push(("team.add_member", "team:engineering".into(), rev));
     let rev = app
         .admin()
@@ -716,7 +721,7 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
         .await
         .unwrap()
         .into_inner()
-        .revision;
+        .consistency_token;
     done.push(("grant.delete", format!("grant:{grant_id}"), rev));
     // Someone else's change, which the actor filter must leave out.
     invite_as(&app, ADMIN, "ron", false).await.unwrap();

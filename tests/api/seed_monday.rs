@@ -353,6 +353,7 @@ async fn only_account_roles_allowed_to_create_workflows_can_create_them(b: Backe
                 effective_at: vec!["*".into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .expect("the account admin may change account roles");
@@ -379,6 +380,7 @@ async fn only_account_roles_allowed_to_create_workflows_can_create_them(b: Backe
                 effective_at: vec!["*".into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await;
     assert_eq!(code(r), Code::PermissionDenied);

@@ -64,7 +64,7 @@ async fn batch(
             items: pairs
                 .iter()
                 .map(|(action, r)| pb::BatchCheckItem {
-                    subject_id: subject.into(),
+                    principal_id: subject.into(),
                     action: (*action).into(),
                     resource: Some(res(r)),
                 })
@@ -97,7 +97,7 @@ async fn check_at(app: &TestApp, subject: &str, action: &str, r: &str, token: &s
     app.checker()
         .check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: subject.into(),
+            principal_id: subject.into(),
             action: action.into(),
             resource: Some(res(r)),
             consistency_token: token.into(),
@@ -120,7 +120,7 @@ async fn list_at(
         .lister()
         .list_accessible(pb::ListAccessibleRequest {
             tenant_id: TENANT.into(),
-            subject_id: subject.into(),
+            principal_id: subject.into(),
             action: action.into(),
             resource_type: rtype.into(),
             consistency_token: token.into(),
@@ -168,9 +168,10 @@ async fn change_org_policy_as(app: &TestApp, actor: &str) -> Result<String, Stat
             single_owner_types: t.single_owner_types,
             creator_owner_types: t.creator_owner_types,
             audit_retention_days: t.audit_retention_days,
+            ..Default::default()
         })
         .await
-        .map(|r| r.into_inner().revision)
+        .map(|r| r.into_inner().consistency_token)
 }
 
 fn ids(v: &[&str]) -> Vec<String> {
@@ -378,7 +379,7 @@ async fn promoting_a_user_to_admin_opens_every_workflow_at_once(b: Backend) {
         .await
         .expect("the account admin promotes pat")
         .into_inner();
-    let token = promotion.revision;
+    let token = promotion.consistency_token;
     assert!(!token.is_empty());
     // The very next request, with the write's token, sees the promotion on
     // every workflow and run.

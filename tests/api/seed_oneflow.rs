@@ -42,7 +42,7 @@ async fn invite_as(app: &TestApp, actor: &str, id: &str) -> Result<String, Statu
             status: pb::PrincipalStatus::Invited as i32,
         })
         .await
-        .map(|r| r.into_inner().revision)
+        .map(|r| r.into_inner().consistency_token)
 }
 
 async fn revoke_as(app: &TestApp, actor: &str, grant_id: &str) -> Result<String, Status> {
@@ -54,7 +54,7 @@ async fn revoke_as(app: &TestApp, actor: &str, grant_id: &str) -> Result<String,
             grant_id: grant_id.into(),
         })
         .await
-        .map(|r| r.into_inner().revision)
+        .map(|r| r.into_inner().consistency_token)
 }
 
 async fn overview(
@@ -67,6 +67,7 @@ async fn overview(
             tenant_id: TENANT.into(),
             principal_id: principal.into(),
             scope_type: scope_type.into(),
+            ..Default::default()
         })
         .await
         .expect("access overview")
@@ -135,6 +136,7 @@ async fn predefined_roles_cannot_be_edited_or_removed(b: Backend) {
                     tenant_id: TENANT.into(),
                     actor_id: actor.into(),
                     role: Some(edited.clone()),
+                    ..Default::default()
                 })
                 .await;
             assert_eq!(code(update), Code::FailedPrecondition, "update {id}");
@@ -686,6 +688,7 @@ async fn custom_roles_extend_and_inherit_the_predefined_ones(b: Backend) {
             tenant_id: TENANT.into(),
             actor_id: ADMIN.into(),
             role: Some(wider),
+            ..Default::default()
         })
         .await
         .expect("update a custom role");

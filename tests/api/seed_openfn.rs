@@ -176,7 +176,7 @@ async fn revoke_as(app: &TestApp, actor: &str, grant_id: &str) -> Result<String,
             grant_id: grant_id.into(),
         })
         .await
-        .map(|r| r.into_inner().revision)
+        .map(|r| r.into_inner().consistency_token)
 }
 
 async fn transfer(

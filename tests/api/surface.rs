@@ -13,7 +13,7 @@ async fn calls_without_a_key_or_with_an_unknown_key_are_unauthenticated() {
     let mut bare = pb::check_service_client::CheckServiceClient::new(app.channel.clone());
     let req = pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: "alice".into(),
+        principal_id: "alice".into(),
         action: "view".into(),
         resource: Some(res("workflow:w1")),
         ..Default::default()
@@ -177,7 +177,7 @@ async fn every_write_bumps_the_revision_and_failed_writes_do_not(b: Backend) {
     let r3: i64 = app.team("eng").await.parse().unwrap();
     assert_eq!(r3, r2 + 1);
     let answer = app.check_full("alice", "view", "workspace:ops").await;
-    assert_eq!(answer.revision, r3.to_string());
+    assert_eq!(answer.consistency_token, r3.to_string());
 }
 
 async fn a_consistency_token_from_a_revoke_never_sees_the_revoked_grant(b: Backend) {
@@ -190,7 +190,7 @@ async fn a_consistency_token_from_a_revoke_never_sees_the_revoked_grant(b: Backe
         .checker()
         .check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource: Some(res("workflow:w1")),
             consistency_token: token.clone(),
@@ -200,14 +200,14 @@ async fn a_consistency_token_from_a_revoke_never_sees_the_revoked_grant(b: Backe
         .unwrap()
         .into_inner();
     assert!(!r.allowed);
-    assert!(r.revision.parse::<i64>().unwrap() >= token.parse::<i64>().unwrap());
+    assert!(r.consistency_token.parse::<i64>().unwrap() >= token.parse::<i64>().unwrap());
     // A token ahead of the tenant's revision is not one of its tokens:
     // INVALID_ARGUMENT naming it, never a decision.
     let ahead = app
         .checker()
         .check(pb::CheckRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource: Some(res("workflow:w1")),
             consistency_token: "999999".into(),
@@ -234,7 +234,7 @@ async fn a_check_in_an_unknown_tenant_is_denied_with_a_reason() {
         .checker()
         .check(pb::CheckRequest {
             tenant_id: "nobody".into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource: Some(res("workflow:w1")),
             ..Default::default()
@@ -262,7 +262,7 @@ async fn malformed_check_requests_are_invalid_arguments_naming_the_field() {
     let app = spawn_app().await;
     let base = pb::CheckRequest {
         tenant_id: TENANT.into(),
-        subject_id: "alice".into(),
+        principal_id: "alice".into(),
         action: "view".into(),
         resource: Some(res("workflow:w1")),
         ..Default::default()
@@ -285,10 +285,10 @@ async fn malformed_check_requests_are_invalid_arguments_naming_the_field() {
         ),
         (
             pb::CheckRequest {
-                subject_id: "a\u{0}b".into(),
+                principal_id: "a\u{0}b".into(),
                 ..base.clone()
             },
-            "subject_id",
+            "principal_id",
         ),
         (
             pb::CheckRequest {
@@ -338,7 +338,7 @@ async fn malformed_check_requests_are_invalid_arguments_naming_the_field() {
 async fn batch_sizes_and_page_sizes_out_of_range_are_refused() {
     let app = spawn_app().await;
     let item = pb::BatchCheckItem {
-        subject_id: "alice".into(),
+        principal_id: "alice".into(),
         action: "view".into(),
         resource: Some(res("workflow:w1")),
     };
@@ -387,7 +387,7 @@ async fn batch_sizes_and_page_sizes_out_of_range_are_refused() {
     let r = l
         .list_accessible(pb::ListAccessibleRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource_type: "workflow".into(),
             page_size: 10_001,
@@ -398,7 +398,7 @@ async fn batch_sizes_and_page_sizes_out_of_range_are_refused() {
     let r = l
         .list_accessible(pb::ListAccessibleRequest {
             tenant_id: TENANT.into(),
-            subject_id: "alice".into(),
+            principal_id: "alice".into(),
             action: "view".into(),
             resource_type: "workflow".into(),
             page_token: "!!not-a-token!!".into(),
@@ -560,7 +560,7 @@ async fn cache_counters_show_hits_after_repeated_checks_and_need_an_operator_key
         assert!(app.check("alice", "view", "workflow:w1").await);
     }
     let stats = app
-        .operator()
+        .replica_with_key(OPERATOR_KEY)
         .get_cache_stats(pb::GetCacheStatsRequest {})
         .await
         .unwrap()
@@ -570,7 +570,7 @@ async fn cache_counters_show_hits_after_repeated_checks_and_need_an_operator_key
     assert_eq!(subjects.hits, 2, "the next two are answered from memory");
     assert!(stats.resources.unwrap().hits >= 2);
     let denied = app
-        .admin()
+        .replica_with_key(ADMIN_KEY)
         .get_cache_stats(pb::GetCacheStatsRequest {})
         .await;
     assert_eq!(code(denied), Code::PermissionDenied);

@@ -156,7 +156,7 @@ async fn bootstrap(channel: &Channel, tenant: &str) {
 fn check_req(tenant: &str) -> pb::CheckRequest {
     pb::CheckRequest {
         tenant_id: tenant.into(),
-        subject_id: ADMIN.into(),
+        principal_id: ADMIN.into(),
         action: "manage".into(),
         resource: Some(res("workspace:ws1")),
         ..Default::default()
@@ -525,7 +525,7 @@ fn heavy_batch(n: usize, salt: usize) -> pb::BatchCheckRequest {
         tenant_id: TENANT.into(),
         items: (0..n)
             .map(|i| pb::BatchCheckItem {
-                subject_id: format!("user-{salt}-{i}"),
+                principal_id: format!("user-{salt}-{i}"),
                 action: "view".into(),
                 resource: Some(res(&format!("workflow:w{i}"))),
             })
@@ -661,7 +661,7 @@ async fn the_cache_holds_no_more_than_its_capacity() {
             .await
             .expect("batch");
     }
-    let stats = pb::admin_service_client::AdminServiceClient::with_interceptor(
+    let stats = pb::operator_service_client::OperatorServiceClient::with_interceptor(
         channel,
         Bearer::new(OPERATOR_KEY).expect("key"),
     )
@@ -703,7 +703,7 @@ async fn a_replayed_revoke_is_still_seen_by_the_replica_that_replays_it() {
         async move {
             c.check(pb::CheckRequest {
                 tenant_id: TENANT.into(),
-                subject_id: "alice".into(),
+                principal_id: "alice".into(),
                 action: "view".into(),
                 resource: Some(res("workflow:w1")),
                 consistency_token: token,
@@ -744,7 +744,7 @@ async fn a_replayed_revoke_is_still_seen_by_the_replica_that_replays_it() {
         .expect("grant")
         .into_inner();
     // A has alice's grant cached.
-    assert!(check(&a, grant.revision.clone()).await);
+    assert!(check(&a, grant.consistency_token.clone()).await);
     // The revoke commits on B; its answer is lost, and the caller retries
     // the same request id on A, which replays B's answer.
     let revoke = pb::DeleteGrantRequest {
@@ -763,10 +763,13 @@ async fn a_replayed_revoke_is_still_seen_by_the_replica_that_replays_it() {
         .await
         .expect("retry on A")
         .into_inner();
-    assert_eq!(first.revision, replayed.revision, "the retry is a replay");
+    assert_eq!(
+        first.consistency_token, replayed.consistency_token,
+        "the retry is a replay"
+    );
     // With the revoke's token, A denies at once.
     assert!(
-        !check(&a, replayed.revision.clone()).await,
+        !check(&a, replayed.consistency_token.clone()).await,
         "stale allow after a replay"
     );
     // Without it too, once A has polled (within the bound).
