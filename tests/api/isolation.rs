@@ -2367,11 +2367,12 @@ fn created<T: std::fmt::Debug>(r: Result<tonic::Response<T>, Status>) -> Reply {
             rest = &tail[end..];
         }
         out.push_str(rest);
-        match out.find("revision: \"") {
+        const TOKEN: &str = "consistency_token: \"";
+        match out.find(TOKEN) {
             Some(i) => {
-                let tail = &out[i + 11..];
+                let tail = &out[i + TOKEN.len()..];
                 let end = tail.find('"').unwrap_or(0);
-                format!("{}revision: <rev>{}", &out[..i], &tail[end + 1..])
+                format!("{}consistency_token: <rev>{}", &out[..i], &tail[end + 1..])
             }
             None => out,
         }
