@@ -129,14 +129,10 @@ impl Credentials {
             },
         };
         if caller.scope < required {
-            return Err(crate::grpc::status::refusal(
-                tonic::Code::PermissionDenied,
-                format!(
-                    "credential `{}` has scope `{:?}`; this service needs `{:?}`",
-                    caller.name, caller.scope, required
-                ),
-                "permission_denied",
-            ));
+            return Err(Status::from(Error::PermissionDenied(format!(
+                "credential `{}` has scope `{:?}`; this service needs `{:?}`",
+                caller.name, caller.scope, required
+            ))));
         }
         Ok(caller)
     }
@@ -217,7 +213,7 @@ pub fn certificate_names(der: &[u8]) -> Vec<String> {
 
 /// An UNAUTHENTICATED refusal with its `ErrorInfo` detail.
 fn unauthenticated(message: &str) -> Status {
-    crate::grpc::status::refusal(tonic::Code::Unauthenticated, message, "unauthenticated")
+    Status::from(Error::Unauthenticated(message.to_owned()))
 }
 
 /// The caller attached by the interceptor.

@@ -19,8 +19,8 @@ pub enum Error {
     /// The acting principal (or the API key) may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
-    /// No valid credentials.
-    #[error("unauthenticated: {0}")]
+    /// No valid credentials; the text says which.
+    #[error("{0}")]
     Unauthenticated(String),
     /// The store cannot be reached, or the replica is not caught up; retry.
     #[error("unavailable: {0}")]

@@ -8,7 +8,7 @@ pub mod codec;
 pub mod convert;
 pub mod observe;
 pub mod operator;
-pub mod status;
+mod status;
 
 /// Whether a request path is a health check: never limited by the admission
 /// layer, never traced or logged per call (probes are many).

@@ -21,11 +21,6 @@ fn status(code: Code, message: String, reason: &str, mut details: ErrorDetails) 
     Status::with_error_details(code, message, details)
 }
 
-/// A refusal made outside a handler (credentials, undecodable bytes), with
-/// the same `ErrorInfo` detail as every other error.
-pub fn refusal(code: Code, message: impl Into<String>, reason: &str) -> Status {
-    status(code, message.into(), reason, ErrorDetails::new())
-}
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {

@@ -11,7 +11,7 @@
 //!   that serializes a tenant's writers, request-id replay and recording, the
 //!   revision-log row, the audit row and the commit ([`WriteTx::commit`]).
 //!   The transaction offers reads and row primitives; the rules that decide
-//!   which primitives run live in `crate::admin`.
+//!   which primitives run live in the admin layer above.
 //!
 //! Adapters: [`sql::SqlStore`] (sea-orm over SQLite or PostgreSQL, the only
 //! sea-orm user besides `entity` and `migration`) and [`memory::MemStore`]

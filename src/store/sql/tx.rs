@@ -2,7 +2,7 @@
 //! transaction bumps the tenant's revision first (serializing the tenant's
 //! writers), replays request ids seen before, and on commit records the
 //! revision-log row, the audit row and the request id. SQL and mapping only:
-//! which rows change, and whether they may, is decided in `crate::admin`.
+//! which rows change, and whether they may, is decided by the admin layer.
 
 use super::read;
 use super::*;
