@@ -21,7 +21,6 @@ fn status(code: Code, message: String, reason: &str, mut details: ErrorDetails) 
     Status::with_error_details(code, message, details)
 }
 
-
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let message = e.to_string();
