@@ -173,14 +173,7 @@ impl App {
         }));
         let authz = Arc::new(Authorizer::new(cache.clone()));
         let check_api = CheckApi::new(authz, self.metrics.clone());
-        let on_commit: OnCommit = {
-            let cache = cache.clone();
-            Arc::new(move |tenant, revision, inv| cache.applied_locally(tenant, revision, inv))
-        };
-        let cache_stats: Gauge<CacheStats> = {
-            let cache = cache.clone();
-            Arc::new(move || cache.stats())
-        };
+        let (on_commit, cache_stats) = cache_hooks(&cache);
         let admin_api = AdminApi::new(Admin::new(self.store.clone(), on_commit));
         let operator = InterceptedService::new(
             pb::operator_service_server::OperatorServiceServer::new(OperatorApi::new(
@@ -298,6 +291,16 @@ impl App {
         stop_background(metrics_server, poller).await;
         served
     }
+}
+
+/// What the admin layer tells the cache after each commit, and how the
+/// cache's counters are read.
+fn cache_hooks(cache: &CachedStore<SqlStore>) -> (OnCommit, Gauge<CacheStats>) {
+    let (c1, c2) = (cache.clone(), cache.clone());
+    (
+        Arc::new(move |tenant, revision, inv| c1.applied_locally(tenant, revision, inv)),
+        Arc::new(move || c2.stats()),
+    )
 }
 
 /// What the shutdown sequence acts on.

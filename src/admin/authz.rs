@@ -49,3 +49,25 @@ pub async fn authorize<T: WriteTx>(
         d.explanation.detail
     )))
 }
+
+/// Like [`authorize`], but a tenant-wide permission (the actor allowed
+/// `<rtype>.<action>` as asked of the tenant itself) also suffices, whatever
+/// denies and private boundaries below say: tenant owners and tenant-wide
+/// admins can always recover what a lower actor set (lift a deny, undo
+/// privacy).
+pub async fn authorize_or_tenant_wide<T: WriteTx>(
+    tx: &mut T,
+    ctx: &WriteContext,
+    rtype: &str,
+    action: &str,
+    path: &[ResourceNode],
+) -> Result<()> {
+    match authorize(tx, ctx, rtype, action, path).await {
+        Err(Error::PermissionDenied(why)) if !path.is_empty() => {
+            authorize(tx, ctx, rtype, action, &[])
+                .await
+                .map_err(|_| Error::PermissionDenied(why))
+        }
+        other => other,
+    }
+}

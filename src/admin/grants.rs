@@ -1,7 +1,8 @@
 //! Grants (role bindings): created and revoked by those allowed
 //! `<scope type>.share` on the scope.
 
-use super::authz::authorize;
+use super::authz::{authorize, authorize_or_tenant_wide};
+use super::delegation::{grants_of_subject, Delegator};
 use super::invariants::{durable_admins, is_single_owner, keep_an_admin, tenant_settings};
 use super::members::require_subject;
 use super::resources::{existing, principals_of};
@@ -64,8 +65,16 @@ impl Command for CreateGrant {
                 ));
             }
         }
-        let admins = durable_admins(tx).await?;
         let g = new_grant(subject, &role_id, scope, effect, expires_at, tx.now());
+        // Nobody hands out (or denies) more than they hold, and a deny
+        // targets only those whose grants the actor could have made.
+        let d = Delegator::load(tx, ctx).await?;
+        d.could_make(tx, &g).await?;
+        if effect == Effect::Deny {
+            let held = grants_of_subject(tx, &g.subject).await?;
+            d.could_make_all(tx, &held, &g.subject).await?;
+        }
+        let admins = durable_admins(tx).await?;
         tx.insert_grant(&g).await?;
         keep_an_admin(tx, admins).await?;
         let principals = principals_of(tx, &g.subject).await?;
@@ -103,7 +112,12 @@ impl Command for DeleteGrant {
             Scope::Tenant => Vec::new(),
             Scope::Resource(r) => existing(tx, r).await?,
         };
-        authorize(tx, ctx, g.scope.kind(), "share", &path).await?;
+        // Tenant-wide owners and admins can always lift a deny set below them.
+        authorize_or_tenant_wide(tx, ctx, g.scope.kind(), "share", &path).await?;
+        if g.effect == Effect::Deny {
+            // Lifting a deny gives its target back what the deny took away.
+            Delegator::load(tx, ctx).await?.could_lift(tx, &g).await?;
+        }
         if let Scope::Resource(r) = &g.scope {
             if g.role_id == "owner"
                 && g.effect == Effect::Allow

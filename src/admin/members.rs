@@ -3,11 +3,14 @@
 //! `tenant.manage_teams`.
 
 use super::authz::authorize;
-use super::invariants::{durable_admins, keep_an_admin, no_team_cycle};
+use super::delegation::{grants_through_team, Delegator};
+use super::invariants::{
+    durable_admins, is_single_owner, keep_an_admin, no_team_cycle, tenant_settings,
+};
 use super::resources::principals_of;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{self, Principal, PrincipalStatus, SubjectRef, Team};
+use crate::model::{self, Effect, Grant, Principal, PrincipalStatus, Scope, SubjectRef, Team};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 async fn require_principal<T: WriteTx>(tx: &mut T, id: &str) -> Result<Principal> {
@@ -28,6 +31,15 @@ pub(crate) async fn require_subject<T: WriteTx>(tx: &mut T, s: &SubjectRef) -> R
         SubjectRef::Principal(id) => require_principal(tx, id).await.map(|_| ()),
         SubjectRef::Team(id) => require_team(tx, id).await.map(|_| ()),
     }
+}
+
+/// The deny grants a member of `team` is subject to through it.
+async fn denies_through_team<T: WriteTx>(tx: &mut T, team: &str) -> Result<Vec<Grant>> {
+    Ok(grants_through_team(tx, team)
+        .await?
+        .into_iter()
+        .filter(|g| g.effect == Effect::Deny)
+        .collect())
 }
 
 /// Invite or add a principal.
@@ -82,18 +94,53 @@ impl Command for SetPrincipalStatus {
         } = self;
         authorize(tx, ctx, model::TENANT_TYPE, "manage_members", &[]).await?;
         let before = require_principal(tx, &principal_id).await?;
+        use PrincipalStatus::*;
+        if before.status == Removed && !matches!(status, Removed | Invited) {
+            return Err(Error::precondition(
+                "principal_removed",
+                format!(
+                    "`{principal_id}` was removed; invite it again (status invited) to start anew"
+                ),
+            ));
+        }
+        if status == Active && before.status != Active {
+            // Activation gives back every grant it holds.
+            let held: Vec<Grant> = tx
+                .bindings(&principal_id)
+                .await?
+                .into_iter()
+                .map(|b| b.grant)
+                .filter(|g| g.effect == Effect::Allow)
+                .collect();
+            let me = SubjectRef::Principal(principal_id.clone());
+            Delegator::load(tx, ctx)
+                .await?
+                .could_make_all(tx, &held, &me)
+                .await?;
+        }
         let admins = durable_admins(tx).await?;
         tx.set_principal_status(&principal_id, status).await?;
+        // Removal revokes the principal's own grants and memberships, so that
+        // nothing comes back with a later invitation.
+        let revoked = if status == Removed && before.status != Removed {
+            revoke_everything(tx, &principal_id).await?
+        } else {
+            serde_json::Value::Null
+        };
         keep_an_admin(tx, admins).await?;
         let after = Principal {
             status,
             ..before.clone()
         };
+        let mut after_json = serde_json::to_value(&after).unwrap_or_default();
+        if !revoked.is_null() {
+            after_json["revoked"] = revoked;
+        }
         Ok(Change {
             action: "principal.set_status",
             target: format!("principal:{principal_id}"),
             before: json(&before),
-            after: json(&after),
+            after: after_json.to_string(),
             output: after,
             invalidation: Invalidation {
                 principals: vec![principal_id],
@@ -101,6 +148,38 @@ impl Command for SetPrincipalStatus {
             },
         })
     }
+}
+
+/// Deletes a principal's direct grants and team memberships; returns what
+/// was revoked, for the audit record. A principal that is the owner of a
+/// single-owner resource keeps it until ownership is transferred.
+async fn revoke_everything<T: WriteTx>(
+    tx: &mut T,
+    principal_id: &str,
+) -> Result<serde_json::Value> {
+    let me = SubjectRef::Principal(principal_id.to_owned());
+    let grants = tx.grants_of(&me).await?;
+    let settings = tenant_settings(tx).await?;
+    for g in &grants {
+        if let Scope::Resource(r) = &g.scope {
+            if g.role_id == "owner"
+                && g.effect == Effect::Allow
+                && is_single_owner(&settings, &r.rtype)
+            {
+                return Err(Error::precondition(
+                    "single_owner",
+                    format!("`{principal_id}` owns `{r}`; transfer its ownership before removing `{principal_id}`"),
+                ));
+            }
+        }
+    }
+    let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
+    tx.delete_grants(&ids).await?;
+    let teams = tx.teams_of(&me).await?;
+    for t in &teams {
+        tx.remove_member(t, &me).await?;
+    }
+    Ok(serde_json::json!({ "grants": grants, "teams": teams }))
 }
 
 /// Create a team.
@@ -148,6 +227,13 @@ impl Command for DeleteTeam {
         authorize(tx, ctx, model::TENANT_TYPE, "manage_teams", &[]).await?;
         let team = require_team(tx, &team_id).await?;
         let principals = principals_of(tx, &SubjectRef::Team(team_id.clone())).await?;
+        // Its members lose the denies held through it.
+        let denies = denies_through_team(tx, &team_id).await?;
+        let team_ref = SubjectRef::Team(team_id.clone());
+        Delegator::load(tx, ctx)
+            .await?
+            .could_make_all(tx, &denies, &team_ref)
+            .await?;
         let admins = durable_admins(tx).await?;
         let grants = tx.delete_team(&team_id).await?;
         keep_an_admin(tx, admins).await?;
@@ -188,6 +274,13 @@ impl Command for AddTeamMember {
                 what: format!("member `{member}` of team `{team_id}`"),
             });
         }
+        // The member gains every grant held through the team: the actor must
+        // be able to make each of them (denies too: no locking out).
+        let through = grants_through_team(tx, &team_id).await?;
+        Delegator::load(tx, ctx)
+            .await?
+            .could_make_all(tx, &through, &member)
+            .await?;
         let admins = durable_admins(tx).await?;
         tx.add_member(&team_id, &member).await?;
         // Joining a team that is denied `account_admin` can remove the last
@@ -224,6 +317,12 @@ impl Command for RemoveTeamMember {
         let Self { team_id, member } = self;
         authorize(tx, ctx, model::TENANT_TYPE, "manage_teams", &[]).await?;
         require_team(tx, &team_id).await?;
+        // Leaving the team lifts the denies held through it.
+        let denies = denies_through_team(tx, &team_id).await?;
+        Delegator::load(tx, ctx)
+            .await?
+            .could_make_all(tx, &denies, &member)
+            .await?;
         let admins = durable_admins(tx).await?;
         if !tx.remove_member(&team_id, &member).await? {
             return Err(Error::not_found(format!(

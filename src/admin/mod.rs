@@ -15,6 +15,7 @@
 //! administrative queries.
 
 pub mod authz;
+pub mod delegation;
 pub mod grants;
 pub mod invariants;
 pub mod members;
@@ -123,7 +124,11 @@ impl<S: WriteStore> Admin<S> {
             }
             Begun::Open(tx) => tx,
         };
-        let change = cmd.run(&mut tx, ctx).await?;
+        let (change, delegated) = delegation::tracking(cmd.run(&mut tx, ctx)).await;
+        let mut change = change?;
+        if delegated {
+            change.after = with_delegated(&change.after);
+        }
         let revision = tx.revision();
         let outcome = serde_json::to_string(&change.output)
             .map_err(|e| Error::Internal(format!("outcome: {e}")))?;
@@ -142,6 +147,18 @@ impl<S: WriteStore> Admin<S> {
             output: change.output,
             revision,
         })
+    }
+}
+
+/// An audit `after` record marked as let through by the `tenant.delegate`
+/// waiver.
+fn with_delegated(after: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(after) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.insert("delegated".to_owned(), serde_json::Value::Bool(true));
+            serde_json::Value::Object(m).to_string()
+        }
+        _ => serde_json::json!({ "after": after, "delegated": true }).to_string(),
     }
 }
 

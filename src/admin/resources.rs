@@ -1,7 +1,8 @@
 //! Resources: create (with creator ownership), move, privacy, delete, and
 //! ownership transfer of single-owner types.
 
-use super::authz::authorize;
+use super::authz::{authorize, authorize_or_tenant_wide};
+use super::delegation::Delegator;
 use super::invariants::{
     check_depth, is_single_owner, no_resource_cycle, owner_must_be_active, owners, tenant_settings,
 };
@@ -104,9 +105,11 @@ impl Command for CreateResource {
             ..Invalidation::default()
         };
         if let Some(o) = owner {
-            if tx.principal(&o).await?.is_none() {
-                return Err(Error::not_found(format!("principal `{o}`")));
-            }
+            let p = tx
+                .principal(&o)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("principal `{o}`")))?;
+            owner_must_be_active(&p)?;
             inv.principals.push(o.clone());
             let g = new_grant(
                 SubjectRef::Principal(o),
@@ -189,7 +192,8 @@ impl Command for SetResourcePrivate {
     async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
         let Self { resource, private } = self;
         let path = existing(tx, &resource).await?;
-        authorize(tx, ctx, &resource.rtype, "share", &path).await?;
+        // Tenant-wide owners and admins can always undo privacy set below them.
+        authorize_or_tenant_wide(tx, ctx, &resource.rtype, "share", &path).await?;
         let before = stored(tx, &resource).await?;
         tx.set_private(&resource, private).await?;
         let after = Resource {
@@ -293,6 +297,17 @@ impl Command for TransferOwnership {
             }
         }
         let previous = owners(tx, &resource).await?;
+        // The new owner gets `owner`: the actor must hold it there.
+        let d = Delegator::load(tx, ctx).await?;
+        let probe = new_grant(
+            SubjectRef::Principal(new_owner.clone()),
+            "owner",
+            Scope::Resource(resource.clone()),
+            Effect::Allow,
+            None,
+            tx.now(),
+        );
+        d.could_make(tx, &probe).await?;
         let ids: Vec<String> = previous.iter().map(|g| g.id.clone()).collect();
         tx.delete_grants(&ids).await?;
         let scope = Scope::Resource(resource.clone());

@@ -2,13 +2,15 @@
 //! `tenant.manage_roles`; predefined roles are locked.
 
 use super::authz::authorize;
+use super::delegation::Delegator;
 use super::invariants::{
     check_inheritance, durable_admins, keep_an_admin, not_inherited, refuse_locked,
 };
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{self, Role};
+use crate::model::{self, Effect, Grant, Role, RoleTable, Scope, SubjectRef};
 use crate::store::{Invalidation, WriteContext, WriteTx};
+use std::collections::BTreeSet;
 
 async fn require_role<T: WriteTx>(tx: &mut T, id: &str) -> Result<(Role, Vec<Role>)> {
     let custom = tx.custom_roles().await?;
@@ -18,6 +20,60 @@ async fn require_role<T: WriteTx>(tx: &mut T, id: &str) -> Result<(Role, Vec<Rol
         .cloned()
         .ok_or_else(|| Error::not_found(format!("role `{id}`")))?;
     Ok((role, custom))
+}
+
+/// Refuses a change of role `role_id` (leaving the role table `after`) that
+/// would let some holder do what the actor may not.
+async fn edit_is_delegable<T: WriteTx>(
+    tx: &mut T,
+    ctx: &WriteContext,
+    role_id: &str,
+    after: &RoleTable,
+) -> Result<()> {
+    let d = Delegator::load(tx, ctx).await?;
+    if d.is_super_user() {
+        return Ok(());
+    }
+    let before = d.roles().clone();
+    let mut affected: BTreeSet<String> = BTreeSet::new();
+    for table in [&before, after] {
+        for r in table.all() {
+            if table.closure(&r.id).contains(role_id) {
+                affected.insert(r.id.clone());
+            }
+        }
+    }
+    let mut judged: BTreeSet<(String, Scope, bool, SubjectRef)> = BTreeSet::new();
+    for q in &affected {
+        for g in tx.grants_of_role(q).await? {
+            if !judged.insert((
+                q.clone(),
+                g.scope.clone(),
+                g.effect == Effect::Deny,
+                g.subject.clone(),
+            )) {
+                continue;
+            }
+            let kind = g.scope.kind();
+            let was = d.gives(&before, q, kind, g.effect);
+            let will = d.gives(after, q, kind, g.effect);
+            let gained: BTreeSet<(String, String)> = match g.effect {
+                Effect::Allow => will.difference(&was).cloned().collect(),
+                Effect::Deny => was.difference(&will).cloned().collect(),
+            };
+            if gained.is_empty() || d.waives(&g.subject) {
+                continue;
+            }
+            d.require_on_scope(tx, &gained, &g.scope, &|| {
+                format!(
+                    "change `{role_id}`, which is granted through `{q}` on {}",
+                    g.scope
+                )
+            })
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Create a custom role.
@@ -115,6 +171,12 @@ impl Command for UpdateRole {
             }
         };
         check_inheritance(&custom, &role)?;
+        // Whoever holds the role (or one inheriting it) gains what the edit
+        // adds, and loses the denial of what it removes: the actor must hold
+        // those itself, wherever the role is granted.
+        let mut after: Vec<Role> = custom.iter().filter(|r| r.id != role.id).cloned().collect();
+        after.push(role.clone());
+        edit_is_delegable(tx, ctx, &role.id, &RoleTable::new(after)).await?;
         let admins = durable_admins(tx).await?;
         tx.update_role(&role).await?;
         keep_an_admin(tx, admins).await?;
@@ -157,6 +219,17 @@ impl Command for DeleteRole {
                 "role_in_use",
                 format!("`{role_id}` is still granted {granted} times; delete with `cascade` to revoke those grants"),
             ));
+        }
+        // Deleting its deny grants gives back what they took away.
+        let denies: Vec<Grant> = tx
+            .grants_of_role(&role_id)
+            .await?
+            .into_iter()
+            .filter(|g| g.effect == Effect::Deny)
+            .collect();
+        let d = Delegator::load(tx, ctx).await?;
+        for g in &denies {
+            d.could_make(tx, g).await?;
         }
         let admins = durable_admins(tx).await?;
         let deleted = tx.delete_grants_of_role(&role_id).await?;

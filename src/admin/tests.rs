@@ -1797,3 +1797,618 @@ proptest! {
         })?;
     }
 }
+
+// ------------------------------------------------------------ delegation
+// Issue 10: nobody hands out more than they hold, no side doors, removal
+// removes.
+
+fn deny(subject: SubjectRef, role: &str, scope: Scope) -> CreateGrant {
+    CreateGrant {
+        effect: Effect::Deny,
+        ..allow(subject, role, scope)
+    }
+}
+
+fn denied(err: &Error) -> bool {
+    matches!(err, Error::PermissionDenied(_))
+}
+
+/// `alice` may share folder `f` (and edit and view in it), nothing else.
+async fn world_with_a_folder_sharer() -> (World, ResourceRef) {
+    let w = World::new().await;
+    w.principal("alice").await;
+    w.principal("bob").await;
+    let ws = w.resource("workspace", "ws", None).await;
+    let f = w.resource("folder", "f", Some(&ws)).await;
+    w.su(CreateRole {
+        role: custom_role("sharer", &["*.share", "*.view", "*.edit"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("alice"), "sharer", on(&f)).await;
+    (w, f)
+}
+
+#[tokio::test]
+async fn a_sharer_cannot_grant_a_role_holding_more_than_she_holds() {
+    let (w, f) = world_with_a_folder_sharer().await;
+    for (who, role) in [("alice", "owner"), ("bob", "admin"), ("bob", "editor")] {
+        let err = w
+            .refused(as_principal("alice"), allow(principal(who), role, on(&f)))
+            .await;
+        assert!(denied(&err), "{who} {role}: {err:?}");
+    }
+    // What she holds she may hand on.
+    w.write(
+        as_principal("alice"),
+        allow(principal("bob"), "viewer", on(&f)),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_workspace_admin_cannot_make_himself_owner_or_take_a_project() {
+    let w = World::new().await;
+    w.principal("carl").await;
+    w.principal("dora").await;
+    let ws = w.resource("workspace", "ws", None).await;
+    let p = w.project("p", "dora").await;
+    w.su(MoveResource {
+        resource: p.clone(),
+        new_parent: Some(ws.clone()),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("carl"), "admin", on(&ws)).await;
+    let err = w
+        .refused(
+            as_principal("carl"),
+            allow(principal("carl"), "owner", on(&ws)),
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+    let err = w
+        .refused(
+            as_principal("carl"),
+            TransferOwnership {
+                resource: p,
+                new_owner: "carl".to_owned(),
+                previous_owner_role: None,
+            },
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_account_admin_assigns_roles_to_others_but_cannot_raise_herself() {
+    let w = World::new().await;
+    w.principal("erin").await;
+    let ws = w.resource("workspace", "ws", None).await;
+    // The seeds' account administrator assigns workspace roles it does not
+    // hold itself (the `tenant.delegate` waiver), and the audit says so.
+    w.write(
+        as_principal("root"),
+        allow(principal("erin"), "editor", on(&ws)),
+    )
+    .await
+    .unwrap();
+    let last = w.audit().await.into_iter().next().unwrap();
+    assert_eq!(last.action, "grant.create");
+    assert!(
+        last.after_json.contains("\"delegated\":true"),
+        "{}",
+        last.after_json
+    );
+    // Not to itself.
+    for scope in [Scope::Tenant, on(&ws)] {
+        let err = w
+            .refused(
+                as_principal("root"),
+                allow(principal("root"), "owner", scope),
+            )
+            .await;
+        assert!(denied(&err), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_role_manager_cannot_widen_the_role_it_holds() {
+    let w = World::new().await;
+    w.principal("finn").await;
+    w.su(CreateRole {
+        role: custom_role("role_manager", &["tenant.manage_roles"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("finn"), "role_manager", Scope::Tenant)
+        .await;
+    let err = w
+        .refused(
+            as_principal("finn"),
+            UpdateRole {
+                role: custom_role("role_manager", &["*.*"], &[]),
+                only: None,
+            },
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+    // An edit that gives nothing new is fine.
+    w.write(
+        as_principal("finn"),
+        UpdateRole {
+            role: custom_role("role_manager", &["tenant.manage_roles"], &[]),
+            only: None,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_team_manager_cannot_join_a_powerful_team() {
+    let w = World::new().await;
+    w.principal("gus").await;
+    w.su(CreateRole {
+        role: custom_role("team_manager", &["tenant.manage_teams"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("gus"), "team_manager", Scope::Tenant)
+        .await;
+    w.team("owners").await;
+    w.grant(team_ref("owners"), "owner", Scope::Tenant).await;
+    let err = w
+        .refused(
+            as_principal("gus"),
+            AddTeamMember {
+                team_id: "owners".to_owned(),
+                member: principal("gus"),
+            },
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+    // A team holding nothing he lacks is fine.
+    w.team("empty").await;
+    w.write(
+        as_principal("gus"),
+        AddTeamMember {
+            team_id: "empty".to_owned(),
+            member: principal("gus"),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_sharer_cannot_deny_those_above_her_and_tenant_admins_recover() {
+    let (w, f) = world_with_a_folder_sharer().await;
+    // root administers the tenant; a tenant-wide admin, hal, too.
+    w.principal("hal").await;
+    w.grant(principal("hal"), "admin", Scope::Tenant).await;
+    for target in ["root", "hal"] {
+        let err = w
+            .refused(
+                as_principal("alice"),
+                deny(principal(target), "viewer", on(&f)),
+            )
+            .await;
+        assert!(denied(&err), "{target}: {err:?}");
+    }
+    // She may hide the folder, but a tenant-wide admin can undo it.
+    w.write(
+        as_principal("alice"),
+        SetResourcePrivate {
+            resource: f.clone(),
+            private: true,
+        },
+    )
+    .await
+    .unwrap();
+    w.write(
+        as_principal("hal"),
+        SetResourcePrivate {
+            resource: f.clone(),
+            private: false,
+        },
+    )
+    .await
+    .unwrap();
+    // A deny she may set (on bob, who holds nothing) a tenant-wide admin lifts.
+    let d = w
+        .write(
+            as_principal("alice"),
+            deny(principal("bob"), "viewer", on(&f)),
+        )
+        .await
+        .unwrap()
+        .output;
+    w.write(as_principal("hal"), DeleteGrant { grant_id: d.id })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_cannot_deny_the_single_owner_of_a_project() {
+    let w = World::new().await;
+    w.principal("ivy").await;
+    w.principal("hal").await;
+    w.grant(principal("hal"), "admin", Scope::Tenant).await;
+    let p = w.project("p", "ivy").await;
+    let err = w
+        .refused(
+            as_principal("hal"),
+            deny(principal("ivy"), "viewer", on(&p)),
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn removal_revokes_grants_and_memberships_and_is_not_undone_by_reactivation() {
+    let w = World::new().await;
+    w.principal("jo").await;
+    let ws = w.resource("workspace", "ws", None).await;
+    w.grant(principal("jo"), "editor", on(&ws)).await;
+    w.team("t").await;
+    w.join("t", principal("jo")).await;
+    w.su(set_status("jo", PrincipalStatus::Removed))
+        .await
+        .unwrap();
+    assert!(w.grants_of(&principal("jo")).await.is_empty());
+    let members = w
+        .store()
+        .team_members(TENANT, "t", Keyset::ALL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(members.is_empty());
+    let last = w.audit().await.into_iter().next().unwrap();
+    assert!(
+        last.after_json.contains("\"revoked\""),
+        "{}",
+        last.after_json
+    );
+    // Straight back to active is refused; a new invitation starts clean.
+    let err = w
+        .refused(Actor::SuperUser, set_status("jo", PrincipalStatus::Active))
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "principal_removed",
+            ..
+        }
+    );
+    w.su(set_status("jo", PrincipalStatus::Invited))
+        .await
+        .unwrap();
+    w.su(set_status("jo", PrincipalStatus::Active))
+        .await
+        .unwrap();
+    assert!(w.grants_of(&principal("jo")).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_owner_of_a_project_cannot_be_removed_before_a_transfer() {
+    let w = World::new().await;
+    w.principal("kim").await;
+    w.project("p", "kim").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            set_status("kim", PrincipalStatus::Removed),
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "single_owner",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_resource_cannot_be_given_a_suspended_owner() {
+    let w = World::new().await;
+    w.principal("lee").await;
+    w.suspend("lee").await;
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            CreateResource {
+                owner: Some("lee".to_owned()),
+                ..create(&res("project", "p"), None)
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "owner_must_be_active",
+            ..
+        }
+    );
+}
+
+#[tokio::test]
+async fn reactivating_a_principal_needs_the_power_to_grant_what_it_holds() {
+    let (w, f) = world_with_a_folder_sharer().await;
+    // alice may manage members, but bob holds more than she does.
+    w.su(CreateRole {
+        role: custom_role("member_manager", &["tenant.manage_members"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("alice"), "member_manager", Scope::Tenant)
+        .await;
+    w.grant(principal("bob"), "owner", on(&f)).await;
+    w.suspend("bob").await;
+    let err = w
+        .refused(
+            as_principal("alice"),
+            set_status("bob", PrincipalStatus::Active),
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+}
+
+// ------------------------------------------------- the delegation property
+mod delegation_property {
+    use super::*;
+
+    /// One admin write of the delegation property's random worlds.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Grant(usize, usize, usize, bool),
+        Revoke(usize),
+        Join(usize, usize),
+        Leave(usize, usize),
+        EditCustom(Vec<usize>),
+        Status(usize, bool),
+    }
+
+    const PEOPLE: [&str; 4] = ["a", "b", "c", "d"];
+    const TEAMS: [&str; 2] = ["t1", "t2"];
+    const ROLES: [&str; 7] = [
+        "viewer", "editor", "admin", "owner", "sharer", "manager", "custom",
+    ];
+    const PATTERNS: [&str; 6] = [
+        "*.view",
+        "workflow.edit",
+        "folder.share",
+        "*.share",
+        "tenant.manage_teams",
+        "*.*",
+    ];
+
+    fn subject_of(i: usize) -> SubjectRef {
+        if i < PEOPLE.len() {
+            principal(PEOPLE[i])
+        } else {
+            team_ref(TEAMS[(i - PEOPLE.len()) % TEAMS.len()])
+        }
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..6usize, 0..ROLES.len(), 0..4usize, any::<bool>())
+                .prop_map(|(s, r, sc, d)| Op::Grant(s, r, sc, d)),
+            2 => (0..64usize).prop_map(Op::Revoke),
+            2 => (0..2usize, 0..6usize).prop_map(|(t, m)| Op::Join(t, m)),
+            1 => (0..2usize, 0..6usize).prop_map(|(t, m)| Op::Leave(t, m)),
+            1 => proptest::collection::vec(0..PATTERNS.len(), 1..3).prop_map(Op::EditCustom),
+            1 => (0..4usize, any::<bool>()).prop_map(|(p, a)| Op::Status(p, a)),
+        ]
+    }
+
+    /// Everything a principal is allowed: (resource, action) pairs, the tenant
+    /// being the resource `tenant:acme`.
+    async fn allowed(
+        store: &MemStore,
+        who: &str,
+        scopes: &[Option<ResourceRef>],
+    ) -> std::collections::BTreeSet<(String, String)> {
+        use crate::engine::{decide, Question, Subject};
+        let subject = Store::subject(store, TENANT, who).await.unwrap();
+        let roles = Store::roles(store, TENANT).await.unwrap();
+        let actions: Vec<String> = roles.actions().map(str::to_owned).collect();
+        let mut out = std::collections::BTreeSet::new();
+        for s in scopes {
+            let (rtype, path) = match s {
+                None => ("tenant".to_owned(), Vec::new()),
+                Some(r) => (
+                    r.rtype.clone(),
+                    Store::ancestry(store, TENANT, r)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .to_vec(),
+                ),
+            };
+            for a in &actions {
+                let q = Question {
+                    rtype: &rtype,
+                    action: a,
+                    path: Some(&path),
+                };
+                if decide(
+                    Subject::Principal(subject.principal.as_ref()),
+                    &subject.bindings,
+                    &roles,
+                    q,
+                    now_millis(),
+                )
+                .allowed
+                {
+                    let name = s
+                        .as_ref()
+                        .map_or("tenant:acme".to_owned(), |r| r.to_string());
+                    out.insert((name, a.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    async fn apply(w: &World, actor: Actor, op: Op, scopes: &[Option<ResourceRef>]) -> Result<i64> {
+        let scope_of = |i: usize| scopes[i].clone().map_or(Scope::Tenant, Scope::Resource);
+        match op {
+            Op::Grant(s, r, sc, d) => {
+                let g = if d {
+                    deny(subject_of(s), ROLES[r], scope_of(sc))
+                } else {
+                    allow(subject_of(s), ROLES[r], scope_of(sc))
+                };
+                w.write(actor, g).await.map(|x| x.revision)
+            }
+            Op::Revoke(i) => {
+                let grants = w.grants().await;
+                let g = &grants[i % grants.len()];
+                w.write(
+                    actor,
+                    DeleteGrant {
+                        grant_id: g.id.clone(),
+                    },
+                )
+                .await
+                .map(|x| x.revision)
+            }
+            Op::Join(t, m) => w
+                .write(
+                    actor,
+                    AddTeamMember {
+                        team_id: TEAMS[t].to_owned(),
+                        member: subject_of(m),
+                    },
+                )
+                .await
+                .map(|x| x.revision),
+            Op::Leave(t, m) => w
+                .write(
+                    actor,
+                    RemoveTeamMember {
+                        team_id: TEAMS[t].to_owned(),
+                        member: subject_of(m),
+                    },
+                )
+                .await
+                .map(|x| x.revision),
+            Op::EditCustom(ps) => {
+                let perms: Vec<&str> = ps.iter().map(|i| PATTERNS[*i]).collect();
+                w.write(
+                    actor,
+                    UpdateRole {
+                        role: custom_role("custom", &perms, &[]),
+                        only: None,
+                    },
+                )
+                .await
+                .map(|x| x.revision)
+            }
+            Op::Status(p, active) => {
+                let status = if active {
+                    PrincipalStatus::Active
+                } else {
+                    PrincipalStatus::Suspended
+                };
+                w.write(actor, set_status(PEOPLE[p], status))
+                    .await
+                    .map(|x| x.revision)
+            }
+        }
+    }
+
+    async fn run_delegation_case(
+        fixed: (usize, usize, usize, usize),
+        setup: Vec<Op>,
+        ops: Vec<(usize, Op)>,
+    ) {
+        let w = World::new().await;
+        for p in PEOPLE {
+            w.principal(p).await;
+        }
+        for t in TEAMS {
+            w.team(t).await;
+        }
+        let ws = w.resource("workspace", "ws", None).await;
+        let f = w.resource("folder", "f", Some(&ws)).await;
+        let wf = w.resource("workflow", "w", Some(&f)).await;
+        for (id, perms) in [
+            ("sharer", &["*.share", "*.view", "workflow.edit"][..]),
+            (
+                "manager",
+                &[
+                    "tenant.manage_teams",
+                    "tenant.manage_members",
+                    "tenant.manage_roles",
+                ][..],
+            ),
+            ("custom", &["*.view"][..]),
+        ] {
+            w.su(CreateRole {
+                role: custom_role(id, perms, &[]),
+            })
+            .await
+            .unwrap();
+        }
+        let scopes = [None, Some(ws.clone()), Some(f.clone()), Some(wf.clone())];
+        // Every world has a manager of teams, members and roles, a holder of
+        // the editable custom role, and a team holding something; then more.
+        let (manager, holder, team_role, team_scope) = fixed;
+        let base = [
+            Op::Grant(manager, 5, 0, false),
+            Op::Grant(holder, 6, 0, false),
+            Op::Grant(PEOPLE.len(), team_role, team_scope, false),
+        ];
+        for op in base.into_iter().chain(setup) {
+            let _ = apply(&w, Actor::SuperUser, op, &scopes).await;
+        }
+        for (actor_index, op) in ops {
+            let actor = PEOPLE[actor_index];
+            let mut before = std::collections::BTreeMap::new();
+            for p in PEOPLE {
+                before.insert(p, allowed(w.store(), p, &scopes).await);
+            }
+            let Ok(_) = apply(&w, as_principal(actor), op.clone(), &scopes).await else {
+                continue;
+            };
+            let last = w.audit().await.into_iter().next().unwrap();
+            if last.after_json.contains("\"delegated\":true") {
+                continue;
+            }
+            for p in PEOPLE {
+                let after = allowed(w.store(), p, &scopes).await;
+                let gained: Vec<_> = after.difference(&before[p]).collect();
+                let beyond: Vec<_> = gained
+                    .iter()
+                    .filter(|x| !before[actor].contains(**x))
+                    .collect();
+                assert!(
+                    beyond.is_empty(),
+                    "{actor} did {op:?}: {p} gained {beyond:?}, which {actor} was not allowed"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whenever an admin write succeeds, everything anyone gains by it was
+        /// allowed to its actor before (writes let through by the audited
+        /// `tenant.delegate` waiver aside).
+        #[test]
+        fn nobody_gains_through_a_write_what_its_actor_could_not_do(
+            fixed in (0..PEOPLE.len(), 0..PEOPLE.len(), 0..ROLES.len(), 0..4usize),
+            setup in proptest::collection::vec(op(), 2..10),
+            ops in proptest::collection::vec((0..PEOPLE.len(), op()), 1..12),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(run_delegation_case(fixed, setup, ops));
+        }
+    }
+}

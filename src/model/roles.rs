@@ -19,6 +19,7 @@ pub const BUILTIN_ACTIONS: &[&str] = &[
     "manage_teams",
     "manage_roles",
     "view_audit",
+    "delegate",
 ];
 
 /// Ids of the predefined roles, which are locked.
@@ -42,7 +43,8 @@ fn role(id: &str, name: &str, perms: &[&str], excluded: &[&str], effective_at: &
 ///   (members, teams, roles, audit, tenant-wide grants) and workspaces from the
 ///   admin level, but gives no access inside them; effective only on the tenant.
 /// - `owner`: everything (OpenFn owner: the only one who may delete a project).
-/// - `admin`: everything except deleting a project and transferring ownership.
+/// - `admin`: everything except deleting a project, transferring ownership
+///   and `tenant.delegate` (so a tenant-wide admin cannot make itself owner).
 /// - `editor`: view, create, edit, delete and execute content; not project or
 ///   workspace settings, not sharing, not administration.
 /// - `viewer`: view only.
@@ -66,7 +68,7 @@ pub fn predefined_roles() -> Vec<Role> {
             "admin",
             "Admin",
             &["*.*"],
-            &["project.delete", "*.transfer"],
+            &["project.delete", "*.transfer", "tenant.delegate"],
             &[TENANT_TYPE, "*"],
         ),
         role(
@@ -164,6 +166,24 @@ impl RoleTable {
         let mut v: Vec<&Role> = self.roles.values().collect();
         v.sort_by_key(|r| (!r.locked, r.id.clone()));
         v
+    }
+
+    /// The tenant's action vocabulary: built-in actions and those its roles name.
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.known_actions.iter().map(String::as_str)
+    }
+
+    /// The resource types some role's permission (or exclusion) names.
+    pub fn named_types(&self) -> std::collections::BTreeSet<&str> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in self.roles.values() {
+            for p in r.permissions.iter().chain(&r.excluded_permissions) {
+                if let crate::model::Pattern::Exact(t) = &p.rtype {
+                    out.insert(t.as_str());
+                }
+            }
+        }
+        out
     }
 
     /// Whether any role of the tenant, or the built-in vocabulary, names `action`.

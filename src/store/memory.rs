@@ -922,6 +922,16 @@ impl WriteTx for MemTx {
         self.state.descendants(r)
     }
 
+    async fn resource_types(&mut self) -> Result<Vec<String>> {
+        let types: std::collections::BTreeSet<&str> = self
+            .state
+            .resources
+            .keys()
+            .map(|r| r.rtype.as_str())
+            .collect();
+        Ok(types.into_iter().map(str::to_owned).collect())
+    }
+
     async fn resources_of_type(&mut self, rtype: &str) -> Result<Vec<ResourceRef>> {
         Ok(self
             .state
@@ -964,6 +974,16 @@ impl WriteTx for MemTx {
             .grants
             .values()
             .filter(|g| &g.subject == s)
+            .cloned()
+            .collect())
+    }
+
+    async fn grants_of_role(&mut self, role: &str) -> Result<Vec<Grant>> {
+        Ok(self
+            .state
+            .grants
+            .values()
+            .filter(|g| g.role_id == role)
             .cloned()
             .collect())
     }

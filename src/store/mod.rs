@@ -390,6 +390,8 @@ pub trait WriteTx: Send + Sized {
         &mut self,
         r: &ResourceRef,
     ) -> impl Future<Output = Result<Vec<Descendant>>> + Send;
+    /// The distinct types of the tenant's resources, in order.
+    fn resource_types(&mut self) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Every resource of a type.
     fn resources_of_type(
         &mut self,
@@ -408,6 +410,8 @@ pub trait WriteTx: Send + Sized {
     ) -> impl Future<Output = Result<Vec<Grant>>> + Send;
     /// Grants held directly by a subject.
     fn grants_of(&mut self, s: &SubjectRef) -> impl Future<Output = Result<Vec<Grant>>> + Send;
+    /// Every grant of a role, in id order.
+    fn grants_of_role(&mut self, role: &str) -> impl Future<Output = Result<Vec<Grant>>> + Send;
     /// How many grants name a role.
     fn count_grants_of_role(&mut self, role: &str) -> impl Future<Output = Result<u64>> + Send;
     /// Every grant a principal holds directly or through teams.

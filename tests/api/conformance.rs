@@ -841,6 +841,10 @@ async fn resources_form_a_tree_with_ancestry_children_and_privacy<S: Ports>(s: &
             .await
             .expect("type")
             .is_empty());
+        assert_eq!(
+            tx.resource_types().await.expect("types"),
+            ["folder", "project", "workflow"]
+        );
     })
     .await;
     assert_eq!(
@@ -1527,6 +1531,10 @@ async fn grants_are_found_by_id_scope_subject_and_role<S: Ports>(s: &S) {
         assert_eq!(tx.count_grants_of_role("viewer").await.expect("count"), 4);
         assert_eq!(tx.count_grants_of_role("editor").await.expect("count"), 2);
         assert_eq!(tx.count_grants_of_role("owner").await.expect("count"), 0);
+        let editors = tx.grants_of_role("editor").await.expect("grants of role");
+        assert_eq!(editors.len(), 2);
+        assert!(editors.iter().all(|g| g.role_id == "editor"));
+        assert!(editors.windows(2).all(|w| w[0].id < w[1].id), "in id order");
         // A grant needs an existing scope.
         let e = err(tx
             .insert_grant(&grant("g9", p("alice"), "viewer", on(&r("folder", "nope"))))

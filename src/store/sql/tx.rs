@@ -282,6 +282,19 @@ impl WriteTx for SqlTx {
             .collect())
     }
 
+    async fn resource_types(&mut self) -> Result<Vec<String>> {
+        use sea_orm::QueryOrder;
+        Ok(resource::Entity::find()
+            .select_only()
+            .column(resource::Column::Rtype)
+            .distinct()
+            .filter(resource::Column::TenantId.eq(self.t()))
+            .order_by_asc(resource::Column::Rtype)
+            .into_tuple::<String>()
+            .all(&self.txn)
+            .await?)
+    }
+
     async fn resources_of_type(&mut self, rtype: &str) -> Result<Vec<ResourceRef>> {
         Ok(resource::Entity::find()
             .filter(resource::Column::TenantId.eq(self.t()))
@@ -327,6 +340,11 @@ impl WriteTx for SqlTx {
             .grant_rows()
             .filter(grant::Column::SubjectKind.eq(s.kind_str()))
             .filter(grant::Column::SubjectId.eq(s.id()));
+        self.grants(q).await
+    }
+
+    async fn grants_of_role(&mut self, role: &str) -> Result<Vec<Grant>> {
+        let q = self.grant_rows().filter(grant::Column::RoleId.eq(role));
         self.grants(q).await
     }
 
