@@ -6,7 +6,7 @@
 
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
-use crate::model::roles::PREDEFINED_ROLE_IDS;
+use crate::model::roles::{MAX_INHERITANCE_DEPTH, MAX_ROLE_CLOSURE, PREDEFINED_ROLE_IDS};
 use crate::model::{
     self, Binding, Effect, Millis, Principal, PrincipalStatus, ResourceRef, Role, RoleTable,
     SubjectRef, Tenant,
@@ -120,8 +120,10 @@ pub fn refuse_locked(role_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Inherited roles must exist and inheritance must not loop back to `role`,
-/// given the tenant's other custom roles.
+/// Inherited roles must exist, inheritance must not loop back to `role`,
+/// and no role may then reach more than [`MAX_ROLE_CLOSURE`] roles or inherit
+/// more than [`MAX_INHERITANCE_DEPTH`] levels deep (so that a decision's cost
+/// stays bounded), given the tenant's other custom roles.
 pub fn check_inheritance(others: &[Role], role: &Role) -> Result<()> {
     let mut custom: Vec<Role> = others.iter().filter(|r| r.id != role.id).cloned().collect();
     custom.push(role.clone());
@@ -153,6 +155,20 @@ pub fn check_inheritance(others: &[Role], role: &Role) -> Result<()> {
                     stack.extend(next.iter().map(String::as_str));
                 }
             }
+        }
+    }
+    for r in table.all() {
+        let deep = table.inheritance_depth(&r.id).is_none();
+        let wide = table.closure(&r.id).len() > MAX_ROLE_CLOSURE;
+        if deep || wide {
+            return Err(Error::invalid(
+                "role.inherits",
+                format!(
+                    "`{}` would inherit {}; the limits are {MAX_INHERITANCE_DEPTH} levels and {MAX_ROLE_CLOSURE} roles (role_inheritance_limit)",
+                    r.id,
+                    if deep { "too deep" } else { "too many roles" }
+                ),
+            ));
         }
     }
     Ok(())
@@ -199,6 +215,68 @@ pub async fn no_team_cycle<T: WriteTx>(tx: &mut T, team: &str, member: &SubjectR
                 format!("team `{inner}` contains `{team}`, so it cannot also be a member of it"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Teams in the longest chain of teams containing `team`, itself included.
+async fn chain_up<T: WriteTx>(tx: &mut T, team: &str) -> Result<usize> {
+    let mut level = vec![team.to_owned()];
+    let mut n = 0;
+    while !level.is_empty() && n <= model::MAX_TEAM_NESTING {
+        n += 1;
+        let mut next = Vec::new();
+        for t in &level {
+            next.extend(tx.teams_of(&SubjectRef::Team(t.clone())).await?);
+        }
+        next.sort();
+        next.dedup();
+        level = next;
+    }
+    Ok(n)
+}
+
+/// Teams in the longest chain of teams inside `team`, itself included.
+async fn chain_down<T: WriteTx>(tx: &mut T, team: &str) -> Result<usize> {
+    let mut level = vec![team.to_owned()];
+    let mut n = 0;
+    while !level.is_empty() && n <= model::MAX_TEAM_NESTING {
+        n += 1;
+        let mut next = Vec::new();
+        for t in &level {
+            for m in tx.team_members(t).await? {
+                if let SubjectRef::Team(id) = m {
+                    next.push(id);
+                }
+            }
+        }
+        next.sort();
+        next.dedup();
+        level = next;
+    }
+    Ok(n)
+}
+
+/// Refuses a membership that would make a chain of teams inside teams
+/// longer than [`model::MAX_TEAM_NESTING`] (bounding what resolving a
+/// principal's teams costs).
+pub async fn team_nesting_limit<T: WriteTx>(
+    tx: &mut T,
+    team: &str,
+    member: &SubjectRef,
+) -> Result<()> {
+    let SubjectRef::Team(inner) = member else {
+        return Ok(());
+    };
+    let length = chain_up(tx, team).await? + chain_down(tx, inner).await?;
+    if length > model::MAX_TEAM_NESTING {
+        return Err(Error::precondition(
+            "team_nesting_limit",
+            format!(
+                "teams would nest {length} deep; the limit is {}",
+                model::MAX_TEAM_NESTING
+            ),
+        ));
     }
     Ok(())
 }

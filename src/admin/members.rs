@@ -5,7 +5,8 @@
 use super::authz::authorize;
 use super::delegation::{grants_through_team, Delegator};
 use super::invariants::{
-    durable_admins, is_single_owner, keep_an_admin, no_team_cycle, tenant_settings,
+    durable_admins, is_single_owner, keep_an_admin, no_team_cycle, team_nesting_limit,
+    tenant_settings,
 };
 use super::resources::principals_of;
 use super::{json, Change, Command};
@@ -269,6 +270,7 @@ impl Command for AddTeamMember {
         require_team(tx, &team_id).await?;
         require_subject(tx, &member).await?;
         no_team_cycle(tx, &team_id, &member).await?;
+        team_nesting_limit(tx, &team_id, &member).await?;
         if tx.team_members(&team_id).await?.contains(&member) {
             return Err(Error::AlreadyExists {
                 what: format!("member `{member}` of team `{team_id}`"),

@@ -2412,3 +2412,112 @@ mod delegation_property {
         }
     }
 }
+
+// ------------------------------------------------------------ bounded work
+
+#[tokio::test]
+async fn a_role_graph_past_the_inheritance_limits_is_refused_when_written() {
+    let w = World::new().await;
+    // Eight roles per level, each inheriting all eight of the level below:
+    // the closure of a level-k role is 1 + 8k roles.
+    let name = |level: usize, i: usize| format!("l{level}r{i}");
+    let mut refused_at = None;
+    'levels: for level in 0..8 {
+        for i in 0..8 {
+            let below: Vec<String> = if level == 0 {
+                Vec::new()
+            } else {
+                (0..8).map(|j| name(level - 1, j)).collect()
+            };
+            let below: Vec<&str> = below.iter().map(String::as_str).collect();
+            let perms: &[&str] = if level == 0 { &["workflow.view"] } else { &[] };
+            let r = w
+                .write(
+                    Actor::SuperUser,
+                    CreateRole {
+                        role: custom_role(&name(level, i), perms, &below),
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                assert_err!(e, Error::InvalidArgument { field, .. } if field == "role.inherits");
+                refused_at = Some(level);
+                break 'levels;
+            }
+        }
+    }
+    // 1 + 8 * 3 = 25 roles fit in 32; 1 + 8 * 4 = 33 do not.
+    assert_eq!(refused_at, Some(4));
+}
+
+#[test]
+fn matching_a_diamond_shaped_role_graph_judges_each_role_once() {
+    use crate::model::RoleMatch;
+    // Built directly (writes would refuse it): 8 levels of 8 roles, each
+    // inheriting all of the level below, the bottom one granting
+    // `workflow.view`. Without memoizing, a match walks 8^7 paths.
+    let mut roles = Vec::new();
+    for level in 0..8 {
+        for i in 0..8 {
+            let below: Vec<String> = if level == 0 {
+                Vec::new()
+            } else {
+                (0..8).map(|j| format!("l{}r{j}", level - 1)).collect()
+            };
+            let below: Vec<&str> = below.iter().map(String::as_str).collect();
+            let perms: &[&str] = if level == 0 && i == 7 {
+                &["workflow.view"]
+            } else {
+                &[]
+            };
+            let mut r = custom_role(&format!("l{level}r{i}"), perms, &below);
+            if perms.is_empty() && below.is_empty() {
+                r.permissions = vec![Permission::parse("p", "thing.poke").unwrap()];
+            }
+            roles.push(r);
+        }
+    }
+    let table = RoleTable::new(roles);
+    assert_eq!(
+        table.role_match("l7r0", "workspace", "workflow", "view"),
+        RoleMatch::Matched("workflow.view".to_owned())
+    );
+    assert_eq!(
+        table.role_match("l7r0", "workspace", "workflow", "edit"),
+        RoleMatch::NoMatch
+    );
+}
+
+#[tokio::test]
+async fn teams_cannot_nest_past_the_limit() {
+    let w = World::new().await;
+    let limit = crate::model::MAX_TEAM_NESTING;
+    for i in 0..=limit {
+        w.team(&format!("t{i}")).await;
+    }
+    // t0 ⊃ t1 ⊃ … ⊃ t{limit-1}: `limit` teams in a chain.
+    for i in 1..limit {
+        w.su(AddTeamMember {
+            team_id: format!("t{}", i - 1),
+            member: team_ref(&format!("t{i}")),
+        })
+        .await
+        .unwrap();
+    }
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            AddTeamMember {
+                team_id: format!("t{}", limit - 1),
+                member: team_ref(&format!("t{limit}")),
+            },
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "team_nesting_limit",
+            ..
+        }
+    );
+}

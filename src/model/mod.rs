@@ -21,6 +21,8 @@ pub const MAX_DISPLAY_NAME_BYTES: usize = 1024;
 pub const MAX_NAME_BYTES: usize = 63;
 /// Most levels in a resource tree (a top-level resource is level 1).
 pub const MAX_TREE_DEPTH: usize = 32;
+/// Most teams in a chain of teams inside teams.
+pub const MAX_TEAM_NESTING: usize = 8;
 /// The pseudo resource type of the tenant itself (tenant-wide permissions).
 pub const TENANT_TYPE: &str = "tenant";
 

@@ -94,8 +94,11 @@ pub fn predefined_roles() -> Vec<Role> {
     ]
 }
 
-/// Deepest role inheritance followed.
-pub const MAX_INHERITANCE_DEPTH: usize = 16;
+/// Deepest role inheritance written (a role inheriting a role inheriting
+/// nothing is depth 1).
+pub const MAX_INHERITANCE_DEPTH: usize = 8;
+/// Most roles a role may reach through inheritance, itself included.
+pub const MAX_ROLE_CLOSURE: usize = 32;
 
 /// How a role relates to a question on a scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +204,11 @@ impl RoleTable {
         rtype: &str,
         action: &str,
     ) -> RoleMatch {
-        self.role_match_inner(role_id, scope_kind, rtype, action, 0)
+        // Each inherited role is judged once per question, however many
+        // paths reach it (a diamond-shaped graph costs its size, not its
+        // paths).
+        let mut memo = Vec::new();
+        self.role_match_inner(role_id, scope_kind, rtype, action, 0, &mut memo)
     }
 
     fn role_match_inner<'a>(
@@ -211,9 +218,10 @@ impl RoleTable {
         rtype: &str,
         action: &str,
         depth: usize,
+        memo: &mut Vec<(&'a str, RoleMatch)>,
     ) -> RoleMatch {
-        // Writes refuse inheritance cycles; the depth limit only guards
-        // against a corrupt table (and needs no allocation per call).
+        // Writes refuse inheritance cycles and deep graphs; the depth limit
+        // only guards against a corrupt table.
         if depth > MAX_INHERITANCE_DEPTH {
             return RoleMatch::NoMatch;
         }
@@ -235,25 +243,53 @@ impl RoleTable {
             (Some(_), false) => RoleMatch::NotEffective,
             (None, _) => RoleMatch::NoMatch,
         };
-        if !effective {
-            // Inherited permissions apply only where the granted role applies.
-            for parent in &role.inherits {
-                if self.role_match_inner(parent, scope_kind, rtype, action, depth + 1)
-                    != RoleMatch::NoMatch
-                {
-                    result = RoleMatch::NotEffective;
-                }
-            }
-            return result;
-        }
         for parent in &role.inherits {
-            match self.role_match_inner(parent, scope_kind, rtype, action, depth + 1) {
-                RoleMatch::Matched(p) => return RoleMatch::Matched(p),
-                RoleMatch::NotEffective => result = RoleMatch::NotEffective,
+            let found = match memo.iter().find(|(id, _)| *id == parent.as_str()) {
+                Some((_, m)) => m.clone(),
+                None => {
+                    let m =
+                        self.role_match_inner(parent, scope_kind, rtype, action, depth + 1, memo);
+                    memo.push((parent.as_str(), m.clone()));
+                    m
+                }
+            };
+            match found {
+                // Inherited permissions apply only where the granted role applies.
+                RoleMatch::Matched(p) if effective => return RoleMatch::Matched(p),
+                RoleMatch::Matched(_) | RoleMatch::NotEffective => result = RoleMatch::NotEffective,
                 RoleMatch::NoMatch => {}
             }
         }
         result
+    }
+
+    /// The longest inheritance chain from `role_id` (0 for a role that
+    /// inherits nothing), or `None` past [`MAX_INHERITANCE_DEPTH`].
+    pub fn inheritance_depth(&self, role_id: &str) -> Option<usize> {
+        fn depth<'a>(
+            t: &'a RoleTable,
+            id: &'a str,
+            level: usize,
+            memo: &mut HashMap<&'a str, usize>,
+        ) -> Option<usize> {
+            if level > MAX_INHERITANCE_DEPTH {
+                return None;
+            }
+            if let Some(d) = memo.get(id) {
+                return Some(*d);
+            }
+            let Some(role) = t.roles.get(id) else {
+                return Some(0);
+            };
+            let mut most = 0;
+            for p in &role.inherits {
+                most = most.max(depth(t, p, level + 1, memo)? + 1);
+            }
+            memo.insert(id, most);
+            Some(most)
+        }
+        let d = depth(self, role_id, 0, &mut HashMap::new())?;
+        (d <= MAX_INHERITANCE_DEPTH).then_some(d)
     }
 
     /// Roles reachable from `role_id` through inheritance, itself included.
