@@ -71,3 +71,74 @@ pub async fn authorize_or_tenant_wide<T: WriteTx>(
         other => other,
     }
 }
+
+/// Refuses unless the actor may `<type>.<action>` on every resource below
+/// `root` (whose ancestry is `root_path`), private ones included: deleting a
+/// subtree must not delete what the actor could not delete one by one. The
+/// refusal names one resource it may not act on.
+pub async fn authorize_subtree<T: WriteTx>(
+    tx: &mut T,
+    ctx: &WriteContext,
+    action: &str,
+    root_path: &[ResourceNode],
+) -> Result<()> {
+    let (Actor::Principal(id), Some(root)) = (&ctx.actor, root_path.first()) else {
+        return Ok(());
+    };
+    let root = root.resource.clone();
+    let below = tx.descendants(&root).await?;
+    if below.is_empty() {
+        return Ok(());
+    }
+    let principal = tx.principal(id).await?;
+    let bindings = match &principal {
+        Some(p) if p.status == PrincipalStatus::Active => tx.bindings(id).await?,
+        _ => Vec::new(),
+    };
+    let roles = RoleTable::new(tx.custom_roles().await?);
+    let now = tx.now();
+    let allowed = |rtype: &str, path: &[ResourceNode]| {
+        let q = Question {
+            rtype,
+            action,
+            path: Some(path),
+        };
+        engine::decide(
+            Subject::Principal(principal.as_ref()),
+            &bindings,
+            &roles,
+            q,
+            now,
+        )
+        .allowed
+    };
+    // What holds at the root holds below, unless a private boundary or a
+    // deny of the actor's sits inside the subtree.
+    let inside: std::collections::HashSet<&crate::model::ResourceRef> =
+        below.iter().map(|d| &d.resource).collect();
+    let uniform = below.iter().all(|d| !d.private)
+        && !bindings.iter().any(|b| {
+            b.grant.effect == crate::model::Effect::Deny
+                && matches!(&b.grant.scope, crate::model::Scope::Resource(r) if inside.contains(r))
+        });
+    if uniform {
+        let types: std::collections::BTreeSet<&str> =
+            below.iter().map(|d| d.resource.rtype.as_str()).collect();
+        if types.iter().all(|t| allowed(t, root_path)) {
+            return Ok(());
+        }
+    }
+    for d in &below {
+        let path = tx
+            .ancestry(&d.resource)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("resource `{}`", d.resource)))?;
+        if !allowed(&d.resource.rtype, &path) {
+            return Err(Error::PermissionDenied(format!(
+                "actor `{id}` may not `{}.{action}` on `{}`, which is inside `{root}`: nothing was deleted",
+                d.resource.rtype, d.resource
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! Resources: create (with creator ownership), move, privacy, delete, and
 //! ownership transfer of single-owner types.
 
-use super::authz::{authorize, authorize_or_tenant_wide};
+use super::authz::{authorize, authorize_or_tenant_wide, authorize_subtree};
 use super::delegation::Delegator;
 use super::invariants::{
     check_depth, is_single_owner, no_resource_cycle, owner_must_be_active, owners, tenant_settings,
@@ -229,6 +229,7 @@ impl Command for DeleteResource {
         let resource = self.resource;
         let path = existing(tx, &resource).await?;
         authorize(tx, ctx, &resource.rtype, "delete", &path).await?;
+        authorize_subtree(tx, ctx, "delete", &path).await?;
         let before = stored(tx, &resource).await?;
         let mut inv = Invalidation {
             subtrees: vec![resource.clone()],

@@ -2521,3 +2521,68 @@ async fn teams_cannot_nest_past_the_limit() {
         }
     );
 }
+
+// ------------------------------------------------------- deleting subtrees
+
+#[tokio::test]
+async fn an_editor_cannot_delete_a_folder_holding_a_private_workflow_she_cannot_see() {
+    let w = World::new().await;
+    w.principal("mia").await;
+    w.principal("ned").await;
+    let ws = w.resource("workspace", "ws", None).await;
+    let f = w.resource("folder", "f", Some(&ws)).await;
+    w.grant(principal("mia"), "editor", on(&ws)).await;
+    let secret = res("workflow", "secret");
+    w.su(CreateResource {
+        private: true,
+        owner: Some("ned".to_owned()),
+        ..create(&secret, Some(&f))
+    })
+    .await
+    .unwrap();
+    let err = w
+        .refused(
+            as_principal("mia"),
+            DeleteResource {
+                resource: f.clone(),
+            },
+        )
+        .await;
+    assert_err!(err, Error::PermissionDenied(why) if why.contains("workflow:secret"));
+    // Once it is moved out, the folder is hers to delete.
+    w.write(
+        Actor::SuperUser,
+        MoveResource {
+            resource: secret.clone(),
+            new_parent: None,
+        },
+    )
+    .await
+    .unwrap();
+    let deleted = w
+        .write(as_principal("mia"), DeleteResource { resource: f })
+        .await
+        .unwrap()
+        .output;
+    assert_eq!(deleted, 1);
+}
+
+#[tokio::test]
+async fn a_deny_inside_a_subtree_stops_its_deletion() {
+    let w = World::new().await;
+    w.principal("oz").await;
+    let ws = w.resource("workspace", "ws", None).await;
+    let f = w.resource("folder", "f", Some(&ws)).await;
+    w.resource("workflow", "w", Some(&f)).await;
+    w.grant(principal("oz"), "editor", on(&ws)).await;
+    w.su(deny(principal("oz"), "editor", on(&f))).await.unwrap();
+    let err = w
+        .refused(
+            as_principal("oz"),
+            DeleteResource {
+                resource: ws.clone(),
+            },
+        )
+        .await;
+    assert_err!(err, Error::PermissionDenied(_));
+}

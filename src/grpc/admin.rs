@@ -111,7 +111,7 @@ fn write_ctx<M: WriteRequest>(caller: &Caller, r: &mut M) -> Result<WriteContext
         }
         Actor::SuperUser
     } else {
-        Actor::Principal(id("actor_id", actor_id)?)
+        Actor::Principal(convert::principal_id("actor_id", actor_id)?)
     };
     Ok(WriteContext {
         tenant_id,

@@ -15,6 +15,12 @@ pub fn id(field: &str, v: String) -> Result<String> {
     Ok(v)
 }
 
+/// A required principal id (not a reserved one).
+pub fn principal_id(field: &str, v: String) -> Result<String> {
+    model::validate_principal_id(field, &v)?;
+    Ok(v)
+}
+
 /// A required name field (type, action, role id).
 pub fn name(field: &str, v: String) -> Result<String> {
     model::validate_name(field, &v)?;
@@ -402,7 +408,7 @@ pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tena
     let first_admin = match r.first_admin {
         None => None,
         Some(a) => Some(Principal {
-            id: id("first_admin.principal_id", a.principal_id)?,
+            id: principal_id("first_admin.principal_id", a.principal_id)?,
             kind: principal_kind("first_admin.kind", a.kind)?,
             status: PrincipalStatus::Active,
             display_name: display_name("first_admin.display_name", a.display_name)?,
@@ -517,7 +523,7 @@ impl TryFrom<pb::CreatePrincipalRequest> for members::CreatePrincipal {
         };
         Ok(Self {
             principal: Principal {
-                id: id("principal_id", r.principal_id)?,
+                id: principal_id("principal_id", r.principal_id)?,
                 kind: principal_kind("kind", r.kind)?,
                 status,
                 display_name: display_name("display_name", r.display_name)?,

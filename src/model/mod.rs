@@ -54,6 +54,21 @@ pub fn validate_id(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Principal ids that name Portcullis itself in the audit trail.
+pub const RESERVED_PRINCIPAL_IDS: &[&str] = &["super_user"];
+
+/// Checks a principal id: an id, and not one of [`RESERVED_PRINCIPAL_IDS`].
+pub fn validate_principal_id(field: &str, value: &str) -> Result<()> {
+    validate_id(field, value)?;
+    if RESERVED_PRINCIPAL_IDS.contains(&value) {
+        return Err(Error::invalid(
+            field,
+            format!("`{value}` is reserved for the instance super user"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a display name: at most 1024 bytes, no control characters.
 pub fn validate_display_name(field: &str, value: &str) -> Result<()> {
     if value.len() > MAX_DISPLAY_NAME_BYTES {

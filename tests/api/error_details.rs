@@ -111,7 +111,42 @@ async fn every_kind_of_refusal_says_its_reason_in_an_error_info_detail(b: Backen
     assert_eq!(reason(r), (Code::Unauthenticated, "unauthenticated".into()));
 }
 
+async fn the_super_user_id_is_reserved(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let field_of = |s: tonic::Status| {
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        s.get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations[0]
+            .field
+            .clone()
+    };
+    let s = app
+        .operator()
+        .create_principal(pb::CreatePrincipalRequest {
+            tenant_id: TENANT.into(),
+            principal_id: "super_user".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(s), "principal_id");
+    let s = app
+        .operator()
+        .create_team(pb::CreateTeamRequest {
+            tenant_id: TENANT.into(),
+            actor_id: "super_user".into(),
+            team_id: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(s), "actor_id");
+}
+
 on_every_backend!(
+    the_super_user_id_is_reserved,
     an_invalid_argument_names_its_field_in_a_bad_request_detail,
     every_kind_of_refusal_says_its_reason_in_an_error_info_detail
 );
