@@ -4,7 +4,7 @@
 
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
-use crate::model::{Actor, PrincipalStatus, ResourceNode, RoleTable};
+use crate::model::{Actor, PrincipalStatus, ResourceNode};
 use crate::store::{WriteContext, WriteTx};
 
 /// Refuses the write unless the actor may `<rtype>.<action>` on the resource
@@ -24,7 +24,7 @@ pub async fn authorize<T: WriteTx>(
         Some(p) if p.status == PrincipalStatus::Active => tx.bindings(id).await?,
         _ => Vec::new(),
     };
-    let roles = RoleTable::new(tx.custom_roles().await?);
+    let roles = super::role_table(tx).await?;
     let q = Question {
         rtype,
         action,
@@ -95,7 +95,7 @@ pub async fn authorize_subtree<T: WriteTx>(
         Some(p) if p.status == PrincipalStatus::Active => tx.bindings(id).await?,
         _ => Vec::new(),
     };
-    let roles = RoleTable::new(tx.custom_roles().await?);
+    let roles = super::role_table(tx).await?;
     let now = tx.now();
     let allowed = |rtype: &str, path: &[ResourceNode]| {
         let q = Question {

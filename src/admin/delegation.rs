@@ -61,7 +61,7 @@ impl Delegator {
     /// Reads the actor's grants (as they are before the write), the tenant's
     /// role table and its resource types.
     pub async fn load<T: WriteTx>(tx: &mut T, ctx: &WriteContext) -> Result<Self> {
-        let roles = RoleTable::new(tx.custom_roles().await?);
+        let roles = super::role_table(tx).await?;
         let actor = match &ctx.actor {
             Actor::SuperUser => None,
             Actor::Principal(id) => {

@@ -9,7 +9,7 @@ use super::resources::{existing, principals_of};
 use super::tenants::new_grant;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{Effect, Grant, Millis, RoleTable, Scope, SubjectRef};
+use crate::model::{Effect, Grant, Millis, Scope, SubjectRef};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 /// Grant (or deny) a role on a scope.
@@ -44,7 +44,7 @@ impl Command for CreateGrant {
         };
         authorize(tx, ctx, scope.kind(), "share", &path).await?;
         require_subject(tx, &subject).await?;
-        let roles = RoleTable::new(tx.custom_roles().await?);
+        let roles = super::role_table(tx).await?;
         if roles.get(&role_id).is_none() {
             return Err(Error::not_found(format!("role `{role_id}`")));
         }

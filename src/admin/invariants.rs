@@ -42,7 +42,7 @@ pub fn account_admins(
 
 /// How many durable account administrators the tenant has now.
 pub async fn durable_admins<T: WriteTx>(tx: &mut T) -> Result<usize> {
-    let roles = RoleTable::new(tx.custom_roles().await?);
+    let roles = super::role_table(tx).await?;
     let holders = tx.tenant_holders().await?;
     Ok(account_admins(holders, &roles, tx.now(), true).len())
 }

@@ -162,6 +162,14 @@ fn with_delegated(after: &str) -> String {
     }
 }
 
+/// The tenant's role table as the write sees it: predefined and custom
+/// roles, and its declared actions.
+pub(crate) async fn role_table<T: WriteTx>(tx: &mut T) -> Result<crate::model::RoleTable> {
+    let custom = tx.custom_roles().await?;
+    let declared = tx.tenant().await?.map(|t| t.actions).unwrap_or_default();
+    Ok(crate::model::RoleTable::with_actions(custom, &declared))
+}
+
 /// JSON of a value for the audit trail.
 pub(crate) fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()

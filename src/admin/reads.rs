@@ -59,7 +59,16 @@ pub struct AccessOverview {
 impl<S: Catalog> Admin<S> {
     /// The tenant's role table (predefined and custom roles).
     pub async fn role_table(&self, tenant: &str) -> Result<RoleTable> {
-        Ok(RoleTable::new(self.store.custom_roles(tenant).await?))
+        let declared = self
+            .store
+            .tenant(tenant)
+            .await?
+            .map(|t| t.actions)
+            .unwrap_or_default();
+        Ok(RoleTable::with_actions(
+            self.store.custom_roles(tenant).await?,
+            &declared,
+        ))
     }
 
     /// One role, predefined or custom.

@@ -9,9 +9,7 @@ use super::invariants::{
 use super::tenants::new_grant;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{
-    Actor, Effect, Grant, Resource, ResourceNode, ResourceRef, RoleTable, Scope, SubjectRef,
-};
+use crate::model::{Actor, Effect, Grant, Resource, ResourceNode, ResourceRef, Scope, SubjectRef};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 /// A resource's ancestry, or NOT_FOUND.
@@ -292,7 +290,7 @@ impl Command for TransferOwnership {
             ));
         }
         if let Some(r) = &previous_owner_role {
-            let roles = RoleTable::new(tx.custom_roles().await?);
+            let roles = super::role_table(tx).await?;
             if roles.get(r).is_none() {
                 return Err(Error::not_found(format!("role `{r}`")));
             }

@@ -4,10 +4,11 @@
 use super::authz::authorize;
 use super::delegation::Delegator;
 use super::invariants::{
-    check_inheritance, durable_admins, keep_an_admin, not_inherited, refuse_locked,
+    check_inheritance, durable_admins, keep_an_admin, not_inherited, refuse_locked, tenant_settings,
 };
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
+use crate::model::roles::BUILTIN_ACTIONS;
 use crate::model::{self, Effect, Grant, Role, RoleTable, Scope, SubjectRef};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 use std::collections::BTreeSet;
@@ -76,6 +77,26 @@ async fn edit_is_delegable<T: WriteTx>(
     Ok(())
 }
 
+/// Declares the actions `role` names, so that they stay in the tenant's
+/// vocabulary (and under `*.*`) whatever later happens to the role.
+async fn declare_actions<T: WriteTx>(tx: &mut T, role: &Role) -> Result<()> {
+    let mut tenant = tenant_settings(tx).await?;
+    let mut added = false;
+    for p in &role.permissions {
+        if let Some(a) = p.names_action() {
+            if !BUILTIN_ACTIONS.contains(&a) && !tenant.actions.iter().any(|x| x == a) {
+                tenant.actions.push(a.to_owned());
+                added = true;
+            }
+        }
+    }
+    if added {
+        tenant.actions.sort();
+        tx.update_tenant(&tenant).await?;
+    }
+    Ok(())
+}
+
 /// Create a custom role.
 #[derive(Debug, Clone)]
 pub struct CreateRole {
@@ -98,6 +119,7 @@ impl Command for CreateRole {
         }
         check_inheritance(&custom, &role)?;
         tx.insert_role(&role).await?;
+        declare_actions(tx, &role).await?;
         Ok(Change {
             action: "role.create",
             target: format!("role:{}", role.id),
@@ -176,9 +198,19 @@ impl Command for UpdateRole {
         // those itself, wherever the role is granted.
         let mut after: Vec<Role> = custom.iter().filter(|r| r.id != role.id).cloned().collect();
         after.push(role.clone());
-        edit_is_delegable(tx, ctx, &role.id, &RoleTable::new(after)).await?;
+        let declared = tenant_settings(tx).await?.actions;
+        edit_is_delegable(
+            tx,
+            ctx,
+            &role.id,
+            &RoleTable::with_actions(after, &declared),
+        )
+        .await?;
         let admins = durable_admins(tx).await?;
         tx.update_role(&role).await?;
+        // What the role named before stays in the vocabulary too.
+        declare_actions(tx, &before).await?;
+        declare_actions(tx, &role).await?;
         keep_an_admin(tx, admins).await?;
         Ok(Change {
             action: "role.update",
@@ -233,6 +265,7 @@ impl Command for DeleteRole {
         }
         let admins = durable_admins(tx).await?;
         let deleted = tx.delete_grants_of_role(&role_id).await?;
+        declare_actions(tx, &before).await?;
         tx.delete_role(&role_id).await?;
         keep_an_admin(tx, admins).await?;
         Ok(Change {

@@ -71,6 +71,8 @@ pub struct UpdateTenant {
     pub creator_owner_types: Option<Vec<String>>,
     /// New retention.
     pub audit_retention_days: Option<u32>,
+    /// New declared actions.
+    pub actions: Option<Vec<String>>,
 }
 
 impl Command for UpdateTenant {
@@ -90,6 +92,7 @@ impl Command for UpdateTenant {
             audit_retention_days: self
                 .audit_retention_days
                 .unwrap_or(before.audit_retention_days),
+            actions: self.actions.unwrap_or(before.actions.clone()),
             ..before.clone()
         };
         for ty in &after.single_owner_types {
@@ -103,8 +106,12 @@ impl Command for UpdateTenant {
             target: format!("tenant:{}", before.id),
             before: json(&before),
             after: json(&after),
+            invalidation: Invalidation {
+                // The vocabulary is part of the role table.
+                roles: after.actions != before.actions,
+                ..Invalidation::default()
+            },
             output: after,
-            invalidation: Invalidation::default(),
         })
     }
 }

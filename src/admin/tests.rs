@@ -202,6 +202,7 @@ impl World {
                 ],
                 audit_retention_days: 90,
                 created_at: now_millis(),
+                actions: Vec::new(),
             },
             first_admin: Some(user("root")),
         })
@@ -2585,4 +2586,66 @@ async fn a_deny_inside_a_subtree_stops_its_deletion() {
         )
         .await;
     assert_err!(err, Error::PermissionDenied(_));
+}
+
+// ------------------------------------------------------ action vocabulary
+
+/// Whether `who` may `<rtype>.<action>` on the tenant itself, as `Check`
+/// would decide it from the store.
+async fn may_on_tenant(w: &World, who: &str, rtype: &str, action: &str) -> bool {
+    use crate::engine::{decide, Question, Subject};
+    let s = Store::subject(w.store(), TENANT, who).await.unwrap();
+    let roles = Store::roles(w.store(), TENANT).await.unwrap();
+    let q = Question {
+        rtype,
+        action,
+        path: Some(&[]),
+    };
+    decide(
+        Subject::Principal(s.principal.as_ref()),
+        &s.bindings,
+        &roles,
+        q,
+        now_millis(),
+    )
+    .allowed
+}
+
+#[tokio::test]
+async fn an_action_stays_known_after_the_last_role_naming_it_stops_naming_it() {
+    let w = World::new().await;
+    w.principal("pia").await;
+    w.grant(principal("pia"), "owner", Scope::Tenant).await;
+    w.su(CreateRole {
+        role: custom_role("syncer", &["project.sync"], &[]),
+    })
+    .await
+    .unwrap();
+    assert!(may_on_tenant(&w, "pia", "project", "sync").await);
+    w.su(UpdateRole {
+        role: custom_role("syncer", &["project.view"], &[]),
+        only: None,
+    })
+    .await
+    .unwrap();
+    assert!(
+        may_on_tenant(&w, "pia", "project", "sync").await,
+        "`*.*` still covers `sync`"
+    );
+    w.su(DeleteRole {
+        role_id: "syncer".to_owned(),
+        cascade: true,
+    })
+    .await
+    .unwrap();
+    assert!(may_on_tenant(&w, "pia", "project", "sync").await);
+    // A tenant declares actions no role names yet.
+    assert!(!may_on_tenant(&w, "pia", "workflow", "archive").await);
+    w.su(UpdateTenant {
+        actions: Some(vec!["archive".to_owned(), "sync".to_owned()]),
+        ..UpdateTenant::default()
+    })
+    .await
+    .unwrap();
+    assert!(may_on_tenant(&w, "pia", "workflow", "archive").await);
 }

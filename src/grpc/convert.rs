@@ -15,6 +15,22 @@ pub fn id(field: &str, v: String) -> Result<String> {
     Ok(v)
 }
 
+/// A list of action names, each valid, sorted and without duplicates (at
+/// most 256).
+pub fn action_list(field: &str, v: Vec<String>) -> Result<Vec<String>> {
+    if v.len() > 256 {
+        return Err(Error::invalid(field, "at most 256 actions"));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for (i, a) in v.into_iter().enumerate() {
+        model::validate_name(&format!("{field}[{i}]"), &a)?;
+        out.push(a);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// A required principal id (not a reserved one).
 pub fn principal_id(field: &str, v: String) -> Result<String> {
     model::validate_principal_id(field, &v)?;
@@ -255,6 +271,7 @@ impl From<Tenant> for pb::Tenant {
             creator_owner_types: t.creator_owner_types,
             audit_retention_days: t.audit_retention_days,
             create_time: Some(timestamp(t.created_at)),
+            actions: t.actions,
         }
     }
 }
@@ -404,6 +421,7 @@ pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tena
         ),
         audit_retention_days: retention(r.audit_retention_days)?,
         created_at: now,
+        actions: Vec::new(),
     };
     let first_admin = match r.first_admin {
         None => None,
@@ -431,9 +449,11 @@ impl TryFrom<pb::UpdateTenantRequest> for tenants::UpdateTenant {
                 "single_owner_types",
                 "creator_owner_types",
                 "audit_retention_days",
+                "actions",
             ],
         )?;
-        let set = |f: &str| mask.as_ref().is_none_or(|m| m.iter().any(|p| p == f));
+        let named = |f: &str| mask.as_ref().is_some_and(|m| m.iter().any(|p| p == f));
+        let set = |f: &str| mask.is_none() || named(f);
         Ok(Self {
             display_name: set("display_name")
                 .then(|| display_name("display_name", r.display_name))
@@ -446,6 +466,9 @@ impl TryFrom<pb::UpdateTenantRequest> for tenants::UpdateTenant {
                 .transpose()?,
             audit_retention_days: set("audit_retention_days")
                 .then(|| retention(r.audit_retention_days))
+                .transpose()?,
+            actions: named("actions")
+                .then(|| action_list("actions", r.actions))
                 .transpose()?,
         })
     }

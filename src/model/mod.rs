@@ -210,6 +210,10 @@ pub struct Tenant {
     pub audit_retention_days: u32,
     /// Creation time.
     pub created_at: Millis,
+    /// Actions declared beyond the built-in ones (those custom roles name are
+    /// declared when the role is written, and stay).
+    #[serde(default)]
+    pub actions: Vec<String>,
 }
 
 /// User or service account.

@@ -121,6 +121,12 @@ pub struct RoleTable {
 impl RoleTable {
     /// Builds the table from the tenant's custom roles.
     pub fn new(custom: Vec<Role>) -> Self {
+        Self::with_actions(custom, &[])
+    }
+
+    /// Builds the table from the tenant's custom roles and its declared
+    /// actions (which stay known whether or not a role names them).
+    pub fn with_actions(custom: Vec<Role>, declared: &[String]) -> Self {
         let mut roles: HashMap<String, Role> = predefined_roles()
             .into_iter()
             .map(|r| (r.id.clone(), r))
@@ -131,6 +137,7 @@ impl RoleTable {
         }
         let mut known_actions: HashSet<String> =
             BUILTIN_ACTIONS.iter().map(|s| (*s).to_owned()).collect();
+        known_actions.extend(declared.iter().cloned());
         for r in roles.values() {
             for p in &r.permissions {
                 if let Some(a) = p.names_action() {
@@ -171,7 +178,7 @@ impl RoleTable {
         v
     }
 
-    /// The tenant's action vocabulary: built-in actions and those its roles name.
+    /// The tenant's action vocabulary: built-in, declared, and named by roles.
     pub fn actions(&self) -> impl Iterator<Item = &str> {
         self.known_actions.iter().map(String::as_str)
     }

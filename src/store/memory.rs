@@ -467,12 +467,19 @@ impl Store for MemStore {
     }
 
     async fn roles(&self, tenant: &str) -> Result<Arc<RoleTable>> {
-        let custom = self.read(
+        let (custom, declared) = self.read(
             tenant,
-            || Ok(Vec::new()),
-            |s| Ok(s.roles.values().cloned().collect()),
+            || Ok((Vec::new(), Vec::new())),
+            |s| {
+                let declared = s
+                    .tenant
+                    .as_ref()
+                    .map(|t| t.actions.clone())
+                    .unwrap_or_default();
+                Ok((s.roles.values().cloned().collect(), declared))
+            },
         )?;
-        Ok(Arc::new(RoleTable::new(custom)))
+        Ok(Arc::new(RoleTable::with_actions(custom, &declared)))
     }
 
     async fn resources_in_scopes(

@@ -59,6 +59,7 @@ fn tenant(id: &str, retention_days: u32) -> Tenant {
         creator_owner_types: vec!["workflow".to_owned()],
         audit_retention_days: retention_days,
         created_at: 1_700_000_000_000,
+        actions: Vec::new(),
     }
 }
 
@@ -307,6 +308,7 @@ async fn a_new_tenant_is_revision_1_and_each_write_bumps_it<S: Ports>(s: &S) {
     );
     let mut changed = tenant(T, 7);
     changed.display_name = "Renamed".to_owned();
+    changed.actions = vec!["archive".to_owned(), "sync".to_owned()];
     tx.update_tenant(&changed).await.expect("update");
     assert_eq!(tx.tenant().await.expect("tenant"), Some(changed.clone()));
     tx.commit(record("tenant.update", "tenant:acme"))

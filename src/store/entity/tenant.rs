@@ -16,6 +16,8 @@ pub struct Model {
     /// Bumped by every write of the tenant; revision tokens are this number.
     pub revision: i64,
     pub created_at: i64,
+    /// JSON array of the tenant's declared actions.
+    pub actions: String,
 }
 
 /// No declared relations: joins are written where they are used.

@@ -9,6 +9,7 @@ mod m20261123_000003_resource_path_index;
 mod m20261123_000004_member_index;
 mod m20261123_000005_requests;
 mod m20261123_000006_audit_by_revision;
+mod m20261202_000007_tenant_actions;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_member_index::Migration),
             Box::new(m20261123_000005_requests::Migration),
             Box::new(m20261123_000006_audit_by_revision::Migration),
+            Box::new(m20261202_000007_tenant_actions::Migration),
         ]
     }
 }

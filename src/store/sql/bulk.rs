@@ -52,6 +52,7 @@ impl SqlStore {
             audit_retention_days: Set(90),
             revision: Set(1),
             created_at: Set(now),
+            actions: Set("[]".into()),
         })
         .exec(&txn)
         .await?;

@@ -150,8 +150,13 @@ impl Store for SqlStore {
     }
 
     async fn roles(&self, tenant: &str) -> Result<Arc<RoleTable>> {
-        Ok(Arc::new(RoleTable::new(
+        let declared = read::tenant(&self.db, tenant)
+            .await?
+            .map(|t| t.actions)
+            .unwrap_or_default();
+        Ok(Arc::new(RoleTable::with_actions(
             read::custom_roles(&self.db, tenant).await?,
+            &declared,
         )))
     }
 
@@ -295,6 +300,7 @@ fn tenant_from_row(t: tenant::Model) -> Result<Tenant> {
     Ok(Tenant {
         single_owner_types: json_list(&t.single_owner_types)?,
         creator_owner_types: json_list(&t.creator_owner_types)?,
+        actions: json_list(&t.actions)?,
         id: t.id,
         display_name: t.display_name,
         audit_retention_days: u32::try_from(t.audit_retention_days)

@@ -373,6 +373,7 @@ impl WriteTx for SqlTx {
             audit_retention_days: Set(t.audit_retention_days as i32),
             revision: Set(self.revision),
             created_at: Set(t.created_at),
+            actions: Set(json(&t.actions)),
         }
         .insert(&self.txn)
         .await?;
@@ -397,6 +398,7 @@ impl WriteTx for SqlTx {
                 tenant::Column::AuditRetentionDays,
                 Expr::value(t.audit_retention_days as i32),
             )
+            .col_expr(tenant::Column::Actions, Expr::value(json(&t.actions)))
             .filter(tenant::Column::Id.eq(self.t()))
             .exec(&self.txn)
             .await?;
