@@ -82,6 +82,7 @@ impl StartupError {
 #[derive(Debug)]
 pub struct App {
     store: SqlStore,
+    actor_tokens: Option<crate::auth::ActorTokens>,
     credentials: Credentials,
     cache: CacheSettings,
     grpc: GrpcConfig,
@@ -119,8 +120,25 @@ impl App {
                 )
             }
         };
+        let actor_tokens = match &config.actor_tokens.public_key_file {
+            None => None,
+            Some(path) => {
+                let pem = read_pem("actor_tokens.public_key_file", path)?;
+                let t = &config.actor_tokens;
+                Some(
+                    crate::auth::ActorTokens::new(
+                        &t.algorithm,
+                        &pem,
+                        t.issuer.as_deref(),
+                        t.max_lifetime_s,
+                    )
+                    .map_err(|e| StartupError::config("actor_tokens.public_key_file", e))?,
+                )
+            }
+        };
         Ok(Self {
             store,
+            actor_tokens,
             credentials: Credentials::new(&config.api_keys, &config.tls.clients),
             cache: config.cache.settings(),
             grpc: config.grpc.clone(),
@@ -174,7 +192,10 @@ impl App {
         let authz = Arc::new(Authorizer::new(cache.clone()));
         let check_api = CheckApi::new(authz, self.metrics.clone());
         let (on_commit, cache_stats) = cache_hooks(&cache);
-        let admin_api = AdminApi::new(Admin::new(self.store.clone(), on_commit));
+        let admin_api = AdminApi::new(
+            Admin::new(self.store.clone(), on_commit),
+            self.actor_tokens.clone(),
+        );
         let operator = InterceptedService::new(
             pb::operator_service_server::OperatorServiceServer::new(OperatorApi::new(
                 cache_stats.clone(),

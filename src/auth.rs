@@ -21,6 +21,8 @@ pub struct Caller {
     pub scope: KeyScope,
     /// The tenants it may reach; `None` for every tenant.
     pub tenants: Option<Arc<[String]>>,
+    /// Writes must prove their actor with a signed token.
+    pub requires_actor_token: bool,
 }
 
 impl Caller {
@@ -54,11 +56,12 @@ impl Caller {
     }
 
     /// A configured credential; no tenants means every tenant.
-    fn configured(name: &str, scope: KeyScope, tenants: &[String]) -> Self {
+    fn configured(name: &str, scope: KeyScope, tenants: &[String], proof: bool) -> Self {
         Self {
             name: name.to_owned(),
             scope,
             tenants: (!tenants.is_empty()).then(|| tenants.iter().cloned().collect()),
+            requires_actor_token: proof,
         }
     }
 }
@@ -94,7 +97,7 @@ impl Credentials {
             .map(|k| {
                 (
                     digest(k.key.expose()),
-                    Caller::configured(&k.name, k.scope, &k.tenants),
+                    Caller::configured(&k.name, k.scope, &k.tenants, k.require_actor_token),
                 )
             })
             .collect();
@@ -103,7 +106,7 @@ impl Credentials {
             .map(|c| {
                 (
                     c.subject.clone(),
-                    Caller::configured(&c.name, c.scope, &c.tenants),
+                    Caller::configured(&c.name, c.scope, &c.tenants, false),
                 )
             })
             .collect();
@@ -254,5 +257,86 @@ impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         req.metadata_mut().insert("authorization", self.0.clone());
         Ok(req)
+    }
+}
+
+/// The metadata header carrying an actor token.
+pub const ACTOR_TOKEN_HEADER: &str = "x-portcullis-actor-token";
+
+/// What a proven actor's token says.
+#[derive(Debug, serde::Deserialize)]
+struct ActorClaims {
+    /// The acting principal (`super_user` for the instance super user).
+    sub: String,
+    /// Its tenant.
+    tenant: String,
+    /// Issued at (seconds).
+    iat: u64,
+    /// Expires at (seconds).
+    exp: u64,
+}
+
+/// Verifies actor tokens: short-lived JWTs signed by the platform that
+/// prove who acts, for keys with `require_actor_token`.
+#[derive(Clone)]
+pub struct ActorTokens {
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+    max_lifetime_s: u64,
+}
+
+impl std::fmt::Debug for ActorTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ActorTokens")
+    }
+}
+
+impl ActorTokens {
+    /// A verifier for `algorithm` (`EdDSA` or `RS256`) with the PEM public
+    /// key `pem`; `issuer` is required in tokens when set.
+    pub fn new(
+        algorithm: &str,
+        pem: &[u8],
+        issuer: Option<&str>,
+        max_lifetime_s: u64,
+    ) -> Result<Self, String> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+        let (alg, key) = match algorithm {
+            "EdDSA" => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem)),
+            "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem)),
+            other => return Err(format!("unknown algorithm `{other}`")),
+        };
+        let key = key.map_err(|e| format!("not a {algorithm} public key: {e}"))?;
+        let mut validation = Validation::new(alg);
+        validation.leeway = 5;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Self {
+            key,
+            validation,
+            max_lifetime_s,
+        })
+    }
+
+    /// Checks that `token` proves `actor` (`super_user` for the super user)
+    /// in `tenant`: signature, expiry, issuer, lifetime and claims.
+    pub fn verify(&self, token: &str, tenant: &str, actor: &str) -> Result<(), Error> {
+        let refuse = |why: &str| Error::Unauthenticated(format!("actor token: {why}"));
+        let data = jsonwebtoken::decode::<ActorClaims>(token, &self.key, &self.validation)
+            .map_err(|e| refuse(&e.to_string()))?;
+        let c = data.claims;
+        if c.exp.saturating_sub(c.iat) > self.max_lifetime_s {
+            return Err(refuse("lives longer than `actor_tokens.max_lifetime_s`"));
+        }
+        if c.tenant != tenant {
+            return Err(refuse("issued for another tenant"));
+        }
+        if c.sub != actor {
+            return Err(refuse("proves another actor than `actor_id`"));
+        }
+        Ok(())
     }
 }

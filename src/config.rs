@@ -56,6 +56,38 @@ pub struct ApiKey {
     /// The tenants it may reach; empty for every tenant.
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Writes through this key must prove their `actor_id` with a token
+    /// signed by the platform (`[actor_tokens]`), so that the key alone
+    /// cannot act as anyone.
+    #[serde(default)]
+    pub require_actor_token: bool,
+}
+
+/// How a proven actor is checked: the platform signs a short-lived JWT
+/// (`sub` = the acting principal, `tenant` = its tenant) and the caller
+/// sends it in the `x-portcullis-actor-token` header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActorTokenConfig {
+    /// PEM public key that verifies the tokens (Ed25519 for `EdDSA`, RSA
+    /// for `RS256`).
+    pub public_key_file: Option<PathBuf>,
+    /// `EdDSA` or `RS256`.
+    pub algorithm: String,
+    /// The `iss` claim required, when set.
+    pub issuer: Option<String>,
+    /// Longest lifetime accepted (`exp` minus `iat`), in seconds.
+    pub max_lifetime_s: u64,
+}
+
+impl Default for ActorTokenConfig {
+    fn default() -> Self {
+        Self {
+            public_key_file: None,
+            algorithm: "EdDSA".to_owned(),
+            issuer: None,
+            max_lifetime_s: 300,
+        }
+    }
 }
 
 /// A calling service identified by its client certificate (mutual TLS).
@@ -201,6 +233,9 @@ pub struct Config {
     /// Metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Proven actors (for keys with `require_actor_token`).
+    #[serde(default)]
+    pub actor_tokens: ActorTokenConfig,
 }
 
 impl Default for Config {
@@ -237,6 +272,7 @@ impl Default for Config {
                 export_timeout_ms: 3_000,
             },
             metrics: MetricsConfig::default(),
+            actor_tokens: ActorTokenConfig::default(),
         }
     }
 }
@@ -284,6 +320,20 @@ impl Config {
             return Err(Error::invalid(
                 "database.connect_timeout_ms",
                 "must be between 100 and 60000",
+            ));
+        }
+        if self.api_keys.iter().any(|k| k.require_actor_token)
+            && self.actor_tokens.public_key_file.is_none()
+        {
+            return Err(Error::invalid(
+                "actor_tokens.public_key_file",
+                "must be set when a key has `require_actor_token`",
+            ));
+        }
+        if !["EdDSA", "RS256"].contains(&self.actor_tokens.algorithm.as_str()) {
+            return Err(Error::invalid(
+                "actor_tokens.algorithm",
+                "must be `EdDSA` or `RS256`",
             ));
         }
         let mut names = std::collections::HashSet::new();

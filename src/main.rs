@@ -137,6 +137,7 @@ async fn serve(config: &mut Config, migrate: bool) -> Result<(), StartupError> {
             key: Secret::new(key),
             scope: KeyScope::Operator,
             tenants: Vec::new(),
+            require_actor_token: false,
         });
     }
     let app = App::build(config, migrate).await?;

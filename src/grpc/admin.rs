@@ -6,7 +6,7 @@ use super::convert::{self, id, name};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
 use crate::admin::{grants, members, reads, resources, roles, tenants, Admin, Command, Written};
-use crate::auth::{caller, Caller};
+use crate::auth::{caller, ActorTokens, Caller, ACTOR_TOKEN_HEADER};
 use crate::config::KeyScope;
 use crate::error::{Error, Result};
 use crate::model::Scope;
@@ -21,6 +21,7 @@ pub const MAX_ADMIN_PAGE: u32 = 1_000;
 #[derive(Clone)]
 pub struct AdminApi<S> {
     admin: Admin<S>,
+    actor_tokens: Option<ActorTokens>,
 }
 
 impl<S> std::fmt::Debug for AdminApi<S> {
@@ -30,9 +31,13 @@ impl<S> std::fmt::Debug for AdminApi<S> {
 }
 
 impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
-    /// Serves `admin`.
-    pub fn new(admin: Admin<S>) -> Self {
-        Self { admin }
+    /// Serves `admin`; `actor_tokens` verifies the actors of keys with
+    /// `require_actor_token`.
+    pub fn new(admin: Admin<S>, actor_tokens: Option<ActorTokens>) -> Self {
+        Self {
+            admin,
+            actor_tokens,
+        }
     }
 
     /// Runs the command a write request asks for.
@@ -42,10 +47,35 @@ impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
         C: Command + TryFrom<M, Error = Error>,
     {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let mut r = req.into_inner();
         let ctx = write_ctx(&caller, &mut r)?;
+        self.prove_actor(&caller, token.as_deref(), &ctx)?;
         Ok(self.admin.write(&ctx, C::try_from(r)?).await?)
     }
+
+    /// For a credential with `require_actor_token`, checks that the
+    /// request's actor token proves its actor.
+    fn prove_actor(&self, caller: &Caller, token: Option<&str>, ctx: &WriteContext) -> Result<()> {
+        if !caller.requires_actor_token {
+            return Ok(());
+        }
+        let (Some(tokens), Some(token)) = (&self.actor_tokens, token) else {
+            return Err(Error::Unauthenticated(format!(
+                "credential `{}` needs an actor token in `{ACTOR_TOKEN_HEADER}`",
+                caller.name
+            )));
+        };
+        tokens.verify(token, &ctx.tenant_id, &ctx.actor.to_string())
+    }
+}
+
+/// The request's actor token, if any.
+fn actor_token<M>(req: &Request<M>) -> Option<String> {
+    req.metadata()
+        .get(ACTOR_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// A write request's request id, tenant and acting principal (`None` where
@@ -208,8 +238,10 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::CreateTenantResponse>, Status> {
         let caller = caller(&req)?;
         require_operator(&caller)?;
+        let token = actor_token(&req);
         let mut r = req.into_inner();
         let ctx = write_ctx(&caller, &mut r)?;
+        self.prove_actor(&caller, token.as_deref(), &ctx)?;
         let cmd = convert::create_tenant(&ctx.tenant_id, r)?;
         let w = self.admin.write(&ctx, cmd).await?;
         Ok(Response::new(pb::CreateTenantResponse {

@@ -113,18 +113,21 @@ pub fn test_config(database_url: &str) -> Config {
             key: Secret::new(OPERATOR_KEY),
             scope: KeyScope::Operator,
             tenants: Vec::new(),
+            require_actor_token: false,
         },
         ApiKey {
             name: "test-admin".into(),
             key: Secret::new(ADMIN_KEY),
             scope: KeyScope::Admin,
             tenants: Vec::new(),
+            require_actor_token: false,
         },
         ApiKey {
             name: "test-check".into(),
             key: Secret::new(CHECK_KEY),
             scope: KeyScope::Check,
             tenants: Vec::new(),
+            require_actor_token: false,
         },
     ];
     cfg

@@ -267,6 +267,7 @@ impl World {
                 key: Secret::new(k.secret),
                 scope: k.scope,
                 tenants: k.tenants.iter().map(|t| t.to_string()).collect(),
+                require_actor_token: false,
             });
         }
         let (_addr, ch, stop, _server) = serve(&cfg, true).await;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the suite links once. Every test starts
 //! the real server on an ephemeral loopback port and talks gRPC to it.
 
+mod actor_tokens;
 mod cache;
 mod client;
 mod conformance;

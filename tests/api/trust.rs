@@ -325,6 +325,7 @@ fn key(name: &str, key: &str, scope: KeyScope, tenants: &[&str]) -> ApiKey {
         key: Secret::new(key),
         scope,
         tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+        require_actor_token: false,
     }
 }
 
