@@ -13,7 +13,7 @@ pub struct Model {
     pub fingerprint: String,
     /// The revision the write produced.
     pub revision: i64,
-    /// JSON of the write's `Outcome`.
+    /// JSON of the command's output, returned again to a retry.
     pub outcome: String,
     pub at: i64,
 }
