@@ -104,17 +104,24 @@ impl Delegator {
         })
     }
 
+    /// Whether `beneficiary` is the actor or a team it is in.
+    fn benefits_actor(&self, beneficiary: &SubjectRef) -> bool {
+        let Some((p, _)) = &self.actor else {
+            return false;
+        };
+        match beneficiary {
+            SubjectRef::Principal(id) => id == &p.id,
+            SubjectRef::Team(t) => self.actor_teams.contains(t),
+        }
+    }
+
     /// Whether what goes to `beneficiary` may skip the rule: the actor may
     /// delegate and does not benefit itself.
     pub fn waives(&self, beneficiary: &SubjectRef) -> bool {
-        let Some((p, _)) = &self.actor else {
+        if self.actor.is_none() {
             return true;
-        };
-        let own = match beneficiary {
-            SubjectRef::Principal(id) => id == &p.id,
-            SubjectRef::Team(t) => self.actor_teams.contains(t),
-        };
-        let waive = self.delegate && !own;
+        }
+        let waive = self.delegate && !self.benefits_actor(beneficiary);
         if waive {
             let _ = WAIVED.try_with(|w| w.set(true));
         }
@@ -253,11 +260,28 @@ impl Delegator {
         scope: &Scope,
         what: &(dyn Fn() -> String + Sync),
     ) -> Result<()> {
+        if self.actor.is_none() {
+            return Ok(());
+        }
+        let path = scope_path(tx, scope).await?;
+        self.require(pairs, &path, what)?;
+        self.require_below(tx, pairs, scope, &path, what).await
+    }
+
+    /// Refuses if, somewhere strictly below `scope` (whose ancestry is
+    /// `path`), a deny of the actor (or of its teams) takes away one of
+    /// `pairs`.
+    async fn require_below<T: WriteTx>(
+        &self,
+        tx: &mut T,
+        pairs: &BTreeSet<(String, String)>,
+        scope: &Scope,
+        path: &[ResourceNode],
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<()> {
         let Some((_, bindings)) = &self.actor else {
             return Ok(());
         };
-        let path = scope_path(tx, scope).await?;
-        self.require(pairs, &path, what)?;
         let mut below: BTreeSet<&crate::model::ResourceRef> = BTreeSet::new();
         for b in bindings.iter().filter(|b| b.grant.effect == Effect::Deny) {
             if let Scope::Resource(r) = &b.grant.scope {
@@ -282,23 +306,27 @@ impl Delegator {
     }
 
     /// Refuses unless the actor could lift the deny `grant`: it could make
-    /// it, or it holds everything the deny takes away tenant-wide (tenant
-    /// owners and admins can always undo a deny set below them).
+    /// it; or (recovery) the deny is on someone else and the actor holds
+    /// everything it takes away tenant-wide, with no deny of its own below
+    /// the scope taking any of it away — tenant owners and admins can always
+    /// undo a deny set below them, even inside a private resource.
     pub async fn could_lift<T: WriteTx>(&self, tx: &mut T, grant: &Grant) -> Result<()> {
         match self.could_make(tx, grant).await {
-            Err(Error::PermissionDenied(why)) => {
-                let pairs = self.gives(
+            Err(Error::PermissionDenied(why)) if !self.benefits_actor(&grant.subject) => {
+                // (For a resource scope, `gives` has no tenant permissions.)
+                let tenant_wide = self.gives(
                     &self.roles,
                     &grant.role_id,
                     grant.scope.kind(),
                     grant.effect,
                 );
-                let tenant_wide: BTreeSet<(String, String)> = pairs
-                    .into_iter()
-                    .filter(|(t, _)| t != TENANT_TYPE)
-                    .collect();
+                let path = scope_path(tx, &grant.scope).await?;
+                let refused = |_| Error::PermissionDenied(why.clone());
                 self.require(&tenant_wide, &[], &String::new)
-                    .map_err(|_| Error::PermissionDenied(why))
+                    .map_err(refused)?;
+                self.require_below(tx, &tenant_wide, &grant.scope, &path, &String::new)
+                    .await
+                    .map_err(refused)
             }
             other => other,
         }

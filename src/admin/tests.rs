@@ -36,6 +36,16 @@ use std::sync::{Arc, Mutex};
 const TENANT: &str = "acme";
 const HOUR: Millis = 3_600_000;
 
+/// Where the admin property tests keep the seeds of past failures (replayed
+/// first on every run): beside this file, not in a top-level folder.
+fn regressions() -> Option<Box<dyn proptest::test_runner::FailurePersistence>> {
+    Some(Box::new(
+        proptest::test_runner::FileFailurePersistence::Direct(
+            "src/admin/tests.proptest-regressions",
+        ),
+    ))
+}
+
 // ---------------------------------------------------------------- builders
 
 fn user(id: &str) -> Principal {
@@ -1767,7 +1777,11 @@ impl Op {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: regressions(),
+        ..ProptestConfig::default()
+    })]
 
     /// Whatever the super user does to grants, statuses, teams and
     /// memberships, the tenant keeps a durable account administrator after
@@ -2397,7 +2411,11 @@ mod delegation_property {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: regressions(),
+            ..ProptestConfig::default()
+        })]
 
         /// Whenever an admin write succeeds, everything anyone gains by it was
         /// allowed to its actor before (writes let through by the audited
