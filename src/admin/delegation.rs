@@ -320,11 +320,12 @@ impl Delegator {
                     grant.scope.kind(),
                     grant.effect,
                 );
-                let path = scope_path(tx, &grant.scope).await?;
                 let refused = |_| Error::PermissionDenied(why.clone());
                 self.require(&tenant_wide, &[], &String::new)
                     .map_err(refused)?;
-                self.require_below(tx, &tenant_wide, &grant.scope, &path, &String::new)
+                // Denies of the actor's own on the scope itself count too
+                // (an empty path skips none).
+                self.require_below(tx, &tenant_wide, &grant.scope, &[], &String::new)
                     .await
                     .map_err(refused)
             }
