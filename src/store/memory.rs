@@ -424,15 +424,7 @@ impl MemStore {
 impl Store for MemStore {
     async fn tenant_revision(&self, tenant: &str, at_least: Option<i64>) -> Result<Option<i64>> {
         let rev = self.snapshot(tenant)?.map(|s| s.revision);
-        if let (Some(rev), Some(min)) = (rev, at_least) {
-            if rev < min {
-                return Err(Error::invalid(
-                    "consistency_token",
-                    format!("revision {min} is ahead of the tenant's newest revision {rev} (tokens are per tenant)"),
-                ));
-            }
-        }
-        Ok(rev)
+        super::fresh_enough(rev, at_least)
     }
 
     async fn subject(&self, tenant: &str, principal_id: &str) -> Result<Arc<SubjectEntry>> {

@@ -125,6 +125,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
 }
 
+/// The tenant's revision `newest` (`None`: no such tenant), checked against
+/// a consistency token `at_least`: a token ahead of the tenant is not one of
+/// its own (tokens are per tenant, and every acknowledged write is stored),
+/// so it is INVALID_ARGUMENT naming `consistency_token`. Shared by every
+/// [`Store::tenant_revision`].
+pub fn fresh_enough(newest: Option<i64>, at_least: Option<i64>) -> Result<Option<i64>> {
+    if let (Some(rev), Some(min)) = (newest, at_least) {
+        if rev < min {
+            return Err(crate::error::Error::invalid(
+                "consistency_token",
+                format!("revision {min} is ahead of the tenant's newest revision {rev} (tokens are per tenant)"),
+            ));
+        }
+    }
+    Ok(newest)
+}
+
 /// The revision log the cache polls: what every replica needs to drop
 /// exactly what other replicas' writes made stale.
 pub trait RevisionLog: Send + Sync + 'static {

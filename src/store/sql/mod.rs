@@ -114,15 +114,7 @@ impl Store for SqlStore {
         let rev = read::tenant_row(&self.db, tenant)
             .await?
             .map(|t| t.revision);
-        if let (Some(rev), Some(min)) = (rev, at_least) {
-            if rev < min {
-                return Err(Error::invalid(
-                    "consistency_token",
-                    format!("revision {min} is ahead of the tenant's newest revision {rev} (tokens are per tenant)"),
-                ));
-            }
-        }
-        Ok(rev)
+        super::fresh_enough(rev, at_least)
     }
 
     async fn subject(&self, tenant: &str, principal_id: &str) -> Result<Arc<SubjectEntry>> {
