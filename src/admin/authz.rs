@@ -5,7 +5,23 @@
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{Actor, PrincipalStatus, ResourceNode};
-use crate::store::{WriteContext, WriteTx};
+use crate::store::{SubjectEntry, WriteContext, WriteTx};
+
+/// A principal as decisions need it, read inside the write: its record
+/// (`None` when unknown) and, when it is active, every grant it holds
+/// directly or through teams (what [`crate::store::Store::subject`] is on the
+/// read side).
+pub(crate) async fn subject<T: WriteTx>(tx: &mut T, id: &str) -> Result<SubjectEntry> {
+    let principal = tx.principal(id).await?;
+    let bindings = match &principal {
+        Some(p) if p.status == PrincipalStatus::Active => tx.bindings(id).await?,
+        _ => Vec::new(),
+    };
+    Ok(SubjectEntry {
+        principal,
+        bindings,
+    })
+}
 
 /// Refuses the write unless the actor may `<rtype>.<action>` on the resource
 /// whose ancestry is `path` (the tenant itself when `path` is empty).
@@ -19,11 +35,10 @@ pub async fn authorize<T: WriteTx>(
     let Actor::Principal(id) = &ctx.actor else {
         return Ok(());
     };
-    let principal = tx.principal(id).await?;
-    let bindings = match &principal {
-        Some(p) if p.status == PrincipalStatus::Active => tx.bindings(id).await?,
-        _ => Vec::new(),
-    };
+    let SubjectEntry {
+        principal,
+        bindings,
+    } = subject(tx, id).await?;
     let roles = super::role_table(tx).await?;
     let q = Question {
         rtype,
@@ -90,11 +105,10 @@ pub async fn authorize_subtree<T: WriteTx>(
     if below.is_empty() {
         return Ok(());
     }
-    let principal = tx.principal(id).await?;
-    let bindings = match &principal {
-        Some(p) if p.status == PrincipalStatus::Active => tx.bindings(id).await?,
-        _ => Vec::new(),
-    };
+    let SubjectEntry {
+        principal,
+        bindings,
+    } = subject(tx, id).await?;
     let roles = super::role_table(tx).await?;
     let now = tx.now();
     let allowed = |rtype: &str, path: &[ResourceNode]| {

@@ -19,8 +19,8 @@
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
-    Actor, Binding, Effect, Grant, Principal, PrincipalStatus, ResourceNode, RoleMatch, RoleTable,
-    Scope, SubjectRef, TENANT_TYPE,
+    Actor, Binding, Effect, Grant, Principal, ResourceNode, RoleMatch, RoleTable, Scope,
+    SubjectRef, TENANT_TYPE,
 };
 use crate::store::{WriteContext, WriteTx};
 use std::collections::{BTreeSet, HashSet};
@@ -65,15 +65,11 @@ impl Delegator {
         let actor = match &ctx.actor {
             Actor::SuperUser => None,
             Actor::Principal(id) => {
-                let p = tx.principal(id).await?.ok_or_else(|| {
+                let entry = super::authz::subject(tx, id).await?;
+                let p = entry.principal.ok_or_else(|| {
                     Error::PermissionDenied(format!("actor `{id}` is not a member of the tenant"))
                 })?;
-                let bindings = if p.status == PrincipalStatus::Active {
-                    tx.bindings(id).await?
-                } else {
-                    Vec::new()
-                };
-                Some((p, bindings))
+                Some((p, entry.bindings))
             }
         };
         let mut types: BTreeSet<String> = tx.resource_types().await?.into_iter().collect();
@@ -377,15 +373,17 @@ pub async fn teams_containing<T: WriteTx>(
 /// The grants a member of `team` holds through it: the team's own and those
 /// of every team that (transitively) contains it.
 pub async fn grants_through_team<T: WriteTx>(tx: &mut T, team: &str) -> Result<Vec<Grant>> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut stack = vec![team.to_owned()];
+    let mut teams: Vec<String> = teams_containing(tx, &SubjectRef::Team(team.to_owned()))
+        .await?
+        .into_iter()
+        .collect();
+    // The team itself first, then the others in id order: refusals always
+    // name the same grant.
+    teams.sort();
+    teams.insert(0, team.to_owned());
     let mut out = Vec::new();
-    while let Some(t) = stack.pop() {
-        if !seen.insert(t.clone()) {
-            continue;
-        }
-        out.extend(tx.grants_of(&SubjectRef::Team(t.clone())).await?);
-        stack.extend(tx.teams_of(&SubjectRef::Team(t)).await?);
+    for t in teams {
+        out.extend(tx.grants_of(&SubjectRef::Team(t)).await?);
     }
     Ok(out)
 }
