@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::grpc::admin::AdminApi;
 use crate::grpc::admission::Admission;
 use crate::grpc::check::CheckApi;
+use crate::grpc::fairness::TenantShares;
 use crate::grpc::observe::Observe;
 use crate::grpc::operator::OperatorApi;
 use crate::grpc::pb;
@@ -82,6 +83,7 @@ impl StartupError {
 #[derive(Debug)]
 pub struct App {
     store: SqlStore,
+    log_db: LogDb,
     actor_tokens: Option<crate::auth::ActorTokens>,
     credentials: Credentials,
     cache: CacheSettings,
@@ -138,6 +140,10 @@ impl App {
         };
         Ok(Self {
             store,
+            log_db: LogDb {
+                url: config.database.url.clone(),
+                timeout: Duration::from_millis(config.database.connect_timeout_ms),
+            },
             actor_tokens,
             credentials: Credentials::new(&config.api_keys, &config.tls.clients),
             cache: config.cache.settings(),
@@ -186,15 +192,18 @@ impl App {
         let (poll_stop, poll_stopped) = tokio::sync::oneshot::channel::<()>();
         // Subscribed before the poller starts, so no change is missed.
         let cache_reachable = cache.reachable();
-        let poller = tokio::spawn(cache.clone().poll(async {
-            let _ = poll_stopped.await;
-        }));
+        let poller = spawn_poller(cache.clone(), self.log_db.clone(), poll_stopped).await?;
         let authz = Arc::new(Authorizer::new(cache.clone()));
-        let check_api = CheckApi::new(authz, self.metrics.clone());
+        let shares = TenantShares::new(
+            self.grpc.max_in_flight_per_tenant,
+            self.grpc.max_queued_per_tenant,
+        );
+        let check_api = CheckApi::new(authz, self.metrics.clone(), shares.clone());
         let (on_commit, cache_stats) = cache_hooks(&cache);
         let admin_api = AdminApi::new(
             Admin::new(self.store.clone(), on_commit),
             self.actor_tokens.clone(),
+            shares,
         );
         let operator = InterceptedService::new(
             pb::operator_service_server::OperatorServiceServer::new(OperatorApi::new(
@@ -363,11 +372,66 @@ async fn drain(shutdown: impl Future<Output = ()>, d: Drain) {
     }
 }
 
+/// Where the cache poller reads the revision log: the store's database over
+/// a connection of its own.
+#[derive(Debug, Clone)]
+struct LogDb {
+    url: crate::config::Secret,
+    timeout: Duration,
+}
+
+/// Runs the cache poller on a thread and runtime of its own, reading the
+/// revision log over a database connection of its own: however busy the
+/// workers are with calls, and however many pooled connections the calls
+/// hold, the log is polled on schedule, so a loaded replica never trips its
+/// staleness bound (and answers `UNAVAILABLE`) only because the poller could
+/// not get a turn. Returns once the poller's connection is open; the returned
+/// receiver completes when the poller has stopped.
+async fn spawn_poller(
+    cache: CachedStore<SqlStore>,
+    db: LogDb,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::sync::oneshot::Receiver<()>, StartupError> {
+    let failed = |e: std::io::Error| StartupError::Server(format!("cache poller: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    let (ready, connected) = tokio::sync::oneshot::channel::<Result<()>>();
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("portcullis-poller".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match SqlStore::connect(db.url.expose(), 1, db.timeout).await {
+                    Ok(log) => {
+                        let _ = ready.send(Ok(()));
+                        cache
+                            .poll(log, async {
+                                let _ = stop.await;
+                            })
+                            .await;
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            });
+            let _ = done.send(());
+        })
+        .map_err(failed)?;
+    connected
+        .await
+        .map_err(|_| StartupError::Server("cache poller: ended at start".to_owned()))?
+        .map_err(StartupError::Store)?;
+    Ok(stopped)
+}
+
 /// Whatever is left after the server is bounded too: the metrics endpoint
 /// and the poller (already told to stop) get a moment, then are dropped.
 async fn stop_background(
     metrics_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    mut poller: tokio::task::JoinHandle<()>,
+    poller: tokio::sync::oneshot::Receiver<()>,
 ) {
     if let Some(m) = metrics_server {
         if tokio::time::timeout(Duration::from_millis(500), m)
@@ -377,11 +441,12 @@ async fn stop_background(
             tracing::warn!("metrics endpoint still busy; dropping it");
         }
     }
-    if tokio::time::timeout(Duration::from_millis(500), &mut poller)
+    if tokio::time::timeout(Duration::from_millis(500), poller)
         .await
         .is_err()
     {
-        poller.abort();
+        // Its thread ends with its next poll (or with the process).
+        tracing::warn!("cache poller still busy; leaving it");
     }
 }
 

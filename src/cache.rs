@@ -347,12 +347,18 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
     /// Applies the log of every tenant whose revision moved (all tenants), or
     /// of one tenant.
     pub async fn catch_up(&self, only: Option<&str>) -> Result<()> {
+        self.catch_up_from(&self.store, only).await
+    }
+
+    /// [`CachedStore::catch_up`], reading the log through `log` (the same
+    /// database, possibly over connections of its own).
+    async fn catch_up_from(&self, log: &S, only: Option<&str>) -> Result<()> {
         // Taken before reading: everything committed by now will be seen.
         let began = self.since_epoch() + 1;
         let _serial = self.inner.catching_up.lock().await;
         let revisions = match only {
-            None => self.store.tenant_revisions().await?,
-            Some(t) => match self.store.tenant_revision(t, None).await? {
+            None => log.tenant_revisions().await?,
+            Some(t) => match log.tenant_revision(t, None).await? {
                 Some(r) => vec![(t.to_owned(), r)],
                 None => Vec::new(),
             },
@@ -365,7 +371,7 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             match self.known(&tenant) {
                 None => self.set_known(&tenant, current),
                 Some(known) if known < current => {
-                    let changes = self.store.changes(&tenant, known, current).await?;
+                    let changes = log.changes(&tenant, known, current).await?;
                     let complete = changes.len() as i64 == current - known;
                     if complete {
                         for (_, inv) in &changes {
@@ -393,13 +399,17 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
         Ok(())
     }
 
-    /// Polls the revision log until `shutdown` completes.
-    pub async fn poll(self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Polls the revision log through `log` (the same database as the
+    /// cache's store; give it connections of its own so that calls holding
+    /// every pooled connection cannot delay a poll) until `shutdown`
+    /// completes.
+    pub async fn poll(self, log: S, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         // A poll that hangs (a store that stopped answering) counts as failed.
         let timeout = (self.settings.poll_interval * 4).max(Duration::from_secs(1));
         loop {
-            let reached = match tokio::time::timeout(timeout, self.catch_up(None)).await {
+            let reached = match tokio::time::timeout(timeout, self.catch_up_from(&log, None)).await
+            {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "revision log poll failed");

@@ -134,9 +134,25 @@ pub struct GrpcConfig {
     pub max_in_flight: u32,
     /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
     pub request_timeout_ms: u64,
+    /// Most calls of one tenant at work at once (its share of the server);
+    /// more wait in the tenant's own queue.
+    #[serde(default = "default_tenant_share")]
+    pub max_in_flight_per_tenant: u32,
+    /// Most calls of one tenant waiting for its share; more are refused at
+    /// once with `RESOURCE_EXHAUSTED` (`tenant_busy`).
+    #[serde(default = "default_tenant_queue")]
+    pub max_queued_per_tenant: u32,
     /// On SIGTERM, how long calls in flight may take to finish before the
     /// process exits anyway.
     pub shutdown_grace_ms: u64,
+}
+
+fn default_tenant_share() -> u32 {
+    16
+}
+
+fn default_tenant_queue() -> u32 {
+    128
 }
 
 /// The database.
@@ -245,6 +261,8 @@ impl Default for Config {
                 addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 max_in_flight: 512,
                 request_timeout_ms: 10_000,
+                max_in_flight_per_tenant: default_tenant_share(),
+                max_queued_per_tenant: default_tenant_queue(),
                 shutdown_grace_ms: 20_000,
             },
             database: DatabaseConfig {
@@ -404,6 +422,12 @@ impl Config {
         }
         if self.grpc.max_in_flight == 0 {
             return Err(Error::invalid("grpc.max_in_flight", "must be at least 1"));
+        }
+        if self.grpc.max_in_flight_per_tenant == 0 {
+            return Err(Error::invalid(
+                "grpc.max_in_flight_per_tenant",
+                "must be at least 1",
+            ));
         }
         if self.grpc.request_timeout_ms < 10 {
             return Err(Error::invalid(

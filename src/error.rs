@@ -22,6 +22,10 @@ pub enum Error {
     /// No valid credentials; the text says which.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller's tenant is using its whole share of the server; retry
+    /// with backoff.
+    #[error("{0}")]
+    Exhausted(String),
     /// The store cannot be reached, or the replica is not caught up; retry.
     #[error("unavailable: {0}")]
     Unavailable(String),

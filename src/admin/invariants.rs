@@ -4,7 +4,7 @@
 //! (`team_cycle`, `role_cycle`, `resource_cycle`); plus the tree depth
 //! limit (INVALID_ARGUMENT).
 
-use crate::engine::{self, Question, Subject};
+use crate::engine::{self, Question, RoleMatch, Subject};
 use crate::error::{Error, Result};
 use crate::model::roles::{MAX_INHERITANCE_DEPTH, MAX_ROLE_CLOSURE, PREDEFINED_ROLE_IDS};
 use crate::model::{
@@ -14,30 +14,57 @@ use crate::model::{
 use crate::store::WriteTx;
 use std::collections::{HashMap, HashSet};
 
-/// Principals allowed `tenant.manage_members` on the tenant by `holders`'
-/// bindings. With `durable`, only grants without expiry count, so that an
-/// admin about to expire is not the one that keeps the tenant administrable.
+/// Principals that hold the whole `account_admin` role on the tenant by
+/// `holders`' bindings: allowed every `(type, action)` the role gives there,
+/// whether through `account_admin` itself, a role that includes all of it
+/// (`owner`) or several roles together. Holding some of it (say only
+/// `tenant.manage_members`) does not make an account administrator. With
+/// `durable`, only grants without expiry count, so that an admin about to
+/// expire is not the one that keeps the tenant administrable.
 pub fn account_admins(
     holders: Vec<(Principal, Vec<Binding>)>,
     roles: &RoleTable,
     now: Millis,
     durable: bool,
 ) -> Vec<String> {
+    let pairs = account_admin_pairs(roles);
     let mut out = Vec::new();
     for (p, mut bindings) in holders {
         if durable {
             bindings.retain(|b| b.grant.effect == Effect::Deny || b.grant.expires_at.is_none());
         }
-        let q = Question {
-            rtype: model::TENANT_TYPE,
-            action: "manage_members",
-            path: Some(&[]),
+        let holds = |(rtype, action): &(&str, &str)| {
+            let q = Question {
+                rtype,
+                action,
+                path: Some(&[]),
+            };
+            engine::decide(Subject::Principal(Some(&p)), &bindings, roles, q, now).allowed
         };
-        if engine::decide(Subject::Principal(Some(&p)), &bindings, roles, q, now).allowed {
+        if !pairs.is_empty() && pairs.iter().all(holds) {
             out.push(p.id);
         }
     }
     out
+}
+
+/// Every `(type, action)` the `account_admin` role gives on the tenant,
+/// over the tenant's whole action vocabulary.
+fn account_admin_pairs(roles: &RoleTable) -> Vec<(&str, &str)> {
+    let mut types = roles.named_types();
+    types.insert(model::TENANT_TYPE);
+    let mut pairs = Vec::new();
+    for t in types {
+        for a in roles.actions() {
+            if matches!(
+                roles.role_match("account_admin", model::TENANT_TYPE, t, a),
+                RoleMatch::Matched(_)
+            ) {
+                pairs.push((t, a));
+            }
+        }
+    }
+    pairs
 }
 
 /// How many durable account administrators the tenant has now.

@@ -1962,6 +1962,42 @@ async fn a_role_manager_cannot_widen_the_role_it_holds() {
 }
 
 #[tokio::test]
+async fn holding_part_of_account_admin_does_not_make_an_account_admin() {
+    let w = World::new().await;
+    w.principal("mia").await;
+    w.su(CreateRole {
+        role: custom_role("member_manager", &["tenant.manage_members"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("mia"), "member_manager", Scope::Tenant)
+        .await;
+    // Mia may manage members, but she is no account administrator: root
+    // is still the only one, and she cannot suspend him.
+    assert_eq!(w.durable_admins().await, ["root"]);
+    let err = w
+        .refused(
+            as_principal("mia"),
+            set_status("root", PrincipalStatus::Suspended),
+        )
+        .await;
+    assert!(
+        matches!(
+            err,
+            Error::FailedPrecondition {
+                rule: "last_account_admin",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A role that includes all of account_admin does count.
+    w.principal("olga").await;
+    w.grant(principal("olga"), "owner", Scope::Tenant).await;
+    assert_eq!(w.durable_admins().await, ["olga", "root"]);
+}
+
+#[tokio::test]
 async fn a_team_manager_cannot_join_a_powerful_team() {
     let w = World::new().await;
     w.principal("gus").await;

@@ -1,7 +1,9 @@
 //! The decision services: gathers inputs through the [`Store`] trait and asks
 //! [`decide`]. No gRPC and no SQL here.
 
-use super::{candidate_scopes, decide, decide_among, Binding, Decision, Question, Reason, Subject};
+use super::{
+    candidate_scopes, decide, decide_among, Binding, Cooperate, Decision, Question, Reason, Subject,
+};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef, Scope};
 use crate::store::{Store, SubjectEntry};
@@ -87,7 +89,9 @@ impl<S: Store> Authorizer<S> {
         let mut subjects: HashMap<&str, Arc<SubjectEntry>> = HashMap::new();
         let mut paths: HashMap<&ResourceRef, Option<Arc<Vec<ResourceNode>>>> = HashMap::new();
         let mut out = Vec::with_capacity(queries.len());
+        let mut cooperate = Cooperate::new();
         for q in queries {
+            cooperate.tick().await;
             if !subjects.contains_key(q.subject_id.as_str()) {
                 let s = self.store.subject(tenant, &q.subject_id).await?;
                 subjects.insert(&q.subject_id, s);
@@ -176,6 +180,7 @@ impl<S: Store> Authorizer<S> {
         let tenant_wide_scan = scopes == [Scope::Tenant];
         let batch = (limit + 1).max(1_000);
         let mut cursor: Option<String> = after.map(str::to_owned);
+        let mut cooperate = Cooperate::new();
         loop {
             let paths = self
                 .store
@@ -183,6 +188,7 @@ impl<S: Store> Authorizer<S> {
                 .await?;
             let exhausted = !tenant_wide_scan || paths.len() < batch;
             for path in &paths {
+                cooperate.tick().await;
                 let Some(node) = path.first() else { continue };
                 if after.is_some_and(|a| node.resource.id.as_str() <= a) {
                     continue;
@@ -242,7 +248,9 @@ impl<S: Store> Authorizer<S> {
         };
         let roles = self.store.roles(tenant).await?;
         let mut ids = BTreeSet::new();
+        let mut cooperate = Cooperate::new();
         for (principal, bindings) in self.store.holders_on_path(tenant, &path).await? {
+            cooperate.tick().await;
             if after.is_some_and(|a| principal.id.as_str() <= a) {
                 continue;
             }

@@ -14,6 +14,8 @@
 //! always allowed. Anything unknown is a denial with a reason.
 
 pub mod authorizer;
+mod cooperate;
+pub use cooperate::Cooperate;
 
 pub use crate::model::{Binding, RoleMatch, RoleTable};
 

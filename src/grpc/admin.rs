@@ -3,6 +3,7 @@
 //! run it, convert the result. The rules live in `crate::admin`.
 
 use super::convert::{self, id, name};
+use super::fairness::{Share, TenantShares};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
 use crate::admin::{grants, members, reads, resources, roles, tenants, Admin, Command, Written};
@@ -22,6 +23,7 @@ pub const MAX_ADMIN_PAGE: u32 = 1_000;
 pub struct AdminApi<S> {
     admin: Admin<S>,
     actor_tokens: Option<ActorTokens>,
+    shares: TenantShares,
 }
 
 impl<S> std::fmt::Debug for AdminApi<S> {
@@ -32,12 +34,20 @@ impl<S> std::fmt::Debug for AdminApi<S> {
 
 impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
     /// Serves `admin`; `actor_tokens` verifies the actors of keys with
-    /// `require_actor_token`.
-    pub fn new(admin: Admin<S>, actor_tokens: Option<ActorTokens>) -> Self {
+    /// `require_actor_token`; each call waits for its tenant's share.
+    pub fn new(admin: Admin<S>, actor_tokens: Option<ActorTokens>, shares: TenantShares) -> Self {
         Self {
             admin,
             actor_tokens,
+            shares,
         }
+    }
+
+    /// The tenant a read is about, once it has a slot of the tenant's share.
+    async fn enter(&self, caller: &Caller, tenant_id: String) -> Result<(String, Share)> {
+        let t = caller.tenant(tenant_id)?;
+        let share = self.shares.enter(&t).await?;
+        Ok((t, share))
     }
 
     /// Runs the command a write request asks for.
@@ -51,7 +61,9 @@ impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
         let mut r = req.into_inner();
         let ctx = write_ctx(&caller, &mut r)?;
         self.prove_actor(&caller, token.as_deref(), &ctx)?;
-        Ok(self.admin.write(&ctx, C::try_from(r)?).await?)
+        let cmd = C::try_from(r)?;
+        let _share = self.shares.enter(&ctx.tenant_id).await?;
+        Ok(self.admin.write(&ctx, cmd).await?)
     }
 
     /// For a credential with `require_actor_token`, checks that the
@@ -254,7 +266,9 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         &self,
         req: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::GetTenantResponse>, Status> {
-        let t = caller(&req)?.tenant(req.into_inner().tenant_id)?;
+        let (t, _share) = self
+            .enter(&caller(&req)?, req.into_inner().tenant_id)
+            .await?;
         let tenant = self.admin.store().tenant(&t).await?;
         let tenant = tenant.ok_or_else(not_found(format!("tenant `{t}`")))?;
         Ok(Response::new(pb::GetTenantResponse {
@@ -310,7 +324,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::GetResourceResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let res = convert::resource("resource", r.resource)?;
         let found = self.admin.store().resource(&t, &res).await?;
         let found = found.ok_or_else(not_found(format!("resource `{res}`")))?;
@@ -325,7 +339,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let parent = convert::opt_resource("parent", r.parent)?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
@@ -405,7 +419,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::GetPrincipalResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let p = id("principal_id", r.principal_id)?;
         let found = self.admin.store().principal(&t, &p).await?;
         let found = found.ok_or_else(not_found(format!("principal `{p}`")))?;
@@ -420,7 +434,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
             .admin
@@ -462,7 +476,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ListTeamsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
             .admin
@@ -512,7 +526,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ListTeamMembersResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let team = id("team_id", r.team_id)?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let members = self
@@ -546,7 +560,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::GetRoleResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let role = self.admin.role(&t, &name("role_id", r.role_id)?).await?;
         Ok(Response::new(pb::GetRoleResponse {
             role: Some(role.into()),
@@ -559,7 +573,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let after = after.map(|k| token_key::<(bool, String)>(&k)).transpose()?;
         let table = self.admin.role_table(&t).await?;
@@ -621,7 +635,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ListGrantsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let subject = match r.subject {
             None => None,
             Some(s) => Some(convert::subject("subject", Some(s))?),
@@ -646,7 +660,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::GetAccessOverviewResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let t = caller.tenant(r.tenant_id)?;
+        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
         let p = id("principal_id", r.principal_id)?;
         let scope_type = if r.scope_type.is_empty() {
             None
@@ -696,8 +710,9 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
                 Error::invalid("page_token", "not a page token returned by Portcullis")
             })?),
         };
+        let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         let filter = AuditFilter {
-            tenant: caller.tenant(r.tenant_id)?,
+            tenant,
             actor: opt("actor", r.actor)?,
             action: opt("action", r.action)?,
             target_prefix: opt("target_prefix", r.target_prefix)?,

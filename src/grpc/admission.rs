@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tonic::Status;
 
 /// How long a shed caller is asked to wait before retrying.
-const RETRY_PUSHBACK_MS: &str = "50";
+pub(super) const RETRY_PUSHBACK_MS: &str = "50";
 
 struct State {
     permits: Arc<Semaphore>,

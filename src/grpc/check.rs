@@ -2,10 +2,11 @@
 //! authorizer, convert.
 
 use super::convert;
+use super::fairness::{Share, TenantShares};
 use super::pb;
 use super::pb::check_service_server::CheckService;
 use super::pb::list_accessible_service_server::ListAccessibleService;
-use crate::auth::caller;
+use crate::auth::{caller, Caller};
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -23,6 +24,7 @@ pub const MAX_LIST_PAGE: u32 = 10_000;
 pub struct CheckApi<S> {
     authz: Arc<Authorizer<S>>,
     metrics: Metrics,
+    shares: TenantShares,
 }
 
 impl<S> Clone for CheckApi<S> {
@@ -30,14 +32,27 @@ impl<S> Clone for CheckApi<S> {
         Self {
             authz: self.authz.clone(),
             metrics: self.metrics.clone(),
+            shares: self.shares.clone(),
         }
     }
 }
 
 impl<S: Store> CheckApi<S> {
-    /// Wraps the authorizer; decisions are counted in `metrics`.
-    pub fn new(authz: Arc<Authorizer<S>>, metrics: Metrics) -> Self {
-        Self { authz, metrics }
+    /// Wraps the authorizer; decisions are counted in `metrics`; each call
+    /// waits for its tenant's share.
+    pub fn new(authz: Arc<Authorizer<S>>, metrics: Metrics, shares: TenantShares) -> Self {
+        Self {
+            authz,
+            metrics,
+            shares,
+        }
+    }
+
+    /// The caller's tenant, once the call has a slot of the tenant's share.
+    async fn enter(&self, caller: &Caller, tenant_id: String) -> Result<(String, Share)> {
+        let t = caller.tenant(tenant_id)?;
+        let share = self.shares.enter(&t).await?;
+        Ok((t, share))
     }
 
     fn count(&self, allowed: bool, reason: i32) {
@@ -84,7 +99,7 @@ impl<S: Store> CheckService for CheckApi<S> {
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = caller.tenant(r.tenant_id)?;
+        let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         let q = query("", r.principal_id, r.action, r.resource)?;
         context(&r.context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
@@ -107,7 +122,7 @@ impl<S: Store> CheckService for CheckApi<S> {
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = caller.tenant(r.tenant_id)?;
+        let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         if r.items.is_empty() || r.items.len() > MAX_BATCH {
             return Err(
                 Error::invalid("items", format!("must hold 1 to {MAX_BATCH} items")).into(),
@@ -155,7 +170,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
     ) -> Result<Response<pb::ListAccessibleResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = caller.tenant(r.tenant_id)?;
+        let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         let subject = convert::id("principal_id", r.principal_id)?;
         let action = convert::name("action", r.action)?;
         model::validate_resource_type("resource_type", &r.resource_type)?;
@@ -191,7 +206,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
     ) -> Result<Response<pb::ListSubjectsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let tenant = caller.tenant(r.tenant_id)?;
+        let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         let resource = convert::resource("resource", r.resource)?;
         let action = convert::name("action", r.action)?;
         let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod check;
 pub mod codec;
 pub mod convert;
+pub mod fairness;
 pub mod observe;
 pub mod operator;
 mod status;

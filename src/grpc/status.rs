@@ -3,7 +3,8 @@
 //! carries a `google.rpc.ErrorInfo` whose `reason` says what went wrong
 //! (`invalid_argument`, `not_found`, `already_exists`, the broken invariant
 //! such as `last_account_admin`, `permission_denied`, `unauthenticated`,
-//! `unavailable`, `internal`), and an invalid argument also carries a
+//! `unavailable`, `internal`, `tenant_busy` when a tenant uses its whole
+//! share of the server), and an invalid argument also carries a
 //! `google.rpc.BadRequest` field violation naming the field. Clients read
 //! these instead of parsing messages. Refusals of the admission layer (load
 //! shedding, deadlines, shutdown) carry a code and a message only.
@@ -48,6 +49,14 @@ impl From<Error> for Status {
             }
             Error::Unauthenticated(_) => {
                 status(Code::Unauthenticated, message, "unauthenticated", none)
+            }
+            Error::Exhausted(_) => {
+                let mut s = status(Code::ResourceExhausted, message, "tenant_busy", none);
+                s.metadata_mut().insert(
+                    "grpc-retry-pushback-ms",
+                    super::admission::RETRY_PUSHBACK_MS.parse().expect("ascii"),
+                );
+                s
             }
             Error::Unavailable(detail) => {
                 // The cause stays in the logs; clients learn only to retry.

@@ -25,3 +25,4 @@ mod seed_openfn;
 mod smoke;
 mod surface;
 mod trust;
+mod why_delegation;
