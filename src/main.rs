@@ -35,6 +35,11 @@ enum Cmd {
         /// resources, 100,000 principals).
         #[arg(long, default_value = "standard")]
         dataset: String,
+        /// `standard` (checks, batches, lists, cold checks) or `noisy` (one
+        /// tenant's adversarial role graph and load against another tenant's
+        /// checks and the health service).
+        #[arg(long, default_value = "standard")]
+        scenario: String,
         /// An empty database; a fresh SQLite file in the temp directory by default.
         #[arg(long)]
         database_url: Option<String>,
@@ -73,6 +78,7 @@ async fn main() -> ExitCode {
     #[cfg(feature = "bench")]
     if let Cmd::Bench {
         dataset,
+        scenario,
         database_url,
         seconds,
         concurrency,
@@ -82,6 +88,7 @@ async fn main() -> ExitCode {
     {
         let opts = portcullis::bench::BenchOptions {
             dataset,
+            scenario,
             database_url,
             duration: std::time::Duration::from_secs(seconds),
             concurrency,

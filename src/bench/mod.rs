@@ -3,6 +3,7 @@
 //! and prints throughput, latency percentiles and the server's peak memory.
 
 pub mod dataset;
+mod noisy;
 
 use crate::auth::Bearer;
 use crate::grpc::pb;
@@ -23,6 +24,8 @@ use tonic::transport::Channel;
 pub struct BenchOptions {
     /// `standard` or `large`.
     pub dataset: String,
+    /// `standard` (the phases below) or `noisy` (see [`noisy`]).
+    pub scenario: String,
     /// Database URL; a fresh SQLite file when `None`.
     pub database_url: Option<String>,
     /// Seconds per throughput phase.
@@ -168,6 +171,12 @@ const ACTIONS: [&str; 3] = ["view", "edit", "execute"];
 
 /// Runs the whole benchmark and prints its table.
 pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
+    if !["standard", "noisy"].contains(&opts.scenario.as_str()) {
+        return Err(format!(
+            "unknown scenario `{}` (standard or noisy)",
+            opts.scenario
+        ));
+    }
     let shape = match opts.dataset.as_str() {
         "standard" => Shape::STANDARD,
         "large" => Shape::LARGE,
@@ -232,6 +241,13 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         CheckServiceClient::with_interceptor(channels[i % channels.len()].clone(), bearer.clone())
     };
     let lister = ListAccessibleServiceClient::with_interceptor(channels[0].clone(), bearer.clone());
+    if opts.scenario == "noisy" {
+        let users = data.hot_users.clone();
+        let rows = noisy::run(&server.addr, &bearer, users, data.workflows, opts.duration).await?;
+        let (hwm, rss) = server.memory();
+        print_table(&opts, &rows, hwm, rss);
+        return Ok(rows);
+    }
     let mut rows = Vec::new();
 
     // Checks ask about (at most) 10,000 workflows spread over the tenant;
