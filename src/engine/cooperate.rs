@@ -22,7 +22,7 @@ impl Default for Cooperate {
 
 impl Cooperate {
     /// Longest stretch of decision work between two yields.
-    pub const SLICE: Duration = Duration::from_micros(250);
+    pub const SLICE: Duration = Duration::from_micros(100);
 
     /// Starts counting now.
     pub fn new() -> Self {
