@@ -19,8 +19,8 @@
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
-    Actor, Binding, Effect, Grant, Principal, ResourceNode, RoleMatch, RoleTable, Scope,
-    SubjectRef, TENANT_TYPE,
+    Actor, Binding, Effect, Grant, Principal, ResourceNode, ResourceRef, RoleMatch, RoleTable,
+    Scope, SubjectRef, TENANT_TYPE,
 };
 use crate::store::{WriteContext, WriteTx};
 use std::collections::{BTreeSet, HashSet};
@@ -327,6 +327,85 @@ impl Delegator {
             }
             other => other,
         }
+    }
+
+    /// Refuses unless the actor holds, on `scope` and everywhere below it,
+    /// everything the allow grants in `incoming` give where they are granted:
+    /// what comes into a subtree when its privacy is lifted or when it moves
+    /// under new ancestors. With `recovery`, holding all of it tenant-wide
+    /// is enough (tenant owners and admins undo privacy set below them). The
+    /// `tenant.delegate` waiver does not apply: nothing is handed to anyone
+    /// in particular.
+    pub async fn could_bring_in<T: WriteTx>(
+        &self,
+        tx: &mut T,
+        incoming: &[Grant],
+        root: &ResourceRef,
+        recovery: bool,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<()> {
+        if self.actor.is_none() {
+            return Ok(());
+        }
+        // Only the types present in the subtree are ever asked about there.
+        let mut present: BTreeSet<String> = BTreeSet::from([root.rtype.clone()]);
+        present.extend(
+            tx.descendants(root)
+                .await?
+                .into_iter()
+                .map(|d| d.resource.rtype),
+        );
+        let mut pairs = BTreeSet::new();
+        for g in incoming.iter().filter(|g| g.effect == Effect::Allow) {
+            pairs.extend(self.gives(&self.roles, &g.role_id, g.scope.kind(), Effect::Allow));
+        }
+        pairs.retain(|(t, _)| present.contains(t));
+        let scope = &Scope::Resource(root.clone());
+        match self.require_on_scope(tx, &pairs, scope, what).await {
+            Err(Error::PermissionDenied(why)) if recovery => {
+                let refused = |_| Error::PermissionDenied(why.clone());
+                self.require(&pairs, &[], &String::new).map_err(refused)?;
+                self.require_below(tx, &pairs, scope, &[], &String::new)
+                    .await
+                    .map_err(refused)
+            }
+            other => other,
+        }
+    }
+
+    /// Refuses unless the actor holds, tenant-wide, each newly declared
+    /// action of `declared` on every resource type (by the role table
+    /// `after` that knows them): a declared action is covered by every
+    /// wildcard permission (`*.*` of `owner` and `admin`), so declaring it
+    /// gives it to their holders.
+    pub fn could_declare(&self, after: &RoleTable, declared: &[String]) -> Result<()> {
+        let Some((principal, bindings)) = &self.actor else {
+            return Ok(());
+        };
+        for a in declared.iter().filter(|a| !self.roles.knows_action(a)) {
+            for t in &self.types {
+                let q = Question {
+                    rtype: t,
+                    action: a,
+                    path: Some(&[]),
+                };
+                let d = engine::decide(
+                    Subject::Principal(Some(principal)),
+                    bindings,
+                    after,
+                    q,
+                    self.now,
+                );
+                if !d.allowed {
+                    let shown = if t == UNNAMED_TYPE { "*" } else { t };
+                    return Err(Error::PermissionDenied(format!(
+                        "actor `{}` may not declare the action `{a}`: it is not allowed `{shown}.{a}` on the tenant itself",
+                        principal.id
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuses unless the actor could make every grant in `grants` for

@@ -9,7 +9,10 @@ use super::invariants::{
 use super::tenants::new_grant;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{Actor, Effect, Grant, Resource, ResourceNode, ResourceRef, Scope, SubjectRef};
+use crate::model::{
+    Actor, Effect, Grant, Resource, ResourceNode, ResourceRef, RoleMatch, Scope, SubjectRef,
+    TENANT_TYPE,
+};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 /// A resource's ancestry, or NOT_FOUND.
@@ -131,6 +134,24 @@ impl Command for CreateResource {
     }
 }
 
+/// The grants that reach a resource from above through `ancestors` (its
+/// ancestry above it, nearest first): those on each ancestor up to and
+/// including the nearest private one, and the tenant's when none is private.
+async fn reaching_from_above<T: WriteTx>(
+    tx: &mut T,
+    ancestors: &[ResourceNode],
+) -> Result<Vec<Grant>> {
+    let mut out = Vec::new();
+    for n in ancestors {
+        out.extend(tx.grants_on(&Scope::Resource(n.resource.clone())).await?);
+        if n.private {
+            return Ok(out);
+        }
+    }
+    out.extend(tx.grants_on(&Scope::Tenant).await?);
+    Ok(out)
+}
+
 /// Re-parent a resource and its subtree.
 #[derive(Debug, Clone)]
 pub struct MoveResource {
@@ -156,6 +177,22 @@ impl Command for MoveResource {
         let height = tx.subtree_height(&resource).await?;
         check_depth("new_parent", np_path.len() + height)?;
         let before = stored(tx, &resource).await?;
+        if !before.private {
+            // Whatever the new ancestors' grants give comes into the
+            // subtree: the actor must hold it there (delegation rule).
+            let old: Vec<Grant> = reaching_from_above(tx, &path[1..]).await?;
+            let incoming: Vec<Grant> = reaching_from_above(tx, &np_path)
+                .await?
+                .into_iter()
+                .filter(|g| !old.iter().any(|o| o.id == g.id))
+                .collect();
+            Delegator::load(tx, ctx)
+                .await?
+                .could_bring_in(tx, &incoming, &resource, false, &|| {
+                    format!("move `{resource}` under grants it does not hold")
+                })
+                .await?;
+        }
         tx.move_subtree(&resource, new_parent.as_ref()).await?;
         let after = Resource {
             parent: new_parent,
@@ -193,6 +230,27 @@ impl Command for SetResourcePrivate {
         // Tenant-wide owners and admins can always undo privacy set below them.
         authorize_or_tenant_wide(tx, ctx, &resource.rtype, "share", &path).await?;
         let before = stored(tx, &resource).await?;
+        if before.private && !private {
+            // The grants above come into the subtree: the actor must hold
+            // what they give there (or, recovering, tenant-wide). Tenant-wide
+            // grants that let their holders undo the privacy themselves
+            // (owners, admins: `share` on the tenant) bring in nothing they
+            // could not have taken back anyway.
+            let d = Delegator::load(tx, ctx).await?;
+            let mut incoming = reaching_from_above(tx, &path[1..]).await?;
+            incoming.retain(|g| {
+                g.scope != Scope::Tenant
+                    || !matches!(
+                        d.roles()
+                            .role_match(&g.role_id, TENANT_TYPE, &resource.rtype, "share"),
+                        RoleMatch::Matched(_)
+                    )
+            });
+            d.could_bring_in(tx, &incoming, &resource, true, &|| {
+                format!("make `{resource}` public")
+            })
+            .await?;
+        }
         tx.set_private(&resource, private).await?;
         let after = Resource {
             private,

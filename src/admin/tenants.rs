@@ -2,10 +2,11 @@
 //! administrator), settings changed by those allowed `tenant.manage`.
 
 use super::authz::authorize;
+use super::delegation::Delegator;
 use super::invariants::{ensure_single_owners, is_single_owner, tenant_settings};
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{self, Actor, Effect, Grant, Principal, Scope, SubjectRef, Tenant};
+use crate::model::{self, Actor, Effect, Grant, Principal, RoleTable, Scope, SubjectRef, Tenant};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 /// Create the tenant of the context, optionally with its first account admin.
@@ -95,6 +96,14 @@ impl Command for UpdateTenant {
             actions: self.actions.unwrap_or(before.actions.clone()),
             ..before.clone()
         };
+        if after.actions != before.actions {
+            // Everyone holding a wildcard permission gains a declared action.
+            let custom = tx.custom_roles().await?;
+            let table = RoleTable::with_actions(custom, &after.actions);
+            Delegator::load(tx, ctx)
+                .await?
+                .could_declare(&table, &after.actions)?;
+        }
         for ty in &after.single_owner_types {
             if !is_single_owner(&before, ty) {
                 ensure_single_owners(tx, ty).await?;

@@ -2082,6 +2082,91 @@ async fn a_sharer_cannot_deny_those_above_her_and_tenant_admins_recover() {
 }
 
 #[tokio::test]
+async fn making_a_resource_public_needs_what_the_grants_above_give_there() {
+    let (w, f) = world_with_a_folder_sharer().await;
+    let ws = res("workspace", "ws");
+    w.resource("workflow", "wf", Some(&f)).await;
+    // Bob edits the whole workspace (delete and execute included), more
+    // than alice holds on her folder.
+    w.grant(principal("bob"), "editor", on(&ws)).await;
+    let private = |p: bool| SetResourcePrivate {
+        resource: f.clone(),
+        private: p,
+    };
+    w.write(as_principal("alice"), private(true)).await.unwrap();
+    let err = w.refused(as_principal("alice"), private(false)).await;
+    assert!(denied(&err), "{err:?}");
+    assert!(
+        w.store()
+            .resource(TENANT, &f)
+            .await
+            .unwrap()
+            .unwrap()
+            .private
+    );
+    // A tenant-wide admin recovers it.
+    w.principal("hal").await;
+    w.grant(principal("hal"), "admin", Scope::Tenant).await;
+    w.write(as_principal("hal"), private(false)).await.unwrap();
+    // Holding what comes in (editor on the folder), alice may open it.
+    w.write(as_principal("alice"), private(true)).await.unwrap();
+    w.grant(principal("alice"), "editor", on(&f)).await;
+    w.write(as_principal("alice"), private(false))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn moving_a_resource_under_new_grants_needs_what_they_give_there() {
+    let w = World::new().await;
+    for p in ["alice", "carol", "dan"] {
+        w.principal(p).await;
+    }
+    let ws = w.resource("workspace", "ws", None).await;
+    let a = w.resource("folder", "a", Some(&ws)).await;
+    let b = w.resource("folder", "b", Some(&ws)).await;
+    let c = w.resource("folder", "c", Some(&ws)).await;
+    let wf = w.resource("workflow", "wf", Some(&a)).await;
+    w.su(CreateRole {
+        role: custom_role("mover", &["*.manage", "*.create", "*.view"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("alice"), "mover", on(&ws)).await;
+    w.grant(principal("carol"), "admin", on(&b)).await;
+    w.grant(principal("dan"), "viewer", on(&c)).await;
+    let to = |p: &ResourceRef| MoveResource {
+        resource: wf.clone(),
+        new_parent: Some(p.clone()),
+    };
+    // Under b, carol would administer the workflow: more than alice holds.
+    let err = w.refused(as_principal("alice"), to(&b)).await;
+    assert!(denied(&err), "{err:?}");
+    // Under c, dan would view it, which alice may do herself.
+    w.write(as_principal("alice"), to(&c)).await.unwrap();
+    // Grants the workflow had already (on the workspace) do not count again.
+    w.write(as_principal("alice"), to(&a)).await.unwrap();
+}
+
+#[tokio::test]
+async fn declaring_an_action_needs_it_on_every_type() {
+    let w = World::new().await;
+    let declare = || UpdateTenant {
+        actions: Some(vec!["sync".to_owned()]),
+        ..UpdateTenant::default()
+    };
+    // root is an account administrator: `tenant.*`, but not `workflow.sync`,
+    // which owners and admins would get with the declaration.
+    let err = w.refused(as_principal("root"), declare()).await;
+    assert!(denied(&err), "{err:?}");
+    w.principal("olga").await;
+    w.grant(principal("olga"), "owner", Scope::Tenant).await;
+    w.write(as_principal("olga"), declare()).await.unwrap();
+    w.grant(principal("olga"), "viewer", Scope::Tenant).await;
+    assert!(may_on_tenant(&w, "olga", "workflow", "sync").await);
+}
+
+#[tokio::test]
 async fn an_admin_cannot_deny_the_single_owner_of_a_project() {
     let w = World::new().await;
     w.principal("ivy").await;
