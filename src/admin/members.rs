@@ -11,7 +11,9 @@ use super::invariants::{
 use super::resources::principals_of;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{self, Effect, Grant, Principal, PrincipalStatus, Scope, SubjectRef, Team};
+use crate::model::{
+    self, Actor, Effect, Grant, Principal, PrincipalStatus, Scope, SubjectRef, Team,
+};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 async fn require_principal<T: WriteTx>(tx: &mut T, id: &str) -> Result<Principal> {
@@ -104,6 +106,14 @@ impl Command for SetPrincipalStatus {
                 ),
             ));
         }
+        if status == Active && before.status == Invited {
+            return Err(Error::precondition(
+                "invitation_not_accepted",
+                format!(
+                    "`{principal_id}` is invited; it becomes active when it accepts (AcceptInvitation)"
+                ),
+            ));
+        }
         if status == Active && before.status != Active {
             // Activation gives back every grant it holds.
             let held: Vec<Grant> = tx
@@ -142,6 +152,66 @@ impl Command for SetPrincipalStatus {
             target: format!("principal:{principal_id}"),
             before: json(&before),
             after: after_json.to_string(),
+            output: after,
+            invalidation: Invalidation {
+                principals: vec![principal_id],
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// An invited principal accepts its invitation and becomes active. Only the
+/// principal itself (or the super user acting for it) may accept; what it
+/// then holds was handed to it by others under the delegation rule.
+/// Accepting again once active changes nothing; a suspended or removed
+/// principal cannot accept its way back (`not_invited`).
+#[derive(Debug, Clone)]
+pub struct AcceptInvitation {
+    /// The invited principal.
+    pub principal_id: String,
+}
+
+impl Command for AcceptInvitation {
+    type Output = Principal;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Principal>> {
+        let Self { principal_id } = self;
+        if let Actor::Principal(actor) = &ctx.actor {
+            if tx.principal(actor).await?.is_none() {
+                return Err(Error::PermissionDenied(format!(
+                    "actor `{actor}` is not a member of the tenant"
+                )));
+            }
+        }
+        let before = require_principal(tx, &principal_id).await?;
+        if let Actor::Principal(actor) = &ctx.actor {
+            if actor != &principal_id {
+                return Err(Error::PermissionDenied(format!(
+                    "actor `{actor}` may not accept the invitation of `{principal_id}`: only the invited principal may"
+                )));
+            }
+        }
+        if !matches!(
+            before.status,
+            PrincipalStatus::Invited | PrincipalStatus::Active
+        ) {
+            return Err(Error::precondition(
+                "not_invited",
+                format!("`{principal_id}` has no open invitation"),
+            ));
+        }
+        tx.set_principal_status(&principal_id, PrincipalStatus::Active)
+            .await?;
+        let after = Principal {
+            status: PrincipalStatus::Active,
+            ..before.clone()
+        };
+        Ok(Change {
+            action: "principal.accept_invitation",
+            target: format!("principal:{principal_id}"),
+            before: json(&before),
+            after: json(&after),
             output: after,
             invalidation: Invalidation {
                 principals: vec![principal_id],

@@ -124,6 +124,7 @@ write_requests!(
     TransferOwnershipRequest,
     CreatePrincipalRequest,
     SetPrincipalStatusRequest,
+    AcceptInvitationRequest,
     CreateTeamRequest,
     DeleteTeamRequest,
     AddTeamMemberRequest,
@@ -454,6 +455,17 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::SetPrincipalStatusResponse>, Status> {
         let w = self.write::<_, members::SetPrincipalStatus>(req).await?;
         Ok(Response::new(pb::SetPrincipalStatusResponse {
+            principal: Some(w.output.into()),
+            consistency_token: w.revision.to_string(),
+        }))
+    }
+
+    async fn accept_invitation(
+        &self,
+        req: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        let w = self.write::<_, members::AcceptInvitation>(req).await?;
+        Ok(Response::new(pb::AcceptInvitationResponse {
             principal: Some(w.output.into()),
             consistency_token: w.revision.to_string(),
         }))

@@ -568,6 +568,15 @@ impl TryFrom<pb::SetPrincipalStatusRequest> for members::SetPrincipalStatus {
     }
 }
 
+impl TryFrom<pb::AcceptInvitationRequest> for members::AcceptInvitation {
+    type Error = Error;
+    fn try_from(r: pb::AcceptInvitationRequest) -> Result<Self> {
+        Ok(Self {
+            principal_id: id("principal_id", r.principal_id)?,
+        })
+    }
+}
+
 impl TryFrom<pb::CreateTeamRequest> for members::CreateTeam {
     type Error = Error;
     fn try_from(r: pb::CreateTeamRequest) -> Result<Self> {

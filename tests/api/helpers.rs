@@ -514,6 +514,19 @@ impl TestApp {
             .map(|r| r.into_inner().consistency_token)
     }
 
+    /// The invited principal `id` accepts its invitation (acting as itself).
+    pub async fn accept(&self, id: &str) -> Result<String, Status> {
+        self.operator()
+            .accept_invitation(pb::AcceptInvitationRequest {
+                tenant_id: TENANT.into(),
+                actor_id: id.into(),
+                principal_id: id.into(),
+                request_id: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().consistency_token)
+    }
+
     /// Creates a custom role.
     pub async fn role(
         &self,

@@ -142,6 +142,9 @@ impl Names {
     fn user3(&self) -> String {
         self.id("user3")
     }
+    fn invited(&self) -> String {
+        self.id("invited")
+    }
     fn team(&self) -> String {
         self.id("team")
     }
@@ -903,6 +906,30 @@ fn every_rpc() -> Vec<Rpc> {
                             actor_id: c.a(),
                             principal_id: c.n.user3(),
                             status: pb::PrincipalStatus::Suspended as i32,
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        rpc(
+            "AdminService/AcceptInvitation",
+            Admin,
+            Write,
+            call!(|c| {
+                // The operator accepts for the tenant's invited principal;
+                // a principal actor accepts its own (already active: no-op).
+                let principal_id = if c.a().is_empty() {
+                    c.n.id("invited")
+                } else {
+                    c.a()
+                };
+                reply(
+                    c.admin()
+                        .accept_invitation(pb::AcceptInvitationRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            principal_id,
                             ..Default::default()
                         })
                         .await,
@@ -2056,6 +2083,23 @@ fn foreign_references() -> Vec<Probe> {
             }),
         ),
         probe(
+            "AdminService/AcceptInvitation",
+            "principal_id",
+            Names::invited,
+            probe_call!(|c, x| {
+                reply(
+                    c.admin()
+                        .accept_invitation(pb::AcceptInvitationRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            principal_id: x,
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        probe(
             "AdminService/DeleteTeam",
             "team_id",
             Names::doomed_team,
@@ -3011,7 +3055,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 36);
+    assert_eq!(declared.len(), 37);
 }
 
 // ---- a side channel -----------------------------------------------------------

@@ -180,9 +180,15 @@ async fn account_admin_manages_users_and_workspaces_but_works_in_none(b: Backend
         app.reason("ivy", "view", WS1).await,
         pb::Reason::PrincipalInvited
     );
-    app.set_status(ADMIN, "ivy", pb::PrincipalStatus::Active)
-        .await
-        .expect("activate");
+    // Ivy accepts the invitation (an administrator cannot do it for her).
+    assert_eq!(
+        code(
+            app.set_status(ADMIN, "ivy", pb::PrincipalStatus::Active)
+                .await
+        ),
+        Code::FailedPrecondition
+    );
+    app.accept("ivy").await.expect("accept");
     // Workspace administration: create one, grant access to it, at account
     // level too.
     app.resource_as(ADMIN, "workspace:ws3", None, false)

@@ -764,6 +764,60 @@ async fn removal_revokes_grants_and_memberships_and_reinvitation_starts_clean(b:
     assert!(!app.check("jo", "view", "workspace:other").await);
 }
 
+async fn an_invited_principal_becomes_active_only_by_accepting(b: Backend) {
+    let app = spawn_app_on(b).await;
+    app.resource("workspace:ws", None).await;
+    app.principal("ivy", pb::PrincipalKind::User, pb::PrincipalStatus::Invited)
+        .await;
+    app.user("bob").await;
+    app.grant("ivy", "viewer", "workspace:ws").await;
+    assert_eq!(
+        app.reason("ivy", "view", "workspace:ws").await,
+        pb::Reason::PrincipalInvited
+    );
+    // Nobody activates her: not the operator, not an account administrator.
+    for actor in ["", "root-admin"] {
+        rule(
+            app.set_status(actor, "ivy", pb::PrincipalStatus::Active)
+                .await,
+            "invitation_not_accepted",
+        );
+    }
+    // Nobody accepts for her either.
+    let operator = app.operator();
+    let accept_as = |actor: &'static str| {
+        let mut operator = operator.clone();
+        async move {
+            operator
+                .accept_invitation(pb::AcceptInvitationRequest {
+                    tenant_id: TENANT.into(),
+                    actor_id: actor.into(),
+                    principal_id: "ivy".into(),
+                    request_id: String::new(),
+                })
+                .await
+        }
+    };
+    denied(accept_as("bob").await);
+    denied(accept_as("root-admin").await);
+    assert_eq!(status_of(&app, "ivy").await, pb::PrincipalStatus::Invited);
+    assert!(!app.check("ivy", "view", "workspace:ws").await);
+    // She accepts, and has what she was given.
+    accept_as("ivy").await.unwrap();
+    assert_eq!(status_of(&app, "ivy").await, pb::PrincipalStatus::Active);
+    assert!(app.check("ivy", "view", "workspace:ws").await);
+    // Accepting again changes nothing; a suspended principal cannot accept
+    // its way back.
+    accept_as("ivy").await.unwrap();
+    assert_eq!(status_of(&app, "ivy").await, pb::PrincipalStatus::Active);
+    app.set_status("", "ivy", pb::PrincipalStatus::Suspended)
+        .await
+        .unwrap();
+    rule(accept_as("ivy").await, "not_invited");
+    assert_eq!(status_of(&app, "ivy").await, pb::PrincipalStatus::Suspended);
+    assert!(!app.check("ivy", "view", "workspace:ws").await);
+}
+
 async fn the_single_owner_of_a_project_cannot_be_removed(b: Backend) {
     let app = spawn_app_on(b).await;
     app.user("kim").await;
@@ -1198,6 +1252,7 @@ on_every_backend!(
     tenant_admins_lift_denies_and_undo_privacy_set_by_a_folder_sharer,
     an_admin_cannot_deny_the_single_owner_of_a_project,
     removal_revokes_grants_and_memberships_and_reinvitation_starts_clean,
+    an_invited_principal_becomes_active_only_by_accepting,
     the_single_owner_of_a_project_cannot_be_removed,
     an_owner_must_be_active_on_creation_and_on_transfer,
     an_editor_cannot_delete_a_folder_holding_a_private_workflow_she_cannot_see,
