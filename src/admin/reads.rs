@@ -3,9 +3,15 @@
 
 use super::invariants::account_admins;
 use super::Admin;
+use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
-use crate::model::{now_millis, Grant, Principal, Role, RoleTable, Scope};
-use crate::store::Catalog;
+use crate::model::{
+    now_millis, Binding, Grant, Millis, Principal, PrincipalStatus, Resource, ResourceNode,
+    ResourceRef, Role, RoleTable, Scope, TENANT_TYPE,
+};
+use crate::store::{Catalog, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One grant in a principal's access overview.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,5 +127,189 @@ impl<S: Catalog> Admin<S> {
             account_admin,
             entries,
         })
+    }
+}
+
+/// The actor an admin read names, with what it may see: reads that name an
+/// actor answer only what that actor could look at itself.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    principal: Principal,
+    bindings: Vec<Binding>,
+    roles: Arc<RoleTable>,
+    now: Millis,
+}
+
+impl Viewer {
+    /// The actor's id.
+    pub fn id(&self) -> &str {
+        &self.principal.id
+    }
+
+    /// Whether the actor may `<rtype>.<action>` on the resource whose
+    /// ancestry is `path` (the tenant when empty).
+    pub fn may(&self, rtype: &str, action: &str, path: &[ResourceNode]) -> bool {
+        let q = Question {
+            rtype,
+            action,
+            path: Some(path),
+        };
+        engine::decide(
+            Subject::Principal(Some(&self.principal)),
+            &self.bindings,
+            &self.roles,
+            q,
+            self.now,
+        )
+        .allowed
+    }
+
+    /// Whether the actor may view `scope`: `<type>.view` on a resource,
+    /// `tenant.view` on the tenant.
+    pub fn may_view(&self, scope: &Scope, path: &[ResourceNode]) -> bool {
+        match scope {
+            Scope::Tenant => self.may(TENANT_TYPE, "view", &[]),
+            Scope::Resource(r) => self.may(&r.rtype, "view", path),
+        }
+    }
+}
+
+impl<S: Store> Admin<S> {
+    /// The actor of a read, which must be an active member of the tenant.
+    pub async fn viewer(&self, tenant: &str, actor_id: &str) -> Result<Viewer> {
+        let entry = Store::subject(&self.store, tenant, actor_id).await?;
+        let principal = match &entry.principal {
+            Some(p) if p.status == PrincipalStatus::Active => p.clone(),
+            _ => {
+                return Err(Error::PermissionDenied(format!(
+                    "actor `{actor_id}` is not an active member of the tenant"
+                )))
+            }
+        };
+        Ok(Viewer {
+            principal,
+            bindings: entry.bindings.clone(),
+            roles: Store::roles(&self.store, tenant).await?,
+            now: now_millis(),
+        })
+    }
+
+    /// Whether `viewer` may view `scope` (false for a resource that does
+    /// not exist).
+    pub async fn may_view(&self, tenant: &str, viewer: &Viewer, scope: &Scope) -> Result<bool> {
+        Ok(match scope {
+            Scope::Tenant => viewer.may_view(scope, &[]),
+            Scope::Resource(r) => match Store::ancestry(&self.store, tenant, r).await? {
+                Some(path) => viewer.may_view(scope, &path),
+                None => false,
+            },
+        })
+    }
+}
+
+impl<S: Store> Admin<S> {
+    /// `items` (children of `parent`) without those `viewer` may not view.
+    pub async fn visible_children(
+        &self,
+        tenant: &str,
+        viewer: Option<&Viewer>,
+        parent: Option<&ResourceRef>,
+        items: Vec<Resource>,
+    ) -> Result<Vec<Resource>> {
+        let Some(v) = viewer else {
+            return Ok(items);
+        };
+        let above: Vec<ResourceNode> = match parent {
+            None => Vec::new(),
+            Some(p) => match Store::ancestry(&self.store, tenant, p).await? {
+                Some(path) => path.to_vec(),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut path = Vec::with_capacity(above.len() + 1);
+        Ok(items
+            .into_iter()
+            .filter(|r| {
+                path.clear();
+                path.push(ResourceNode {
+                    resource: r.resource.clone(),
+                    private: r.private,
+                });
+                path.extend(above.iter().cloned());
+                v.may(&r.resource.rtype, "view", &path)
+            })
+            .collect())
+    }
+
+    /// `grants` without those on scopes `viewer` may not view.
+    pub async fn visible_grants(
+        &self,
+        tenant: &str,
+        viewer: Option<&Viewer>,
+        grants: Vec<Grant>,
+    ) -> Result<Vec<Grant>> {
+        let Some(v) = viewer else {
+            return Ok(grants);
+        };
+        let mut seen: HashMap<Scope, bool> = HashMap::new();
+        let mut out = Vec::with_capacity(grants.len());
+        for g in grants {
+            let visible = match seen.get(&g.scope) {
+                Some(b) => *b,
+                None => {
+                    let b = self.may_view(tenant, v, &g.scope).await?;
+                    seen.insert(g.scope.clone(), b);
+                    b
+                }
+            };
+            if visible {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A principal's access overview as `viewer` may see it: its own whole,
+    /// or, for those allowed `tenant.manage_members`, anyone's, limited to
+    /// the scopes the viewer may view.
+    pub async fn visible_overview(
+        &self,
+        tenant: &str,
+        viewer: Option<&Viewer>,
+        overview: AccessOverview,
+    ) -> Result<AccessOverview> {
+        let Some(v) = viewer else {
+            return Ok(overview);
+        };
+        if v.id() == overview.principal.id {
+            return Ok(overview);
+        }
+        if !v.may(TENANT_TYPE, "manage_members", &[]) {
+            return Err(Error::PermissionDenied(format!(
+                "actor `{}` may see only its own access overview (it is not allowed `tenant.manage_members`)",
+                v.id()
+            )));
+        }
+        let mut entries = Vec::with_capacity(overview.entries.len());
+        for e in overview.entries {
+            if self.may_view(tenant, v, &e.grant.scope).await? {
+                entries.push(e);
+            }
+        }
+        Ok(AccessOverview {
+            entries,
+            ..overview
+        })
+    }
+}
+
+/// Refuses unless `viewer` (when a read names one) may read the audit log.
+pub fn may_read_audit(viewer: Option<&Viewer>) -> Result<()> {
+    match viewer {
+        Some(v) if !v.may(TENANT_TYPE, "view_audit", &[]) => Err(Error::PermissionDenied(format!(
+            "actor `{}` may not read the audit log (it is not allowed `tenant.view_audit`)",
+            v.id()
+        ))),
+        _ => Ok(()),
     }
 }

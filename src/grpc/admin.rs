@@ -6,13 +6,14 @@ use super::convert::{self, id, name};
 use super::fairness::{Share, TenantShares};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
+use crate::admin::reads::Viewer;
 use crate::admin::{grants, members, reads, resources, roles, tenants, Admin, Command, Written};
 use crate::auth::{caller, ActorTokens, Caller, ACTOR_TOKEN_HEADER};
 use crate::config::KeyScope;
 use crate::error::{Error, Result};
 use crate::model::Scope;
 use crate::model::{decode_page_token, encode_page_token, page_size, Actor};
-use crate::store::{AuditFilter, Catalog, Keyset, RequestKey, WriteContext, WriteStore};
+use crate::store::{AuditFilter, Catalog, Keyset, RequestKey, Store, WriteContext, WriteStore};
 use tonic::{Request, Response, Status};
 
 /// Largest `page_size` of the admin list RPCs.
@@ -32,7 +33,7 @@ impl<S> std::fmt::Debug for AdminApi<S> {
     }
 }
 
-impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
+impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
     /// Serves `admin`; `actor_tokens` verifies the actors of keys with
     /// `require_actor_token`; each call waits for its tenant's share.
     pub fn new(admin: Admin<S>, actor_tokens: Option<ActorTokens>, shares: TenantShares) -> Self {
@@ -43,11 +44,37 @@ impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
         }
     }
 
-    /// The tenant a read is about, once it has a slot of the tenant's share.
-    async fn enter(&self, caller: &Caller, tenant_id: String) -> Result<(String, Share)> {
+    /// The tenant a read is about, once it has a slot of the tenant's
+    /// share, and the actor it names (proven when the credential requires
+    /// it), as a viewer: `None` when it names none.
+    async fn enter(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+        tenant_id: String,
+        actor_id: String,
+    ) -> Result<(String, Share, Option<Viewer>)> {
         let t = caller.tenant(tenant_id)?;
+        let actor = if actor_id.is_empty() {
+            None
+        } else {
+            Some(id("actor_id", actor_id)?)
+        };
+        if caller.requires_actor_token {
+            let Some(actor) = &actor else {
+                return Err(Error::Unauthenticated(format!(
+                    "credential `{}` reads only as a proven actor: set `actor_id` and an actor token in `{ACTOR_TOKEN_HEADER}`",
+                    caller.name
+                )));
+            };
+            self.prove_actor(caller, token, &t, actor)?;
+        }
         let share = self.shares.enter(&t).await?;
-        Ok((t, share))
+        let viewer = match actor {
+            None => None,
+            Some(a) => Some(self.admin.viewer(&t, &a).await?),
+        };
+        Ok((t, share, viewer))
     }
 
     /// Runs the command a write request asks for.
@@ -60,7 +87,12 @@ impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
         let token = actor_token(&req);
         let mut r = req.into_inner();
         let ctx = write_ctx(&caller, &mut r)?;
-        self.prove_actor(&caller, token.as_deref(), &ctx)?;
+        self.prove_actor(
+            &caller,
+            token.as_deref(),
+            &ctx.tenant_id,
+            &ctx.actor.to_string(),
+        )?;
         let cmd = C::try_from(r)?;
         let _share = self.shares.enter(&ctx.tenant_id).await?;
         Ok(self.admin.write(&ctx, cmd).await?)
@@ -68,7 +100,13 @@ impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
 
     /// For a credential with `require_actor_token`, checks that the
     /// request's actor token proves its actor.
-    fn prove_actor(&self, caller: &Caller, token: Option<&str>, ctx: &WriteContext) -> Result<()> {
+    fn prove_actor(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+        tenant: &str,
+        actor: &str,
+    ) -> Result<()> {
         if !caller.requires_actor_token {
             return Ok(());
         }
@@ -78,7 +116,7 @@ impl<S: WriteStore + Catalog + Clone> AdminApi<S> {
                 caller.name
             )));
         };
-        tokens.verify(token, &ctx.tenant_id, &ctx.actor.to_string())
+        tokens.verify(token, tenant, actor)
     }
 }
 
@@ -244,7 +282,7 @@ fn not_found(what: String) -> impl FnOnce() -> Error {
 }
 
 #[tonic::async_trait]
-impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
+impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
     async fn create_tenant(
         &self,
         req: Request<pb::CreateTenantRequest>,
@@ -254,7 +292,12 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         let token = actor_token(&req);
         let mut r = req.into_inner();
         let ctx = write_ctx(&caller, &mut r)?;
-        self.prove_actor(&caller, token.as_deref(), &ctx)?;
+        self.prove_actor(
+            &caller,
+            token.as_deref(),
+            &ctx.tenant_id,
+            &ctx.actor.to_string(),
+        )?;
         let cmd = convert::create_tenant(&ctx.tenant_id, r)?;
         let w = self.admin.write(&ctx, cmd).await?;
         Ok(Response::new(pb::CreateTenantResponse {
@@ -267,8 +310,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         &self,
         req: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::GetTenantResponse>, Status> {
-        let (t, _share) = self
-            .enter(&caller(&req)?, req.into_inner().tenant_id)
+        let caller = caller(&req)?;
+        let token = actor_token(&req);
+        let r = req.into_inner();
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
             .await?;
         let tenant = self.admin.store().tenant(&t).await?;
         let tenant = tenant.ok_or_else(not_found(format!("tenant `{t}`")))?;
@@ -324,11 +370,24 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::GetResourceRequest>,
     ) -> Result<Response<pb::GetResourceResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let res = convert::resource("resource", r.resource)?;
         let found = self.admin.store().resource(&t, &res).await?;
-        let found = found.ok_or_else(not_found(format!("resource `{res}`")))?;
+        // One the actor may not view is answered as one that does not exist.
+        let visible = match (&found, &viewer) {
+            (Some(_), Some(v)) => {
+                let scope = Scope::Resource(res.clone());
+                self.admin.may_view(&t, v, &scope).await?
+            }
+            _ => true,
+        };
+        let found = found
+            .filter(|_| visible)
+            .ok_or_else(not_found(format!("resource `{res}`")))?;
         Ok(Response::new(pb::GetResourceResponse {
             resource: Some(found.into()),
         }))
@@ -339,8 +398,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let parent = convert::opt_resource("parent", r.parent)?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
@@ -353,6 +415,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
             limit,
             items.last().map(|x| x.resource.to_string()),
         );
+        // Filtered after paging: a page may hold fewer than it could.
+        let items = self
+            .admin
+            .visible_children(&t, viewer.as_ref(), parent.as_ref(), items)
+            .await?;
         Ok(Response::new(pb::ListResourcesResponse {
             resources: items.into_iter().map(Into::into).collect(),
             next_page_token,
@@ -419,8 +486,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::GetPrincipalRequest>,
     ) -> Result<Response<pb::GetPrincipalResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let p = id("principal_id", r.principal_id)?;
         let found = self.admin.store().principal(&t, &p).await?;
         let found = found.ok_or_else(not_found(format!("principal `{p}`")))?;
@@ -434,8 +504,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListPrincipalsRequest>,
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
             .admin
@@ -487,8 +560,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListTeamsRequest>,
     ) -> Result<Response<pb::ListTeamsResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let items = self
             .admin
@@ -537,8 +613,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListTeamMembersRequest>,
     ) -> Result<Response<pb::ListTeamMembersResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let team = id("team_id", r.team_id)?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let members = self
@@ -571,8 +650,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::GetRoleRequest>,
     ) -> Result<Response<pb::GetRoleResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let role = self.admin.role(&t, &name("role_id", r.role_id)?).await?;
         Ok(Response::new(pb::GetRoleResponse {
             role: Some(role.into()),
@@ -584,8 +666,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, _viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let (limit, after) = page(r.page_size, &r.page_token)?;
         let after = after.map(|k| token_key::<(bool, String)>(&k)).transpose()?;
         let table = self.admin.role_table(&t).await?;
@@ -646,8 +731,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListGrantsRequest>,
     ) -> Result<Response<pb::ListGrantsResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let subject = match r.subject {
             None => None,
             Some(s) => Some(convert::subject("subject", Some(s))?),
@@ -660,6 +748,10 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
             .list_grants(&t, subject.as_ref(), scope.as_ref(), keyset(limit, &after))
             .await?;
         let next_page_token = next_token(items.len(), limit, items.last().map(|x| x.id.clone()));
+        let items = self
+            .admin
+            .visible_grants(&t, viewer.as_ref(), items)
+            .await?;
         Ok(Response::new(pb::ListGrantsResponse {
             grants: items.into_iter().map(Into::into).collect(),
             next_page_token,
@@ -671,8 +763,11 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::GetAccessOverviewRequest>,
     ) -> Result<Response<pb::GetAccessOverviewResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
-        let (t, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (t, _share, viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
         let p = id("principal_id", r.principal_id)?;
         let scope_type = if r.scope_type.is_empty() {
             None
@@ -687,6 +782,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
             .admin
             .access_overview(&t, &p, scope_type.as_deref())
             .await?;
+        let o = self.admin.visible_overview(&t, viewer.as_ref(), o).await?;
         let (entries, more) = reads::page_of(
             o.entries,
             reads::overview_key,
@@ -707,6 +803,7 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let caller = caller(&req)?;
+        let token = actor_token(&req);
         let r = req.into_inner();
         let opt = |field: &str, v: String| -> Result<Option<String>> {
             if v.is_empty() {
@@ -722,7 +819,10 @@ impl<S: WriteStore + Catalog + Clone> AdminService for AdminApi<S> {
                 Error::invalid("page_token", "not a page token returned by Portcullis")
             })?),
         };
-        let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
+        let (tenant, _share, viewer) = self
+            .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
+            .await?;
+        reads::may_read_audit(viewer.as_ref())?;
         let filter = AuditFilter {
             tenant,
             actor: opt("actor", r.actor)?,

@@ -108,6 +108,37 @@ async fn a_key_that_requires_actor_tokens_writes_only_as_the_proven_actor() {
             "{what}"
         );
     }
+    // Reads too: the key alone reads nothing; with a proven actor it reads
+    // what that actor may see.
+    let read = |token: Option<String>, actor: &str| {
+        let channel = channel.clone();
+        let actor = actor.to_owned();
+        async move {
+            let bearer = Bearer::new(CONSOLE_KEY).unwrap();
+            let mut c =
+                pb::admin_service_client::AdminServiceClient::with_interceptor(channel, bearer);
+            let mut req = tonic::Request::new(pb::ListTeamsRequest {
+                tenant_id: TENANT.into(),
+                actor_id: actor,
+                ..Default::default()
+            });
+            if let Some(t) = token {
+                req.metadata_mut()
+                    .insert("x-portcullis-actor-token", t.parse().unwrap());
+            }
+            c.list_teams(req)
+                .await
+                .map(|r| r.into_inner().teams.len())
+                .map_err(|s| s.code())
+        }
+    };
+    assert_eq!(read(good(ADMIN), ADMIN).await, Ok(1));
+    assert_eq!(read(None, "").await, Err(Code::Unauthenticated));
+    assert_eq!(read(None, ADMIN).await, Err(Code::Unauthenticated));
+    assert_eq!(
+        read(good("someone-else"), ADMIN).await,
+        Err(Code::Unauthenticated)
+    );
     // Keys without the option keep today's model: the caller asserts the actor.
     let mut admin = pb::admin_service_client::AdminServiceClient::with_interceptor(
         channel.clone(),

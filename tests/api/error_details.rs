@@ -55,6 +55,7 @@ async fn every_kind_of_refusal_says_its_reason_in_an_error_info_detail(b: Backen
         .get_principal(pb::GetPrincipalRequest {
             tenant_id: TENANT.into(),
             principal_id: "nobody".into(),
+            actor_id: String::new(),
         })
         .await;
     assert_eq!(reason(r), (Code::NotFound, "not_found".into()));
@@ -106,6 +107,7 @@ async fn every_kind_of_refusal_says_its_reason_in_an_error_info_detail(b: Backen
         .admin_with_key("not-a-key")
         .get_tenant(pb::GetTenantRequest {
             tenant_id: TENANT.into(),
+            actor_id: String::new(),
         })
         .await;
     assert_eq!(reason(r), (Code::Unauthenticated, "unauthenticated".into()));

@@ -683,7 +683,10 @@ fn every_rpc() -> Vec<Rpc> {
             call!(|c| {
                 reply(
                     c.admin()
-                        .get_tenant(pb::GetTenantRequest { tenant_id: c.t() })
+                        .get_tenant(pb::GetTenantRequest {
+                            tenant_id: c.t(),
+                            actor_id: String::new(),
+                        })
                         .await,
                 )
             }),
@@ -752,6 +755,7 @@ fn every_rpc() -> Vec<Rpc> {
                         .get_resource(pb::GetResourceRequest {
                             tenant_id: c.t(),
                             resource: Some(res(&c.n.folder())),
+                            actor_id: String::new(),
                         })
                         .await,
                 )
@@ -874,6 +878,7 @@ fn every_rpc() -> Vec<Rpc> {
                         .get_principal(pb::GetPrincipalRequest {
                             tenant_id: c.t(),
                             principal_id: c.n.user(),
+                            actor_id: String::new(),
                         })
                         .await,
                 )
@@ -1065,6 +1070,7 @@ fn every_rpc() -> Vec<Rpc> {
                         .get_role(pb::GetRoleRequest {
                             tenant_id: c.t(),
                             role_id: c.n.role(),
+                            actor_id: String::new(),
                         })
                         .await,
                 )
@@ -1660,6 +1666,7 @@ fn foreign_references() -> Vec<Probe> {
                         .get_resource(pb::GetResourceRequest {
                             tenant_id: c.t(),
                             resource: Some(res(&x)),
+                            actor_id: String::new(),
                         })
                         .await,
                 )
@@ -1691,6 +1698,7 @@ fn foreign_references() -> Vec<Probe> {
                         .get_principal(pb::GetPrincipalRequest {
                             tenant_id: c.t(),
                             principal_id: x,
+                            actor_id: String::new(),
                         })
                         .await,
                 )
@@ -1722,6 +1730,7 @@ fn foreign_references() -> Vec<Probe> {
                         .get_role(pb::GetRoleRequest {
                             tenant_id: c.t(),
                             role_id: x,
+                            actor_id: String::new(),
                         })
                         .await,
                 )
@@ -2569,7 +2578,10 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
     let tid = || t.to_owned();
     see!(
         format!("GetTenant {t}"),
-        admin.get_tenant(pb::GetTenantRequest { tenant_id: tid() })
+        admin.get_tenant(pb::GetTenantRequest {
+            tenant_id: tid(),
+            actor_id: String::new()
+        })
     );
     let principals = see!(
         "ListPrincipals".into(),
@@ -2603,6 +2615,7 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
             admin.get_role(pb::GetRoleRequest {
                 tenant_id: tid(),
                 role_id: r.id.clone(),
+                actor_id: String::new(),
             })
         );
     }
@@ -2656,6 +2669,7 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
             admin.get_principal(pb::GetPrincipalRequest {
                 tenant_id: tid(),
                 principal_id: p.clone(),
+                actor_id: String::new(),
             })
         );
         see!(
@@ -2723,6 +2737,7 @@ async fn everything_readable(w: &World, t: &str) -> Vec<(String, String)> {
             admin.get_resource(pb::GetResourceRequest {
                 tenant_id: tid(),
                 resource: Some(res(r)),
+                actor_id: String::new(),
             })
         );
         see!(
@@ -2930,6 +2945,7 @@ async fn nothing_one_tenant_reads_shows_the_other(b: Backend) {
                 .get_role(pb::GetRoleRequest {
                     tenant_id: c.t(),
                     role_id: "shared_role".into(),
+                    actor_id: String::new(),
                 })
                 .await
                 .expect("role")
@@ -2952,6 +2968,7 @@ async fn nothing_one_tenant_reads_shows_the_other(b: Backend) {
                 .get_resource(pb::GetResourceRequest {
                     tenant_id: c.t(),
                     resource: Some(res("folder:shared-f")),
+                    actor_id: String::new(),
                 })
                 .await
                 .expect("resource")

@@ -174,6 +174,7 @@ async fn crash_and_restart(url: String, label: &str) {
             op.get_principal(pb::GetPrincipalRequest {
                 tenant_id: TENANT.into(),
                 principal_id: format!("u{i}"),
+                actor_id: String::new(),
             })
             .await
             .is_ok()

@@ -17,6 +17,7 @@ async fn tenant(app: &TestApp) -> pb::Tenant {
     app.operator()
         .get_tenant(pb::GetTenantRequest {
             tenant_id: TENANT.into(),
+            actor_id: String::new(),
         })
         .await
         .unwrap()
@@ -66,6 +67,7 @@ async fn role(app: &TestApp, id: &str) -> pb::Role {
         .get_role(pb::GetRoleRequest {
             tenant_id: TENANT.into(),
             role_id: id.into(),
+            actor_id: String::new(),
         })
         .await
         .unwrap()
@@ -194,6 +196,7 @@ async fn roles_members_and_access_overviews_come_in_pages(b: Backend) {
                     tenant_id: TENANT.into(),
                     page_size,
                     page_token,
+                    actor_id: String::new(),
                 })
                 .await
                 .unwrap()
@@ -213,6 +216,7 @@ async fn roles_members_and_access_overviews_come_in_pages(b: Backend) {
                     tenant_id: TENANT.into(),
                     page_size,
                     page_token,
+                    actor_id: String::new(),
                 })
                 .await
                 .unwrap()
@@ -238,6 +242,7 @@ async fn roles_members_and_access_overviews_come_in_pages(b: Backend) {
                     team_id: "t".into(),
                     page_size,
                     page_token,
+                    actor_id: String::new(),
                 })
                 .await
                 .unwrap()

@@ -153,6 +153,7 @@ async fn change_org_policy_as(app: &TestApp, actor: &str) -> Result<String, Stat
         .admin()
         .get_tenant(pb::GetTenantRequest {
             tenant_id: TENANT.into(),
+            actor_id: String::new(),
         })
         .await
         .expect("tenant")

@@ -113,6 +113,7 @@ async fn predefined_roles_cannot_be_edited_or_removed(b: Backend) {
             .get_role(pb::GetRoleRequest {
                 tenant_id: TENANT.into(),
                 role_id: id.into(),
+                actor_id: String::new(),
             })
             .await
             .expect("get role")

@@ -31,6 +31,7 @@ async fn a_check_key_cannot_call_the_admin_service_and_an_admin_key_cannot_creat
     let r = as_checker
         .get_tenant(pb::GetTenantRequest {
             tenant_id: TENANT.into(),
+            actor_id: String::new(),
         })
         .await;
     assert_eq!(code(r), Code::PermissionDenied);
@@ -531,6 +532,7 @@ async fn a_refused_write_leaves_no_resource_no_grant_and_no_audit_event(b: Backe
         .get_resource(pb::GetResourceRequest {
             tenant_id: TENANT.into(),
             resource: Some(res("project:p1")),
+            actor_id: String::new(),
         })
         .await;
     assert_eq!(code(r), Code::NotFound);

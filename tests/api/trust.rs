@@ -263,6 +263,7 @@ async fn mutual_tls_identifies_services_by_certificate() {
     let refused = billing_admin
         .get_tenant(pb::GetTenantRequest {
             tenant_id: "acme".into(),
+            actor_id: String::new(),
         })
         .await
         .unwrap_err();

@@ -144,6 +144,7 @@ async fn status_of(app: &TestApp, principal: &str) -> pb::PrincipalStatus {
         .get_principal(pb::GetPrincipalRequest {
             tenant_id: TENANT.into(),
             principal_id: principal.into(),
+            actor_id: String::new(),
         })
         .await
         .expect("get principal")
@@ -160,6 +161,7 @@ async fn exists(app: &TestApp, r: &str) -> bool {
         .get_resource(pb::GetResourceRequest {
             tenant_id: TENANT.into(),
             resource: Some(res(r)),
+            actor_id: String::new(),
         })
         .await
     {
@@ -174,6 +176,7 @@ async fn get_role(app: &TestApp, id: &str) -> Result<pb::Role, Status> {
         .get_role(pb::GetRoleRequest {
             tenant_id: TENANT.into(),
             role_id: id.into(),
+            actor_id: String::new(),
         })
         .await
         .map(|r| r.into_inner().role.unwrap())
@@ -818,6 +821,149 @@ async fn an_invited_principal_becomes_active_only_by_accepting(b: Backend) {
     assert!(!app.check("ivy", "view", "workspace:ws").await);
 }
 
+async fn admin_reads_naming_an_actor_show_only_what_it_may_see(b: Backend) {
+    let app = spawn_app_on(b).await;
+    app.user("alice").await;
+    app.user("bob").await;
+    app.resource("workspace:ws1", None).await;
+    app.resource("workspace:ws2", None).await;
+    app.resource("workflow:open", Some("workspace:ws1")).await;
+    app.private_resource("workflow:secret", Some("workspace:ws1"))
+        .await;
+    app.grant("alice", "viewer", "workspace:ws1").await;
+    app.grant("bob", "editor", "workspace:ws2").await;
+    app.grant("bob", "owner", "workflow:secret").await;
+    let mut admin = app.admin();
+    let list = |parent: Option<&str>, actor: &str| {
+        let mut admin = admin.clone();
+        let (parent, actor) = (parent.map(res), actor.to_owned());
+        async move {
+            let mut ids: Vec<String> = admin
+                .list_resources(pb::ListResourcesRequest {
+                    tenant_id: TENANT.into(),
+                    parent,
+                    actor_id: actor,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .resources
+                .into_iter()
+                .map(|r| r.r#ref.unwrap().id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    // Without an actor, the calling service sees everything, as before.
+    assert_eq!(list(None, "").await, ["ws1", "ws2"]);
+    assert_eq!(list(Some("workspace:ws1"), "").await, ["open", "secret"]);
+    // Alice sees her workspace and what is not private in it.
+    assert_eq!(list(None, "alice").await, ["ws1"]);
+    assert_eq!(list(Some("workspace:ws1"), "alice").await, ["open"]);
+    let get = |r: &str, actor: &str| {
+        let mut admin = admin.clone();
+        let (r, actor) = (res(r), actor.to_owned());
+        async move {
+            admin
+                .get_resource(pb::GetResourceRequest {
+                    tenant_id: TENANT.into(),
+                    resource: Some(r),
+                    actor_id: actor,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    };
+    assert_eq!(get("workflow:secret", "bob").await, Ok(()));
+    // What she may not see is answered as what does not exist.
+    assert_eq!(get("workflow:secret", "alice").await, Err(Code::NotFound));
+    assert_eq!(get("workspace:ws2", "alice").await, Err(Code::NotFound));
+    assert_eq!(get("workspace:ws1", "alice").await, Ok(()));
+    // Grants on scopes she may not view are left out.
+    let grants = |actor: &str| {
+        let mut admin = admin.clone();
+        let actor = actor.to_owned();
+        async move {
+            let mut scopes: Vec<String> = admin
+                .list_grants(pb::ListGrantsRequest {
+                    tenant_id: TENANT.into(),
+                    actor_id: actor,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .grants
+                .into_iter()
+                .map(|g| g.scope.map_or("tenant".to_owned(), |s| s.id))
+                .collect();
+            scopes.sort();
+            scopes.dedup();
+            scopes
+        }
+    };
+    assert_eq!(grants("alice").await, ["ws1"]);
+    assert_eq!(grants("").await, ["secret", "tenant", "ws1", "ws2"]);
+    // Her own overview, not bob's; an account administrator sees bob's.
+    let overview_of = |who: &str, actor: &str| {
+        let mut admin = admin.clone();
+        let (who, actor) = (who.to_owned(), actor.to_owned());
+        async move {
+            admin
+                .get_access_overview(pb::GetAccessOverviewRequest {
+                    tenant_id: TENANT.into(),
+                    principal_id: who,
+                    actor_id: actor,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().entries.len())
+                .map_err(|s| s.code())
+        }
+    };
+    assert_eq!(overview_of("alice", "alice").await, Ok(1));
+    assert_eq!(
+        overview_of("bob", "alice").await,
+        Err(Code::PermissionDenied)
+    );
+    assert_eq!(overview_of("bob", ADMIN).await.map(|_| ()), Ok(()));
+    // The audit log is for those allowed `tenant.view_audit`.
+    let audit = |actor: &str| {
+        let mut admin = admin.clone();
+        let actor = actor.to_owned();
+        async move {
+            admin
+                .list_audit_events(pb::ListAuditEventsRequest {
+                    tenant_id: TENANT.into(),
+                    actor_id: actor,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    };
+    assert_eq!(audit("alice").await, Err(Code::PermissionDenied));
+    assert_eq!(audit(ADMIN).await, Ok(()));
+    // An actor that is not an active member reads nothing.
+    app.set_status("", "bob", pb::PrincipalStatus::Suspended)
+        .await
+        .unwrap();
+    for actor in ["bob", "nobody"] {
+        let r = admin
+            .list_teams(pb::ListTeamsRequest {
+                tenant_id: TENANT.into(),
+                actor_id: actor.into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(r), Code::PermissionDenied, "{actor}");
+    }
+}
+
 async fn the_single_owner_of_a_project_cannot_be_removed(b: Backend) {
     let app = spawn_app_on(b).await;
     app.user("kim").await;
@@ -963,6 +1109,7 @@ async fn owner_and_admin_keep_an_action_the_last_custom_role_stops_naming(b: Bac
         .operator()
         .get_tenant(pb::GetTenantRequest {
             tenant_id: TENANT.into(),
+            actor_id: String::new(),
         })
         .await
         .unwrap()
@@ -1111,6 +1258,7 @@ async fn the_principal_id_super_user_cannot_be_created(b: Backend) {
         .get_principal(pb::GetPrincipalRequest {
             tenant_id: TENANT.into(),
             principal_id: "super_user".into(),
+            actor_id: String::new(),
         })
         .await;
     assert_eq!(code(r), Code::NotFound);
@@ -1253,6 +1401,7 @@ on_every_backend!(
     an_admin_cannot_deny_the_single_owner_of_a_project,
     removal_revokes_grants_and_memberships_and_reinvitation_starts_clean,
     an_invited_principal_becomes_active_only_by_accepting,
+    admin_reads_naming_an_actor_show_only_what_it_may_see,
     the_single_owner_of_a_project_cannot_be_removed,
     an_owner_must_be_active_on_creation_and_on_transfer,
     an_editor_cannot_delete_a_folder_holding_a_private_workflow_she_cannot_see,
