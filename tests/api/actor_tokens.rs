@@ -30,12 +30,11 @@ fn token(key: &KeyPair, sub: &str, tenant: &str, iat: u64, exp: u64) -> String {
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_key_that_requires_actor_tokens_writes_only_as_the_proven_actor() {
+async fn a_key_that_requires_actor_tokens_acts_only_as_the_proven_actor(b: Backend) {
     let platform = KeyPair::generate_for(&PKCS_ED25519).unwrap();
     let stranger = KeyPair::generate_for(&PKCS_ED25519).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let url = fresh_database(&b, dir.path()).await;
     let mut cfg = test_config(&url);
     let pem = dir.path().join("platform.pub.pem");
     std::fs::write(&pem, platform.public_key_pem()).unwrap();
@@ -154,6 +153,8 @@ async fn a_key_that_requires_actor_tokens_writes_only_as_the_proven_actor() {
         .await
         .unwrap();
 }
+
+crate::on_every_backend!(a_key_that_requires_actor_tokens_acts_only_as_the_proven_actor);
 
 #[test]
 fn a_key_that_requires_actor_tokens_needs_a_public_key_configured() {

@@ -2393,6 +2393,7 @@ admin_rpcs! {
     GetPrincipal(GetPrincipalRequest, GetPrincipalResponse) = get_principal, false;
     ListPrincipals(ListPrincipalsRequest, ListPrincipalsResponse) = list_principals, false;
     SetPrincipalStatus(SetPrincipalStatusRequest, SetPrincipalStatusResponse) = set_principal_status, true;
+    AcceptInvitation(AcceptInvitationRequest, AcceptInvitationResponse) = accept_invitation, true;
     CreateTeam(CreateTeamRequest, CreateTeamResponse) = create_team, true;
     ListTeams(ListTeamsRequest, ListTeamsResponse) = list_teams, false;
     DeleteTeam(DeleteTeamRequest, DeleteTeamResponse) = delete_team, true;
@@ -2761,6 +2762,19 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                         status,
                         request_id,
                         ..Default::default()
+                    })
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (t(), a(), pick(&p.principals, h), request_id(h))
+                .prop_map(|(tenant_id, actor_id, principal_id, request_id)| {
+                    Req::AcceptInvitation(pb::AcceptInvitationRequest {
+                        tenant_id,
+                        actor_id,
+                        principal_id,
+                        request_id,
                     })
                 })
                 .boxed(),
@@ -3155,6 +3169,10 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
             e.id("principal_id", &r.principal_id);
             e.in_range("status", r.status, 1..=4);
+        }
+        Req::AcceptInvitation(r) => {
+            e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
+            e.id("principal_id", &r.principal_id);
         }
         Req::CreateTeam(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
@@ -4200,16 +4218,28 @@ async fn missing_fields(b: Backend) {
         "tenant_id" => |r| r.tenant_id.clear(),
         "principal_id" => |r| r.principal_id.clear(),
     });
+    omit!(accept_invitation, pb::AcceptInvitationRequest {
+        tenant_id: tenant(),
+        principal_id: "newbie".into(),
+        ..Default::default()
+    }, actor: true, {
+        "tenant_id" => |r| r.tenant_id.clear(),
+        "principal_id" => |r| r.principal_id.clear(),
+    });
     omit!(set_principal_status, pb::SetPrincipalStatusRequest {
         tenant_id: tenant(),
         principal_id: "newbie".into(),
-        status: pb::PrincipalStatus::Active as i32,
+        status: pb::PrincipalStatus::Suspended as i32,
         ..Default::default()
     }, actor: true, {
         "tenant_id" => |r| r.tenant_id.clear(),
         "principal_id" => |r| r.principal_id.clear(),
         "status" => |r| r.status = 0,
     });
+    // Back to active: newbie takes ownership below.
+    app.set_status("", "newbie", pb::PrincipalStatus::Active)
+        .await
+        .expect("reactivate");
     omit!(create_team, pb::CreateTeamRequest {
         tenant_id: tenant(),
         team_id: "squad".into(),

@@ -520,10 +520,12 @@ async fn a_pending_invitation_gives_no_access_until_accepted(b: Backend) {
         .await
         .contains(&"ian".to_string()));
 
-    // Accepted: the role and the team apply.
-    let token = status_as(&app, "ada", "ian", pb::PrincipalStatus::Active)
+    // Ada cannot accept for him; once he accepts, the role and the team
+    // apply.
+    assert!(status_as(&app, "ada", "ian", pb::PrincipalStatus::Active)
         .await
-        .unwrap();
+        .is_err());
+    let token = app.accept("ian").await.unwrap();
     assert!(
         check_at(&app, "ian", "edit", "workflow:sync", &token)
             .await
