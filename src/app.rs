@@ -174,17 +174,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartupError::Server(format!("reflection: {e}")))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| StartupError::Server(format!("reflection: {e}")))?;
+        let (reflection_v1, reflection_v1alpha) = reflection()?;
 
         let cache = CachedStore::new(self.store.clone(), self.cache);
         // Know every tenant's revision before the first check.
@@ -321,6 +311,36 @@ impl App {
         stop_background(metrics_server, poller).await;
         served
     }
+}
+
+/// The reflection services (v1 and v1alpha, for older grpcurl) over
+/// Portcullis's, health's and reflection's own descriptors.
+#[allow(clippy::type_complexity)]
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    StartupError,
+> {
+    let failed =
+        |e: tonic_reflection::server::Error| StartupError::Server(format!("reflection: {e}"));
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(failed)?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(failed)?;
+    Ok((v1, v1alpha))
 }
 
 /// What the admin layer tells the cache after each commit, and how the

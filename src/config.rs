@@ -354,6 +354,14 @@ impl Config {
                 "must be `EdDSA` or `RS256`",
             ));
         }
+        self.validate_credentials()?;
+        self.validate_tls()?;
+        self.validate_limits()
+    }
+
+    /// API keys and certificate identities: unique names, long keys, valid
+    /// tenant lists.
+    fn validate_credentials(&self) -> Result<()> {
         let mut names = std::collections::HashSet::new();
         for (i, k) in self.api_keys.iter().enumerate() {
             if k.name.is_empty() || !names.insert(k.name.as_str()) {
@@ -400,6 +408,11 @@ impl Config {
                 crate::model::validate_id(&field, t)?;
             }
         }
+        Ok(())
+    }
+
+    /// TLS files come in pairs; client certificates need TLS and a CA.
+    fn validate_tls(&self) -> Result<()> {
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(Error::invalid(
                 "tls",
@@ -420,6 +433,11 @@ impl Config {
                 "certificate identities need `tls.client_ca_file`",
             ));
         }
+        Ok(())
+    }
+
+    /// Limits, cache settings, telemetry and logs.
+    fn validate_limits(&self) -> Result<()> {
         if self.grpc.max_in_flight == 0 {
             return Err(Error::invalid("grpc.max_in_flight", "must be at least 1"));
         }

@@ -207,6 +207,27 @@ impl<S: Store> Admin<S> {
     }
 }
 
+impl<S: Store + Catalog> Admin<S> {
+    /// A resource as `viewer` may see it: one it may not view is answered as
+    /// one that does not exist.
+    pub async fn resource(
+        &self,
+        tenant: &str,
+        viewer: Option<&Viewer>,
+        r: &ResourceRef,
+    ) -> Result<Option<Resource>> {
+        let found = self.store.resource(tenant, r).await?;
+        let visible = match (&found, viewer) {
+            (Some(_), Some(v)) => {
+                self.may_view(tenant, v, &Scope::Resource(r.clone()))
+                    .await?
+            }
+            _ => true,
+        };
+        Ok(found.filter(|_| visible))
+    }
+}
+
 impl<S: Store> Admin<S> {
     /// `items` (children of `parent`) without those `viewer` may not view.
     pub async fn visible_children(

@@ -250,11 +250,52 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
     }
     let mut rows = Vec::new();
 
+    let homes = warm(&mut data, &mut client(0), &lister).await?;
+
+    rows.push(check_load(&data, &homes, &client, opts.concurrency, opts.duration).await?);
+    let mut single = check_load(&data, &homes, &client, 1, opts.duration / 2).await?;
+    single.name = "Check, warm, 1 in flight".into();
+    rows.push(single);
+    rows.push(batch_load(&data, client(0), opts.duration / 2).await?);
+    rows.push(list_load(&lister, &data.user_500, 50).await?);
+    rows.push(list_load(&lister, &data.user_5000, 20).await?);
+    rows.push(cold_checks(&data, client(0)).await?);
+
+    let (hwm, rss) = server.memory();
+    print_table(&opts, &rows, hwm, rss);
+    let mut operator = pb::operator_service_client::OperatorServiceClient::with_interceptor(
+        channels[0].clone(),
+        bearer.clone(),
+    );
+    if let Ok(s) = operator.get_cache_stats(pb::GetCacheStatsRequest {}).await {
+        let s = s.into_inner();
+        for (name, c) in [
+            ("subjects", s.subjects),
+            ("resources", s.resources),
+            ("roles", s.roles),
+        ] {
+            let c = c.unwrap_or_default();
+            println!(
+                "cache {name}: {} hits, {} misses, {} evictions, {} entries",
+                c.hits, c.misses, c.evictions, c.entries
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// Warms the cache: every hot user once, each checked workflow once; returns
+/// each hot user's visible workflows. Checks ask about (at most) 10,000
+/// workflows spread over the tenant (`data.workflows` is cut down to them).
+async fn warm(
+    data: &mut Dataset,
+    c: &mut Client,
+    lister: &Lister,
+) -> Result<std::sync::Arc<Vec<Vec<String>>>, String> {
     // Checks ask about (at most) 10,000 workflows spread over the tenant;
     // warm the cache with every hot user once and each of those once.
     let step = (data.workflows.len() / 10_000).max(1);
     data.workflows = data.workflows.iter().step_by(step).cloned().collect();
-    let mut c = client(0);
     for chunk in data.workflows.chunks(1_000) {
         let items = chunk
             .iter()
@@ -298,38 +339,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
             .resource_ids;
         homes.push(visible);
     }
-    let homes = std::sync::Arc::new(homes);
-
-    rows.push(check_load(&data, &homes, &client, opts.concurrency, opts.duration).await?);
-    let mut single = check_load(&data, &homes, &client, 1, opts.duration / 2).await?;
-    single.name = "Check, warm, 1 in flight".into();
-    rows.push(single);
-    rows.push(batch_load(&data, client(0), opts.duration / 2).await?);
-    rows.push(list_load(&lister, &data.user_500, 50).await?);
-    rows.push(list_load(&lister, &data.user_5000, 20).await?);
-    rows.push(cold_checks(&data, client(0)).await?);
-
-    let (hwm, rss) = server.memory();
-    print_table(&opts, &rows, hwm, rss);
-    let mut operator = pb::operator_service_client::OperatorServiceClient::with_interceptor(
-        channels[0].clone(),
-        bearer.clone(),
-    );
-    if let Ok(s) = operator.get_cache_stats(pb::GetCacheStatsRequest {}).await {
-        let s = s.into_inner();
-        for (name, c) in [
-            ("subjects", s.subjects),
-            ("resources", s.resources),
-            ("roles", s.roles),
-        ] {
-            let c = c.unwrap_or_default();
-            println!(
-                "cache {name}: {} hits, {} misses, {} evictions, {} entries",
-                c.hits, c.misses, c.evictions, c.entries
-            );
-        }
-    }
-    Ok(rows)
+    Ok(std::sync::Arc::new(homes))
 }
 
 async fn check_load(

@@ -376,18 +376,8 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
             .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
             .await?;
         let res = convert::resource("resource", r.resource)?;
-        let found = self.admin.store().resource(&t, &res).await?;
-        // One the actor may not view is answered as one that does not exist.
-        let visible = match (&found, &viewer) {
-            (Some(_), Some(v)) => {
-                let scope = Scope::Resource(res.clone());
-                self.admin.may_view(&t, v, &scope).await?
-            }
-            _ => true,
-        };
-        let found = found
-            .filter(|_| visible)
-            .ok_or_else(not_found(format!("resource `{res}`")))?;
+        let found = self.admin.resource(&t, viewer.as_ref(), &res).await?;
+        let found = found.ok_or_else(not_found(format!("resource `{res}`")))?;
         Ok(Response::new(pb::GetResourceResponse {
             resource: Some(found.into()),
         }))
