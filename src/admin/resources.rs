@@ -152,6 +152,17 @@ async fn reaching_from_above<T: WriteTx>(
     Ok(out)
 }
 
+/// The deny grants on `ancestors` (each applies to everything below it,
+/// private or not).
+async fn denies_above<T: WriteTx>(tx: &mut T, ancestors: &[ResourceNode]) -> Result<Vec<Grant>> {
+    let mut out = Vec::new();
+    for n in ancestors {
+        let on = tx.grants_on(&Scope::Resource(n.resource.clone())).await?;
+        out.extend(on.into_iter().filter(|g| g.effect == Effect::Deny));
+    }
+    Ok(out)
+}
+
 /// Re-parent a resource and its subtree.
 #[derive(Debug, Clone)]
 pub struct MoveResource {
@@ -177,6 +188,7 @@ impl Command for MoveResource {
         let height = tx.subtree_height(&resource).await?;
         check_depth("new_parent", np_path.len() + height)?;
         let before = stored(tx, &resource).await?;
+        let d = Delegator::load(tx, ctx).await?;
         if !before.private {
             // Whatever the new ancestors' grants give comes into the
             // subtree: the actor must hold it there (delegation rule).
@@ -186,12 +198,19 @@ impl Command for MoveResource {
                 .into_iter()
                 .filter(|g| !old.iter().any(|o| o.id == g.id))
                 .collect();
-            Delegator::load(tx, ctx)
-                .await?
-                .could_bring_in(tx, &incoming, &resource, false, &|| {
-                    format!("move `{resource}` under grants it does not hold")
-                })
-                .await?;
+            d.could_bring_in(tx, &incoming, &resource, false, &|| {
+                format!("move `{resource}` under grants it does not hold")
+            })
+            .await?;
+        }
+        // Denies of the old ancestors stop applying to the subtree (private
+        // boundaries do not stop a deny): moving out from under one lifts
+        // it there, which needs what lifting it needs.
+        let new_denies = denies_above(tx, &np_path).await?;
+        for g in denies_above(tx, &path[1..]).await? {
+            if !new_denies.iter().any(|n| n.id == g.id) {
+                d.could_lift(tx, &g).await?;
+            }
         }
         tx.move_subtree(&resource, new_parent.as_ref()).await?;
         let after = Resource {
