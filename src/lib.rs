@@ -43,6 +43,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod index;
 pub mod metrics;
 pub mod model;
 pub mod store;
