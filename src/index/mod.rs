@@ -1,7 +1,9 @@
 //! index: the per-tenant permission index of issue 11, being built. So far
 //! the resource tree ([`tree::Tree`]): a tenant's resources in memory, in a
-//! stable depth-first order with resumable walks, the structure lists will
-//! page through. Not yet serving any call: checks and lists still go
-//! through the cache of resolved bindings (`crate::cache`).
+//! stable depth-first order with resumable walks; and lists over it
+//! ([`list::accessible`]), whose work follows the page and the principal's
+//! grants rather than the tenant. Not yet serving any call: checks and
+//! lists still go through the cache of resolved bindings (`crate::cache`).
 
+pub mod list;
 pub mod tree;

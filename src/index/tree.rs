@@ -206,22 +206,75 @@ impl Tree {
     /// as given to `visit` earlier), the walk starts with the first node
     /// that comes after it (its own subtree first, when it is still there);
     /// the nodes on `after` itself are not visited again.
-    pub fn walk(
+    pub fn walk(&self, after: Option<&[ResourceRef]>, visit: impl FnMut(&[ResourceNode]) -> Step) {
+        self.walk_from(&self.roots, Vec::new(), after.unwrap_or(&[]), visit);
+    }
+
+    /// As [`Tree::walk`], over `root` and its subtree only: what of it comes
+    /// after `after` (a path from the top; nothing when it is past the
+    /// subtree). Nothing when `root` is not there.
+    pub fn walk_within(
         &self,
+        root: &ResourceRef,
         after: Option<&[ResourceRef]>,
+        visit: impl FnMut(&[ResourceNode]) -> Step,
+    ) {
+        let Some(&id) = self.ids.get(root) else {
+            return;
+        };
+        let mut above: Vec<ResourceNode> = self
+            .ancestors(id)
+            .map(|a| self.node(a).node.clone())
+            .collect();
+        above.reverse();
+        let depth = above.len();
+        let after = after.unwrap_or(&[]);
+        let within = after.len() > depth
+            && after[..depth]
+                .iter()
+                .zip(&above)
+                .all(|(a, n)| *a == n.resource)
+            && after[depth] == *root;
+        let mine: Vec<ResourceRef> = above
+            .iter()
+            .map(|n| n.resource.clone())
+            .chain(std::iter::once(root.clone()))
+            .collect();
+        if within {
+            self.walk_from(&[id], above, &after[depth..], visit);
+        } else if after.is_empty() || *after < mine[..] {
+            self.walk_from(&[id], above, &[], visit);
+        }
+    }
+
+    /// The walk over the sibling list `base` (whose ancestors are `above`,
+    /// top first), resuming after the path `after` relative to `base`'s
+    /// level.
+    fn walk_from(
+        &self,
+        base: &[NodeId],
+        above: Vec<ResourceNode>,
+        after: &[ResourceRef],
         mut visit: impl FnMut(&[ResourceNode]) -> Step,
     ) {
         struct Frame {
+            /// `None`: the base list.
             parent: Option<NodeId>,
             next: usize,
         }
+        let siblings_of = |parent: Option<NodeId>| -> &[NodeId] {
+            match parent {
+                None => base,
+                Some(p) => &self.node(p).children,
+            }
+        };
+        let depth0 = above.len();
+        let mut path = above;
         let mut frames: Vec<Frame> = Vec::new();
-        let mut path: Vec<ResourceNode> = Vec::new();
         // Resume: re-enter the ancestors on `after` without visiting them.
         let mut parent: Option<NodeId> = None;
-        let mut resumed = false;
-        for (depth, r) in after.unwrap_or(&[]).iter().enumerate() {
-            let siblings = self.children_of(parent);
+        for (depth, r) in after.iter().enumerate() {
+            let siblings = siblings_of(parent);
             match siblings.binary_search_by(|c| self.node(*c).node.resource.cmp(r)) {
                 Ok(i) => {
                     frames.push(Frame {
@@ -231,32 +284,26 @@ impl Tree {
                     let id = siblings[i];
                     path.push(self.node(id).node.clone());
                     parent = Some(id);
-                    if depth + 1 == after.map_or(0, <[_]>::len) {
+                    if depth + 1 == after.len() {
                         // The last one was visited: its subtree comes next.
                         frames.push(Frame { parent, next: 0 });
-                        resumed = true;
                     }
                 }
                 Err(i) => {
                     frames.push(Frame { parent, next: i });
-                    resumed = true;
                     break;
                 }
             }
         }
-        if !resumed {
-            frames.clear();
-            path.clear();
+        if frames.is_empty() {
             frames.push(Frame {
                 parent: None,
                 next: 0,
             });
         }
         while let Some(frame) = frames.last_mut() {
-            let siblings = self.children_of(frame.parent);
-            let Some(&id) = siblings.get(frame.next) else {
-                let done = frames.pop().and_then(|f| f.parent);
-                if done.is_some() {
+            let Some(&id) = siblings_of(frame.parent).get(frame.next) else {
+                if frames.pop().and_then(|f| f.parent).is_some() {
                     path.pop();
                 }
                 continue;
@@ -274,6 +321,7 @@ impl Tree {
                 }),
             }
         }
+        debug_assert!(path.len() >= depth0);
     }
 
     fn node(&self, id: NodeId) -> &Node {

@@ -100,6 +100,34 @@ proptest! {
         }
     }
 
+    /// A walk within one subtree, resumed after any path (before, inside or
+    /// after the subtree), visits exactly the part of the full walk that is
+    /// inside the subtree and after the path.
+    #[test]
+    fn a_walk_within_a_subtree_resumes_after_any_path(rows in forest()) {
+        let t = Tree::from_rows(rows.clone()).unwrap();
+        let all = walked(&t, None);
+        for root in &all {
+            let inside: Vec<&Vec<ResourceRef>> =
+                all.iter().filter(|p| p.starts_with(root)).collect();
+            let mut cursors: Vec<Option<&Vec<ResourceRef>>> = all.iter().map(Some).collect();
+            cursors.push(None);
+            for cursor in cursors {
+                let mut got = Vec::new();
+                t.walk_within(root.last().unwrap(), cursor.map(|c| &c[..]), |path| {
+                    got.push(path.iter().map(|n| n.resource.clone()).collect::<Vec<_>>());
+                    Step::Descend
+                });
+                let want: Vec<Vec<ResourceRef>> = inside
+                    .iter()
+                    .filter(|p| cursor.is_none_or(|c| **p > c))
+                    .map(|p| (*p).clone())
+                    .collect();
+                prop_assert_eq!(got, want, "within {:?} after {:?}", root, cursor);
+            }
+        }
+    }
+
     /// Inserting, moving, re-flagging and removing keep the tree equal to
     /// one built afresh from the same rows.
     #[test]

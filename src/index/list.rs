@@ -1,0 +1,209 @@
+//! Lists from the index: the resources of a type on which a principal may do
+//! an action, a page at a time, in the tree's order. The walk enters only the
+//! subtrees the principal's allow grants cover (and the way down to grants
+//! inside private resources), skips a denied subtree whole, and stops when
+//! the page is full: the work for a page follows the page and the grants,
+//! not the tenant. Every resource listed is confirmed with the engine's
+//! [`decide_among`], so a list is exactly the resources `Check` allows.
+
+use super::tree::{Step, Tree};
+use crate::engine::{decide_among, Question, Subject};
+use crate::model::{
+    Binding, Effect, Millis, Principal, PrincipalStatus, ResourceNode, ResourceRef, RoleMatch,
+    RoleTable, Scope,
+};
+use std::collections::{HashMap, HashSet};
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// The resources, in the tree's order.
+    pub resources: Vec<ResourceRef>,
+    /// When more follow: the path (from the top) of the last one, to resume
+    /// after.
+    pub next: Option<Vec<ResourceRef>>,
+    /// Resources the walk looked at (the work the page cost).
+    pub visited: usize,
+}
+
+/// What is asked: who, which action on which type.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    /// The principal (`None`: not a member).
+    pub principal: Option<&'a Principal>,
+    /// Its bindings, direct and through teams.
+    pub bindings: &'a [Binding],
+    /// Resource type listed.
+    pub rtype: &'a str,
+    /// Action.
+    pub action: &'a str,
+    /// Now.
+    pub now: Millis,
+}
+
+/// The resources of `q.rtype` on which `q.principal` may `q.action`, after
+/// the path `after`, at most `limit`.
+pub fn accessible(
+    tree: &Tree,
+    roles: &RoleTable,
+    q: ListQuery<'_>,
+    after: Option<&[ResourceRef]>,
+    limit: usize,
+) -> ListPage {
+    let empty = ListPage {
+        resources: Vec::new(),
+        next: None,
+        visited: 0,
+    };
+    let Some(principal) = q.principal.filter(|p| p.status == PrincipalStatus::Active) else {
+        return empty;
+    };
+    let live: Vec<&Binding> = q.bindings.iter().filter(|b| b.live(q.now)).collect();
+    // Where a deny of the action sits (a deny counts wherever its role names
+    // the permission): its subtree is skipped whole.
+    let mut denied: HashSet<&ResourceRef> = HashSet::new();
+    for b in live.iter().filter(|b| b.grant.effect == Effect::Deny) {
+        let names = !matches!(
+            roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
+            RoleMatch::NoMatch
+        );
+        match (&b.grant.scope, names) {
+            (_, false) => {}
+            (Scope::Tenant, true) => return empty,
+            (Scope::Resource(r), true) => {
+                denied.insert(r);
+            }
+        }
+    }
+    // Where allow grants of the action sit. All of them: a tenant-wide one
+    // does not reach inside private resources, grants in there do.
+    let mut tenant_wide = false;
+    let mut granted: HashSet<&ResourceRef> = HashSet::new();
+    for b in live.iter().filter(|b| b.grant.effect == Effect::Allow) {
+        if matches!(
+            roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
+            RoleMatch::Matched(_)
+        ) {
+            match &b.grant.scope {
+                Scope::Tenant => tenant_wide = true,
+                Scope::Resource(r) => {
+                    granted.insert(r);
+                }
+            }
+        }
+    }
+    if !tenant_wide && granted.is_empty() {
+        return empty;
+    }
+    // The way down to every granted scope, and the granted scopes that no
+    // other granted scope contains (each walked once, in order).
+    let mut on_the_way: HashSet<ResourceRef> = HashSet::new();
+    let mut tops: Vec<Vec<ResourceRef>> = Vec::new();
+    for r in &granted {
+        let Some(ancestry) = tree.ancestry(r) else {
+            continue;
+        };
+        let above = &ancestry[1..];
+        on_the_way.extend(above.iter().map(|n| n.resource.clone()));
+        if !above.iter().any(|n| granted.contains(&n.resource)) {
+            tops.push(ancestry.iter().rev().map(|n| n.resource.clone()).collect());
+        }
+    }
+    tops.sort();
+    // The bindings a resource is decided among: the tenant-wide ones and
+    // those on its path.
+    let mut tenant_bindings: Vec<&Binding> = Vec::new();
+    let mut by_scope: HashMap<&ResourceRef, Vec<&Binding>> = HashMap::new();
+    for b in q.bindings {
+        match &b.grant.scope {
+            Scope::Tenant => tenant_bindings.push(b),
+            Scope::Resource(r) => by_scope.entry(r).or_default().push(b),
+        }
+    }
+
+    let mut found: Vec<Vec<ResourceRef>> = Vec::new();
+    let mut node_first: Vec<ResourceNode> = Vec::new();
+    let mut among: Vec<&Binding> = Vec::new();
+    let mut visited = 0usize;
+    let full = std::cell::Cell::new(false);
+    let mut visit = |path: &[ResourceNode]| -> Step {
+        visited += 1;
+        let Some(node) = path.last() else {
+            return Step::Skip;
+        };
+        if denied.contains(&node.resource) {
+            return Step::Skip;
+        }
+        // Reached by a grant: one on a resource of the path with no private
+        // boundary below it, or a tenant-wide one with none at all.
+        let mut covered = false;
+        let mut bounded = false;
+        for n in path.iter().rev() {
+            if granted.contains(&n.resource) {
+                covered = true;
+                break;
+            }
+            if n.private {
+                bounded = true;
+                break;
+            }
+        }
+        covered |= tenant_wide && !bounded;
+        if !covered && !on_the_way.contains(&node.resource) {
+            return Step::Skip;
+        }
+        if covered && node.resource.rtype == q.rtype {
+            node_first.clear();
+            node_first.extend(path.iter().rev().cloned());
+            among.clear();
+            among.extend(tenant_bindings.iter().copied());
+            for n in path {
+                if let Some(bs) = by_scope.get(&n.resource) {
+                    among.extend(bs.iter().copied());
+                }
+            }
+            let question = Question {
+                rtype: q.rtype,
+                action: q.action,
+                path: Some(&node_first),
+            };
+            let d = decide_among(
+                Subject::Principal(Some(principal)),
+                among.iter().copied(),
+                roles,
+                question,
+                q.now,
+            );
+            if d.allowed {
+                found.push(path.iter().map(|n| n.resource.clone()).collect());
+                if found.len() > limit {
+                    full.set(true);
+                    return Step::Stop;
+                }
+            }
+        }
+        Step::Descend
+    };
+    if tenant_wide {
+        tree.walk(after, &mut visit);
+    } else {
+        for top in &tops {
+            if let Some(r) = top.last() {
+                tree.walk_within(r, after, &mut visit);
+            }
+            if full.get() {
+                break;
+            }
+        }
+    }
+    let more = found.len() > limit;
+    found.truncate(limit);
+    ListPage {
+        visited,
+        next: if more { found.last().cloned() } else { None },
+        resources: found.into_iter().filter_map(|mut p| p.pop()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
