@@ -3,6 +3,7 @@
 //! and prints throughput, latency percentiles and the server's peak memory.
 
 pub mod dataset;
+mod index;
 mod noisy;
 
 use crate::auth::Bearer;
@@ -171,9 +172,9 @@ const ACTIONS: [&str; 3] = ["view", "edit", "execute"];
 
 /// Runs the whole benchmark and prints its table.
 pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
-    if !["standard", "noisy"].contains(&opts.scenario.as_str()) {
+    if !["standard", "noisy", "index"].contains(&opts.scenario.as_str()) {
         return Err(format!(
-            "unknown scenario `{}` (standard or noisy)",
+            "unknown scenario `{}` (standard, noisy or index)",
             opts.scenario
         ));
     }
@@ -182,6 +183,11 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         "large" => Shape::LARGE,
         other => return Err(format!("unknown dataset `{other}` (standard or large)")),
     };
+    if opts.scenario == "index" {
+        let rows = index::run(shape)?;
+        print_table(&opts, &rows, None);
+        return Ok(rows);
+    }
     let url = match &opts.database_url {
         Some(u) => u.clone(),
         None => {
@@ -245,7 +251,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         let users = data.hot_users.clone();
         let rows = noisy::run(&server.addr, &bearer, users, data.workflows, opts.duration).await?;
         let (hwm, rss) = server.memory();
-        print_table(&opts, &rows, hwm, rss);
+        print_table(&opts, &rows, Some((hwm, rss)));
         return Ok(rows);
     }
     let mut rows = Vec::new();
@@ -262,7 +268,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
     rows.push(cold_checks(&data, client(0)).await?);
 
     let (hwm, rss) = server.memory();
-    print_table(&opts, &rows, hwm, rss);
+    print_table(&opts, &rows, Some((hwm, rss)));
     let mut operator = pb::operator_service_client::OperatorServiceClient::with_interceptor(
         channels[0].clone(),
         bearer.clone(),
@@ -480,12 +486,16 @@ async fn cold_checks(data: &Dataset, mut c: Client) -> Result<Row, String> {
     ))
 }
 
-fn print_table(opts: &BenchOptions, rows: &[Row], hwm_kib: u64, rss_kib: u64) {
+fn print_table(opts: &BenchOptions, rows: &[Row], server_kib: Option<(u64, u64)>) {
     println!();
-    println!(
-        "dataset `{}`, {} connections, {:?} per throughput phase, server core {:?}",
-        opts.dataset, opts.connections, opts.duration, opts.server_core
-    );
+    if server_kib.is_some() {
+        println!(
+            "dataset `{}`, {} connections, {:?} per throughput phase, server core {:?}",
+            opts.dataset, opts.connections, opts.duration, opts.server_core
+        );
+    } else {
+        println!("dataset `{}`, in process", opts.dataset);
+    }
     println!();
     println!("| phase | calls | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | note |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
@@ -502,10 +512,12 @@ fn print_table(opts: &BenchOptions, rows: &[Row], hwm_kib: u64, rss_kib: u64) {
             r.note
         );
     }
-    println!();
-    println!(
-        "server memory: peak resident {:.1} MiB, resident at end {:.1} MiB",
-        hwm_kib as f64 / 1024.0,
-        rss_kib as f64 / 1024.0
-    );
+    if let Some((hwm_kib, rss_kib)) = server_kib {
+        println!();
+        println!(
+            "server memory: peak resident {:.1} MiB, resident at end {:.1} MiB",
+            hwm_kib as f64 / 1024.0,
+            rss_kib as f64 / 1024.0
+        );
+    }
 }
