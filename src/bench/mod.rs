@@ -184,7 +184,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         other => return Err(format!("unknown dataset `{other}` (standard or large)")),
     };
     if opts.scenario == "index" {
-        let rows = index::run(shape)?;
+        let rows = index::run(shape, opts.database_url.as_deref()).await?;
         print_table(&opts, &rows, None);
         return Ok(rows);
     }

@@ -691,6 +691,19 @@ impl Catalog for MemStore {
     async fn tenant_holders(&self, tenant: &str) -> Result<Vec<(Principal, Vec<Binding>)>> {
         self.read(tenant, || Ok(Vec::new()), |s| Ok(s.tenant_holders()))
     }
+
+    async fn resource_rows(&self, tenant: &str) -> Result<Vec<crate::store::ResourceRow>> {
+        self.read(
+            tenant,
+            || Ok(Vec::new()),
+            |s| {
+                Ok(s.resources
+                    .iter()
+                    .map(|(r, n)| (r.clone(), n.parent.clone(), n.private))
+                    .collect())
+            },
+        )
+    }
 }
 
 /// The first attempt of a retried request id, if any.

@@ -264,12 +264,18 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Binding>>> + Send;
     /// The tenant's custom roles, in id order.
     fn custom_roles(&self, tenant: &str) -> impl Future<Output = Result<Vec<Role>>> + Send;
+    /// Every resource of the tenant as `(resource, parent, private)`, in
+    /// one read (what the index builds its tree from); in no set order.
+    fn resource_rows(&self, tenant: &str) -> impl Future<Output = Result<Vec<ResourceRow>>> + Send;
     /// Principals holding tenant-wide grants, with those bindings.
     fn tenant_holders(
         &self,
         tenant: &str,
     ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
 }
+
+/// A resource, its parent and whether it is private.
+pub type ResourceRow = (ResourceRef, Option<ResourceRef>, bool);
 
 /// Who is writing.
 #[derive(Debug, Clone)]

@@ -948,6 +948,44 @@ async fn moving_a_subtree_changes_the_ancestry_below_it<S: Ports>(s: &S) {
     );
 }
 
+async fn resource_rows_are_the_whole_tree_in_one_read<S: Ports>(s: &S) {
+    create_tenant(s, T).await;
+    create_tenant(s, "other").await;
+    seed_tree(s, T).await;
+    seed_tree(s, "other").await;
+    let (f1, p1, w1, w2, f2) = tree();
+    write(s, T, async |tx: &mut S::Tx| {
+        tx.set_private(&f2, true).await.expect("private");
+        tx.move_subtree(&p1, Some(&f2)).await.expect("move");
+    })
+    .await;
+    let mut rows = s.resource_rows(T).await.expect("rows");
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (f1.clone(), None, false),
+            (f2.clone(), None, true),
+            (p1.clone(), Some(f2.clone()), false),
+            (w1.clone(), Some(p1.clone()), false),
+            (w2.clone(), Some(f1.clone()), false),
+        ]
+    );
+    // Rows build the index's tree, whose ancestries are the store's.
+    let tree = portcullis::index::tree::Tree::from_rows(rows).expect("a tree");
+    for x in [&f1, &p1, &w1, &w2, &f2] {
+        assert_eq!(
+            tree.ancestry(x),
+            s.ancestry(T, x)
+                .await
+                .expect("ancestry")
+                .map(|a| a.to_vec()),
+            "{x}"
+        );
+    }
+    assert!(s.resource_rows("nobody").await.expect("rows").is_empty());
+}
+
 async fn subtree_height_and_descendants_see_the_whole_subtree<S: Ports>(s: &S) {
     create_tenant(s, T).await;
     seed_tree(s, T).await;
@@ -2129,6 +2167,7 @@ conformance!(
     the_revision_log_holds_each_write_invalidation,
     resources_form_a_tree_with_ancestry_children_and_privacy,
     moving_a_subtree_changes_the_ancestry_below_it,
+    resource_rows_are_the_whole_tree_in_one_read,
     subtree_height_and_descendants_see_the_whole_subtree,
     deleting_a_subtree_deletes_its_resources_and_their_grants,
     principals_are_listed_in_id_order_and_keep_their_status,

@@ -237,6 +237,10 @@ impl Catalog for SqlStore {
         read::custom_roles(&self.db, tenant).await
     }
 
+    async fn resource_rows(&self, tenant: &str) -> Result<Vec<crate::store::ResourceRow>> {
+        read::resource_rows(&self.db, tenant).await
+    }
+
     async fn tenant_holders(&self, tenant: &str) -> Result<Vec<(Principal, Vec<Binding>)>> {
         read::tenant_holders(&self.db, tenant).await
     }

@@ -616,6 +616,48 @@ pub(super) async fn principals_in_team<C: ConnectionTrait>(
     Ok(out.into_iter().collect())
 }
 
+/// Every resource of the tenant with its parent and privacy, in one query
+/// (parents resolved from the keys in memory).
+pub(super) async fn resource_rows<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+) -> Result<Vec<crate::store::ResourceRow>> {
+    let rows: Vec<(i64, String, String, Option<i64>, bool)> = resource::Entity::find()
+        .select_only()
+        .column(resource::Column::Pk)
+        .column(resource::Column::Rtype)
+        .column(resource::Column::Rid)
+        .column(resource::Column::ParentPk)
+        .column(resource::Column::IsPrivate)
+        .filter(resource::Column::TenantId.eq(t))
+        .into_tuple()
+        .all(c)
+        .await?;
+    let by_pk: std::collections::HashMap<i64, ResourceRef> = rows
+        .iter()
+        .map(|(pk, rtype, rid, _, _)| {
+            (
+                *pk,
+                ResourceRef {
+                    rtype: rtype.clone(),
+                    id: rid.clone(),
+                },
+            )
+        })
+        .collect();
+    rows.iter()
+        .map(|(pk, _, _, parent, private)| {
+            let parent = match parent {
+                None => None,
+                Some(p) => Some(by_pk.get(p).cloned().ok_or_else(|| {
+                    Error::Internal(format!("resource {pk}: parent {p} missing"))
+                })?),
+            };
+            Ok((by_pk[pk].clone(), parent, *private))
+        })
+        .collect()
+}
+
 pub(super) async fn custom_roles<C: ConnectionTrait>(c: &C, t: &str) -> Result<Vec<Role>> {
     role::Entity::find()
         .filter(role::Column::TenantId.eq(t))
