@@ -43,8 +43,8 @@ pub struct ListQuery<'a> {
 
 /// The resources of `q.rtype` on which `q.principal` may `q.action`, after
 /// the path `after`, at most `limit`.
-pub fn accessible(
-    tree: &Tree,
+pub fn accessible<'t>(
+    tree: &'t Tree,
     roles: &RoleTable,
     q: ListQuery<'_>,
     after: Option<&[ResourceRef]>,
@@ -121,12 +121,12 @@ pub fn accessible(
         }
     }
 
-    let mut found: Vec<Vec<ResourceRef>> = Vec::new();
+    let mut found: Vec<&ResourceRef> = Vec::new();
     let mut node_first: Vec<ResourceNode> = Vec::new();
     let mut among: Vec<&Binding> = Vec::new();
     let mut visited = 0usize;
     let full = std::cell::Cell::new(false);
-    let mut visit = |path: &[ResourceNode]| -> Step {
+    let mut visit = |path: &[&'t ResourceNode]| -> Step {
         visited += 1;
         let Some(node) = path.last() else {
             return Step::Skip;
@@ -154,7 +154,7 @@ pub fn accessible(
         }
         if covered && node.resource.rtype == q.rtype {
             node_first.clear();
-            node_first.extend(path.iter().rev().cloned());
+            node_first.extend(path.iter().rev().map(|n| (*n).clone()));
             among.clear();
             among.extend(tenant_bindings.iter().copied());
             for n in path {
@@ -175,7 +175,7 @@ pub fn accessible(
                 q.now,
             );
             if d.allowed {
-                found.push(path.iter().map(|n| n.resource.clone()).collect());
+                found.push(&node.resource);
                 if found.len() > limit {
                     full.set(true);
                     return Step::Stop;
@@ -198,10 +198,16 @@ pub fn accessible(
     }
     let more = found.len() > limit;
     found.truncate(limit);
+    let next = match found.last() {
+        Some(last) if more => tree
+            .ancestry(last)
+            .map(|a| a.into_iter().rev().map(|n| n.resource).collect()),
+        _ => None,
+    };
     ListPage {
         visited,
-        next: if more { found.last().cloned() } else { None },
-        resources: found.into_iter().filter_map(|mut p| p.pop()).collect(),
+        next,
+        resources: found.into_iter().cloned().collect(),
     }
 }
 

@@ -206,26 +206,28 @@ impl Tree {
     /// as given to `visit` earlier), the walk starts with the first node
     /// that comes after it (its own subtree first, when it is still there);
     /// the nodes on `after` itself are not visited again.
-    pub fn walk(&self, after: Option<&[ResourceRef]>, visit: impl FnMut(&[ResourceNode]) -> Step) {
+    pub fn walk<'t>(
+        &'t self,
+        after: Option<&[ResourceRef]>,
+        visit: impl FnMut(&[&'t ResourceNode]) -> Step,
+    ) {
         self.walk_from(&self.roots, Vec::new(), after.unwrap_or(&[]), visit);
     }
 
     /// As [`Tree::walk`], over `root` and its subtree only: what of it comes
     /// after `after` (a path from the top; nothing when it is past the
     /// subtree). Nothing when `root` is not there.
-    pub fn walk_within(
-        &self,
+    pub fn walk_within<'t>(
+        &'t self,
         root: &ResourceRef,
         after: Option<&[ResourceRef]>,
-        visit: impl FnMut(&[ResourceNode]) -> Step,
+        visit: impl FnMut(&[&'t ResourceNode]) -> Step,
     ) {
         let Some(&id) = self.ids.get(root) else {
             return;
         };
-        let mut above: Vec<ResourceNode> = self
-            .ancestors(id)
-            .map(|a| self.node(a).node.clone())
-            .collect();
+        let mut above: Vec<&ResourceNode> =
+            self.ancestors(id).map(|a| &self.node(a).node).collect();
         above.reverse();
         let depth = above.len();
         let after = after.unwrap_or(&[]);
@@ -250,12 +252,12 @@ impl Tree {
     /// The walk over the sibling list `base` (whose ancestors are `above`,
     /// top first), resuming after the path `after` relative to `base`'s
     /// level.
-    fn walk_from(
-        &self,
+    fn walk_from<'t>(
+        &'t self,
         base: &[NodeId],
-        above: Vec<ResourceNode>,
+        above: Vec<&'t ResourceNode>,
         after: &[ResourceRef],
-        mut visit: impl FnMut(&[ResourceNode]) -> Step,
+        mut visit: impl FnMut(&[&'t ResourceNode]) -> Step,
     ) {
         struct Frame {
             /// `None`: the base list.
@@ -282,7 +284,7 @@ impl Tree {
                         next: i + 1,
                     });
                     let id = siblings[i];
-                    path.push(self.node(id).node.clone());
+                    path.push(&self.node(id).node);
                     parent = Some(id);
                     if depth + 1 == after.len() {
                         // The last one was visited: its subtree comes next.
@@ -309,7 +311,7 @@ impl Tree {
                 continue;
             };
             frame.next += 1;
-            path.push(self.node(id).node.clone());
+            path.push(&self.node(id).node);
             match visit(&path) {
                 Step::Stop => return,
                 Step::Skip => {

@@ -108,7 +108,7 @@ fn brute_force(tree: &Tree, roles: &RoleTable, q: ListQuery<'_>) -> Vec<Resource
     tree.walk(None, |path| {
         let node = path.last().unwrap();
         if node.resource.rtype == q.rtype {
-            let node_first: Vec<ResourceNode> = path.iter().rev().cloned().collect();
+            let node_first: Vec<ResourceNode> = path.iter().rev().map(|n| (*n).clone()).collect();
             let question = Question {
                 rtype: q.rtype,
                 action: q.action,
