@@ -132,6 +132,10 @@ impl<S: WriteStore> Admin<S> {
         let revision = tx.revision();
         let outcome = serde_json::to_string(&change.output)
             .map_err(|e| Error::Internal(format!("outcome: {e}")))?;
+        // This replica learns the row-level changes as other replicas will
+        // read them from the revision log.
+        let mut invalidation = change.invalidation.clone();
+        invalidation.deltas = tx.deltas().to_vec();
         tx.commit(Record {
             action: change.action,
             target: change.target,
@@ -142,7 +146,7 @@ impl<S: WriteStore> Admin<S> {
         })
         .await?;
         tracing::info!(tenant = %ctx.tenant_id, actor = %ctx.actor, action = change.action, revision, "admin write");
-        (self.on_commit)(&ctx.tenant_id, revision, &change.invalidation);
+        (self.on_commit)(&ctx.tenant_id, revision, &invalidation);
         Ok(Written {
             output: change.output,
             revision,

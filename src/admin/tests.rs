@@ -29,7 +29,7 @@ use crate::model::{
 };
 use crate::store::memory::MemStore;
 use crate::store::{
-    AuditFilter, Catalog, Invalidation, Keyset, RequestKey, RevisionLog, Store, WriteContext,
+    AuditFilter, Catalog, Delta, Invalidation, Keyset, RequestKey, RevisionLog, Store, WriteContext,
 };
 use proptest::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -1500,10 +1500,20 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
         (audit[0].action.as_str(), audit[0].revision),
         ("tenant.create", 1)
     );
-    assert_eq!(
-        w.commits.lock().unwrap().clone(),
-        [(TENANT.to_owned(), 1, Invalidation::everything())]
-    );
+    let commits = w.commits.lock().unwrap().clone();
+    assert_eq!(commits.len(), 1);
+    let (tenant, revision, inv) = &commits[0];
+    assert_eq!((tenant.as_str(), *revision), (TENANT, 1));
+    assert!(inv.everything);
+    // Its row-level changes: the tenant, its first admin and the grant.
+    assert!(matches!(
+        &inv.deltas[..],
+        [
+            Delta::Tenant { .. },
+            Delta::Principal { .. },
+            Delta::Grant { .. }
+        ]
+    ));
 
     let (_, inv) = w
         .committed(
@@ -1553,6 +1563,14 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
     let f1 = res("folder", "f1");
     let (_, inv) = w.committed("resource.create", create(&f1, None)).await;
     assert_eq!(inv.resources, std::slice::from_ref(&f1));
+    assert_eq!(
+        inv.deltas,
+        [Delta::Resource {
+            resource: f1.clone(),
+            parent: None,
+            private: false,
+        }]
+    );
     let f2 = res("folder", "f2");
     w.committed("resource.create", create(&f2, None)).await;
     let (_, inv) = w
@@ -1565,6 +1583,13 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
         )
         .await;
     assert_eq!(inv.subtrees, std::slice::from_ref(&f2));
+    assert_eq!(
+        inv.deltas,
+        [Delta::Moved {
+            resource: f2.clone(),
+            parent: Some(f1.clone()),
+        }]
+    );
     w.committed(
         "resource.set_private",
         SetResourcePrivate {

@@ -192,6 +192,25 @@ impl Tree {
         }
     }
 
+    /// Applies one row-level change of the revision log (those about
+    /// resources; the others do not concern the tree). False when it does
+    /// not fit the tree (a missing resource or parent): the tree no longer
+    /// matches the store and must be rebuilt.
+    pub fn apply(&mut self, delta: &crate::store::Delta) -> bool {
+        use crate::store::Delta;
+        match delta {
+            Delta::Resource {
+                resource,
+                parent,
+                private,
+            } => self.insert(resource.clone(), parent.as_ref(), *private),
+            Delta::Private { resource, private } => self.set_private(resource, *private),
+            Delta::Moved { resource, parent } => self.move_to(resource, parent.as_ref()),
+            Delta::SubtreeDeleted { resource } => self.remove(resource),
+            _ => true,
+        }
+    }
+
     /// `r` and its ancestors, `r` first; `None` when it is not there.
     pub fn ancestry(&self, r: &ResourceRef) -> Option<Vec<ResourceNode>> {
         let id = *self.ids.get(r)?;

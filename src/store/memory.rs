@@ -11,8 +11,8 @@
 //! keyset keys, team chains and revision, replay, audit and pruning rules.
 
 use super::{
-    AuditFilter, Begun, Catalog, Descendant, Invalidation, Keyset, Record, RevisionLog, Store,
-    SubjectEntry, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
+    AuditFilter, Begun, Catalog, Delta, Descendant, Invalidation, Keyset, Record, RevisionLog,
+    Store, SubjectEntry, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
 };
 use crate::error::{Error, Result};
 use crate::model::{
@@ -764,6 +764,7 @@ impl WriteStore for MemStore {
             creating,
             now: model::now_millis(),
             state,
+            deltas: Vec::new(),
         }))
     }
 }
@@ -778,6 +779,7 @@ pub struct MemTx {
     creating: bool,
     now: Millis,
     state: TenantState,
+    deltas: Vec<Delta>,
 }
 
 impl MemTx {
@@ -822,15 +824,21 @@ impl WriteTx for MemTx {
         self.now
     }
 
-    async fn commit(self, record: Record) -> Result<()> {
+    fn deltas(&self) -> &[Delta] {
+        &self.deltas
+    }
+
+    async fn commit(self, mut record: Record) -> Result<()> {
         let MemTx {
             store,
             _guard,
             ctx,
             now,
             mut state,
+            deltas,
             ..
         } = self;
+        record.invalidation.deltas = deltas;
         if state.tenant.is_none() {
             return Err(Error::Internal(format!(
                 "a write creating tenant `{}` committed without inserting it",
@@ -1032,6 +1040,7 @@ impl WriteTx for MemTx {
             });
         }
         self.state.tenant = Some(t.clone());
+        self.deltas.push(Delta::Tenant { tenant: t.clone() });
         Ok(())
     }
 
@@ -1040,6 +1049,7 @@ impl WriteTx for MemTx {
             return Err(Error::not_found(format!("tenant `{}`", t.id)));
         }
         self.state.tenant = Some(t.clone());
+        self.deltas.push(Delta::Tenant { tenant: t.clone() });
         Ok(())
     }
 
@@ -1060,6 +1070,11 @@ impl WriteTx for MemTx {
                 created_at: r.created_at,
             },
         );
+        self.deltas.push(Delta::Resource {
+            resource: r.resource.clone(),
+            parent: r.parent.clone(),
+            private: r.private,
+        });
         Ok(())
     }
 
@@ -1070,6 +1085,10 @@ impl WriteTx for MemTx {
             .get_mut(r)
             .ok_or_else(|| missing_resource(r))?;
         node.private = private;
+        self.deltas.push(Delta::Private {
+            resource: r.clone(),
+            private,
+        });
         Ok(())
     }
 
@@ -1095,6 +1114,10 @@ impl WriteTx for MemTx {
             .get_mut(r)
             .ok_or_else(|| missing_resource(r))?;
         node.parent = new_parent.cloned();
+        self.deltas.push(Delta::Moved {
+            resource: r.clone(),
+            parent: new_parent.cloned(),
+        });
         Ok(())
     }
 
@@ -1105,6 +1128,9 @@ impl WriteTx for MemTx {
             .grants
             .retain(|_, g| !matches!(&g.scope, Scope::Resource(s) if doomed.contains(s)));
         self.state.resources.retain(|x, _| !doomed.contains(x));
+        self.deltas.push(Delta::SubtreeDeleted {
+            resource: r.clone(),
+        });
         Ok(doomed.len() as u64)
     }
 
@@ -1115,6 +1141,9 @@ impl WriteTx for MemTx {
             });
         }
         self.state.principals.insert(p.id.clone(), p.clone());
+        self.deltas.push(Delta::Principal {
+            principal: p.clone(),
+        });
         Ok(())
     }
 
@@ -1125,6 +1154,10 @@ impl WriteTx for MemTx {
             .get_mut(id)
             .ok_or_else(|| Error::not_found(format!("principal `{id}`")))?;
         p.status = status;
+        self.deltas.push(Delta::Status {
+            principal_id: id.to_owned(),
+            status,
+        });
         Ok(())
     }
 
@@ -1135,6 +1168,7 @@ impl WriteTx for MemTx {
             });
         }
         self.state.teams.insert(t.id.clone(), t.clone());
+        self.deltas.push(Delta::Team { team: t.clone() });
         Ok(())
     }
 
@@ -1148,6 +1182,9 @@ impl WriteTx for MemTx {
         self.state.grants.retain(|_, g| g.subject != as_member);
         let deleted = before - self.state.grants.len();
         self.state.teams.remove(id);
+        self.deltas.push(Delta::TeamDeleted {
+            team_id: id.to_owned(),
+        });
         Ok(deleted as u64)
     }
 
@@ -1159,14 +1196,25 @@ impl WriteTx for MemTx {
                 what: format!("member `{member}` of team `{team}`"),
             });
         }
+        self.deltas.push(Delta::MemberAdded {
+            team_id: team.to_owned(),
+            member: member.clone(),
+        });
         Ok(())
     }
 
     async fn remove_member(&mut self, team: &str, member: &SubjectRef) -> Result<bool> {
-        Ok(self
+        let removed = self
             .state
             .members
-            .remove(&(team.to_owned(), member.clone())))
+            .remove(&(team.to_owned(), member.clone()));
+        if removed {
+            self.deltas.push(Delta::MemberRemoved {
+                team_id: team.to_owned(),
+                member: member.clone(),
+            });
+        }
+        Ok(removed)
     }
 
     async fn insert_role(&mut self, r: &Role) -> Result<()> {
@@ -1182,6 +1230,7 @@ impl WriteTx for MemTx {
                 ..r.clone()
             },
         );
+        self.deltas.push(Delta::Role { role: r.clone() });
         Ok(())
     }
 
@@ -1195,6 +1244,7 @@ impl WriteTx for MemTx {
             locked: false,
             ..r.clone()
         };
+        self.deltas.push(Delta::Role { role: r.clone() });
         Ok(())
     }
 
@@ -1202,8 +1252,11 @@ impl WriteTx for MemTx {
         self.state
             .roles
             .remove(id)
-            .map(|_| ())
-            .ok_or_else(|| Error::not_found(format!("role `{id}`")))
+            .ok_or_else(|| Error::not_found(format!("role `{id}`")))?;
+        self.deltas.push(Delta::RoleDeleted {
+            role_id: id.to_owned(),
+        });
+        Ok(())
     }
 
     async fn insert_grant(&mut self, g: &Grant) -> Result<()> {
@@ -1216,6 +1269,7 @@ impl WriteTx for MemTx {
             });
         }
         self.state.grants.insert(g.id.clone(), g.clone());
+        self.deltas.push(Delta::Grant { grant: g.clone() });
         Ok(())
     }
 
@@ -1226,12 +1280,16 @@ impl WriteTx for MemTx {
                 deleted += 1;
             }
         }
+        self.deltas.push(Delta::GrantsDeleted { ids: ids.to_vec() });
         Ok(deleted)
     }
 
     async fn delete_grants_of_role(&mut self, role: &str) -> Result<u64> {
         let before = self.state.grants.len();
         self.state.grants.retain(|_, g| g.role_id != role);
+        self.deltas.push(Delta::GrantsOfRoleDeleted {
+            role_id: role.to_owned(),
+        });
         Ok((before - self.state.grants.len()) as u64)
     }
 }

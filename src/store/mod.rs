@@ -18,6 +18,7 @@
 //! (tests and the admin layer's unit tests). One conformance suite
 //! (`tests/api/conformance.rs`) runs over all three backends.
 
+pub mod delta;
 pub mod entity;
 pub mod memory;
 pub mod migration;
@@ -28,6 +29,7 @@ use crate::model::{
     Actor, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource, ResourceNode,
     ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
+pub use delta::Delta;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +53,10 @@ pub struct Invalidation {
     /// Single resources that came into existence.
     #[serde(default)]
     pub resources: Vec<ResourceRef>,
+    /// The write's row-level changes, in order (filled in by the store when
+    /// the write commits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<Delta>,
 }
 
 impl Invalidation {
@@ -377,6 +383,9 @@ pub trait WriteTx: Send + Sized {
     /// Records `record` (audit row, revision-log row, request id) and
     /// commits; prunes request ids and audit events past retention.
     fn commit(self, record: Record) -> impl Future<Output = Result<()>> + Send;
+    /// The row-level changes made so far, in order; `commit` records them
+    /// in the revision log with the write's invalidation.
+    fn deltas(&self) -> &[Delta];
 
     // ---- reads ----
     /// The tenant's settings (`None` only before `insert_tenant`).

@@ -704,7 +704,16 @@ async fn the_revision_log_holds_each_write_invalidation<S: Ports>(s: &S) {
     let changes = s.changes(T, 0, 4).await.expect("changes");
     let revs: Vec<i64> = changes.iter().map(|(r, _)| *r).collect();
     assert_eq!(revs, [1, 2, 3, 4]);
-    assert_eq!(changes[0].1, Invalidation::everything());
+    // The tenant's creation: everything, and the tenant row itself.
+    assert_eq!(
+        changes[0].1,
+        Invalidation {
+            deltas: vec![portcullis::store::Delta::Tenant {
+                tenant: tenant(T, 30)
+            }],
+            ..Invalidation::everything()
+        }
+    );
     assert_eq!(changes[1].1, invalidations[0]);
     assert_eq!(changes[2].1, invalidations[1]);
     assert_eq!(changes[3].1, invalidations[2]);
@@ -984,6 +993,83 @@ async fn resource_rows_are_the_whole_tree_in_one_read<S: Ports>(s: &S) {
         );
     }
     assert!(s.resource_rows("nobody").await.expect("rows").is_empty());
+}
+
+async fn the_revision_log_holds_each_write_row_changes<S: Ports>(s: &S) {
+    use portcullis::index::tree::{Step, Tree};
+    use portcullis::store::Delta;
+    create_tenant(s, T).await;
+    seed_tree(s, T).await;
+    let (f1, p1, w1, w2, f2) = tree();
+    let (_, rev) = write(s, T, async |tx: &mut S::Tx| {
+        tx.set_private(&f2, true).await.expect("private");
+        tx.move_subtree(&p1, Some(&f2)).await.expect("move");
+        tx.insert_resource(&resource(&r("workflow", "w3"), Some(&w1), false))
+            .await
+            .expect("w3");
+        tx.insert_principal(&principal("ann", PrincipalStatus::Active))
+            .await
+            .expect("ann");
+        tx.insert_grant(&grant("g1", p("ann"), "viewer", on(&w1)))
+            .await
+            .expect("grant");
+        assert_eq!(tx.deltas().len(), 5);
+    })
+    .await;
+    write(s, T, async |tx: &mut S::Tx| {
+        tx.delete_subtree(&w2).await.expect("delete");
+        tx.set_principal_status("ann", PrincipalStatus::Suspended)
+            .await
+            .expect("status");
+    })
+    .await;
+    let log = s.changes(T, 0, rev + 1).await.expect("log");
+    assert_eq!(log.len() as i64, rev + 1, "one row per revision");
+    let second = &log[rev as usize - 1].1.deltas;
+    assert_eq!(
+        second[..2],
+        [
+            Delta::Private {
+                resource: f2.clone(),
+                private: true
+            },
+            Delta::Moved {
+                resource: p1.clone(),
+                parent: Some(f2.clone())
+            },
+        ]
+    );
+    assert!(matches!(&second[4], Delta::Grant { grant } if grant.id == "g1"));
+    assert_eq!(
+        log.last().unwrap().1.deltas,
+        [
+            Delta::SubtreeDeleted {
+                resource: w2.clone()
+            },
+            Delta::Status {
+                principal_id: "ann".into(),
+                status: PrincipalStatus::Suspended
+            },
+        ]
+    );
+    // Replaying the log from the start rebuilds the store's tree.
+    let mut replayed = Tree::new();
+    for (_, inv) in &log {
+        for d in &inv.deltas {
+            assert!(replayed.apply(d), "{d:?} fits");
+        }
+    }
+    let stored = Tree::from_rows(s.resource_rows(T).await.expect("rows")).expect("tree");
+    let walk = |t: &Tree| {
+        let mut out = Vec::new();
+        t.walk(None, |path| {
+            out.push(path.iter().map(|n| (*n).clone()).collect::<Vec<_>>());
+            Step::Descend
+        });
+        out
+    };
+    assert_eq!(walk(&replayed), walk(&stored));
+    assert!(!replayed.contains(&w2) && replayed.contains(&f1));
 }
 
 async fn subtree_height_and_descendants_see_the_whole_subtree<S: Ports>(s: &S) {
@@ -2168,6 +2254,7 @@ conformance!(
     resources_form_a_tree_with_ancestry_children_and_privacy,
     moving_a_subtree_changes_the_ancestry_below_it,
     resource_rows_are_the_whole_tree_in_one_read,
+    the_revision_log_holds_each_write_row_changes,
     subtree_height_and_descendants_see_the_whole_subtree,
     deleting_a_subtree_deletes_its_resources_and_their_grants,
     principals_are_listed_in_id_order_and_keep_their_status,

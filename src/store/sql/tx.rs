@@ -9,7 +9,8 @@ use super::*;
 use crate::model::Millis;
 use crate::store::entity::{change, request};
 use crate::store::{
-    Begun, Descendant, Keyset, Record, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
+    Begun, Delta, Descendant, Keyset, Record, WriteContext, WriteStore, WriteTx,
+    REQUEST_ID_RETENTION_MS,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -24,6 +25,7 @@ pub struct SqlTx {
     ctx: WriteContext,
     revision: i64,
     now: Millis,
+    deltas: Vec<Delta>,
 }
 
 impl WriteStore for SqlStore {
@@ -65,6 +67,7 @@ impl WriteStore for SqlStore {
             ctx: ctx.clone(),
             revision,
             now: model::now_millis(),
+            deltas: Vec::new(),
         }))
     }
 }
@@ -145,7 +148,12 @@ impl WriteTx for SqlTx {
         self.now
     }
 
-    async fn commit(self, record: Record) -> Result<()> {
+    fn deltas(&self) -> &[Delta] {
+        &self.deltas
+    }
+
+    async fn commit(self, mut record: Record) -> Result<()> {
+        record.invalidation.deltas = self.deltas.clone();
         let (c, t, now, revision) = (
             &self.txn,
             self.ctx.tenant_id.as_str(),
@@ -377,6 +385,7 @@ impl WriteTx for SqlTx {
         }
         .insert(&self.txn)
         .await?;
+        self.deltas.push(Delta::Tenant { tenant: t.clone() });
         Ok(())
     }
 
@@ -402,6 +411,7 @@ impl WriteTx for SqlTx {
             .filter(tenant::Column::Id.eq(self.t()))
             .exec(&self.txn)
             .await?;
+        self.deltas.push(Delta::Tenant { tenant: t.clone() });
         Ok(())
     }
 
@@ -425,6 +435,11 @@ impl WriteTx for SqlTx {
         }
         .insert(&self.txn)
         .await?;
+        self.deltas.push(Delta::Resource {
+            resource: r.resource.clone(),
+            parent: r.parent.clone(),
+            private: r.private,
+        });
         Ok(())
     }
 
@@ -435,6 +450,10 @@ impl WriteTx for SqlTx {
             .filter(resource::Column::Pk.eq(row.pk))
             .exec(&self.txn)
             .await?;
+        self.deltas.push(Delta::Private {
+            resource: r.clone(),
+            private,
+        });
         Ok(())
     }
 
@@ -484,6 +503,10 @@ impl WriteTx for SqlTx {
                 ],
             ))
             .await?;
+        self.deltas.push(Delta::Moved {
+            resource: r.clone(),
+            parent: new_parent.cloned(),
+        });
         Ok(())
     }
 
@@ -502,11 +525,18 @@ impl WriteTx for SqlTx {
                 .await?
                 .rows_affected;
         }
+        self.deltas.push(Delta::SubtreeDeleted {
+            resource: r.clone(),
+        });
         Ok(deleted)
     }
 
     async fn insert_principal(&mut self, p: &Principal) -> Result<()> {
-        insert_principal(&self.txn, self.t(), p).await
+        insert_principal(&self.txn, self.t(), p).await?;
+        self.deltas.push(Delta::Principal {
+            principal: p.clone(),
+        });
+        Ok(())
     }
 
     async fn set_principal_status(&mut self, id: &str, status: PrincipalStatus) -> Result<()> {
@@ -516,6 +546,10 @@ impl WriteTx for SqlTx {
             .filter(principal::Column::Id.eq(id))
             .exec(&self.txn)
             .await?;
+        self.deltas.push(Delta::Status {
+            principal_id: id.to_owned(),
+            status,
+        });
         Ok(())
     }
 
@@ -528,6 +562,7 @@ impl WriteTx for SqlTx {
         }
         .insert(&self.txn)
         .await?;
+        self.deltas.push(Delta::Team { team: t.clone() });
         Ok(())
     }
 
@@ -558,6 +593,9 @@ impl WriteTx for SqlTx {
             .filter(team::Column::Id.eq(id))
             .exec(&self.txn)
             .await?;
+        self.deltas.push(Delta::TeamDeleted {
+            team_id: id.to_owned(),
+        });
         Ok(grants)
     }
 
@@ -570,6 +608,10 @@ impl WriteTx for SqlTx {
         }
         .insert(&self.txn)
         .await?;
+        self.deltas.push(Delta::MemberAdded {
+            team_id: team.to_owned(),
+            member: member.clone(),
+        });
         Ok(())
     }
 
@@ -582,6 +624,12 @@ impl WriteTx for SqlTx {
             .exec(&self.txn)
             .await?
             .rows_affected;
+        if removed > 0 {
+            self.deltas.push(Delta::MemberRemoved {
+                team_id: team.to_owned(),
+                member: member.clone(),
+            });
+        }
         Ok(removed > 0)
     }
 
@@ -595,6 +643,7 @@ impl WriteTx for SqlTx {
         }
         .insert(&self.txn)
         .await?;
+        self.deltas.push(Delta::Role { role: r.clone() });
         Ok(())
     }
 
@@ -612,6 +661,7 @@ impl WriteTx for SqlTx {
             .filter(role::Column::Id.eq(r.id.as_str()))
             .exec(&self.txn)
             .await?;
+        self.deltas.push(Delta::Role { role: r.clone() });
         Ok(())
     }
 
@@ -621,12 +671,17 @@ impl WriteTx for SqlTx {
             .filter(role::Column::Id.eq(id))
             .exec(&self.txn)
             .await?;
+        self.deltas.push(Delta::RoleDeleted {
+            role_id: id.to_owned(),
+        });
         Ok(())
     }
 
     async fn insert_grant(&mut self, g: &Grant) -> Result<()> {
         let scope_pk = self.scope_pk(&g.scope).await?;
-        insert_grant(&self.txn, self.t(), g, scope_pk).await
+        insert_grant(&self.txn, self.t(), g, scope_pk).await?;
+        self.deltas.push(Delta::Grant { grant: g.clone() });
+        Ok(())
     }
 
     async fn delete_grants(&mut self, ids: &[String]) -> Result<u64> {
@@ -639,16 +694,21 @@ impl WriteTx for SqlTx {
                 .await?
                 .rows_affected;
         }
+        self.deltas.push(Delta::GrantsDeleted { ids: ids.to_vec() });
         Ok(deleted)
     }
 
     async fn delete_grants_of_role(&mut self, role: &str) -> Result<u64> {
-        Ok(grant::Entity::delete_many()
+        let deleted = grant::Entity::delete_many()
             .filter(grant::Column::TenantId.eq(self.t()))
             .filter(grant::Column::RoleId.eq(role))
             .exec(&self.txn)
             .await?
-            .rows_affected)
+            .rows_affected;
+        self.deltas.push(Delta::GrantsOfRoleDeleted {
+            role_id: role.to_owned(),
+        });
+        Ok(deleted)
     }
 }
 
