@@ -1,9 +1,13 @@
 //! index: the per-tenant permission index of issue 11, being built. So far
 //! the resource tree ([`tree::Tree`]): a tenant's resources in memory, in a
-//! stable depth-first order with resumable walks; and lists over it
+//! stable depth-first order with resumable walks; lists over it
 //! ([`list::accessible`]), whose work follows the page and the principal's
-//! grants rather than the tenant. Not yet serving any call: checks and
-//! lists still go through the cache of resolved bindings (`crate::cache`).
+//! grants rather than the tenant; and a tenant's whole index
+//! ([`tenant::TenantIndex`]: tree, grants, teams, principals, roles) kept
+//! at a revision by applying the revision log's row-level changes. Not yet
+//! serving any call: checks and lists still go through the cache of
+//! resolved bindings (`crate::cache`).
 
 pub mod list;
+pub mod tenant;
 pub mod tree;

@@ -148,19 +148,25 @@ impl Tree {
 
     /// Removes `r` and everything below it; false when `r` is not there.
     pub fn remove(&mut self, r: &ResourceRef) -> bool {
-        let Some(&id) = self.ids.get(r) else {
-            return false;
-        };
+        self.remove_collect(r).is_some()
+    }
+
+    /// Removes `r` and everything below it and returns them; `None` when
+    /// `r` is not there.
+    pub fn remove_collect(&mut self, r: &ResourceRef) -> Option<Vec<ResourceRef>> {
+        let &id = self.ids.get(r)?;
         self.detach(id);
+        let mut gone = Vec::new();
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
             if let Some(n) = self.nodes[id as usize].take() {
                 self.ids.remove(&n.node.resource);
                 stack.extend(n.children);
                 self.free.push(id);
+                gone.push(n.node.resource);
             }
         }
-        true
+        Some(gone)
     }
 
     /// Moves `r` (with its subtree) under `new_parent`; false when either is

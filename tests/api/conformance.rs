@@ -1072,6 +1072,97 @@ async fn the_revision_log_holds_each_write_row_changes<S: Ports>(s: &S) {
     assert!(!replayed.contains(&w2) && replayed.contains(&f1));
 }
 
+async fn replaying_the_revision_log_rebuilds_the_tenant_index<S: Ports>(s: &S) {
+    use portcullis::index::tenant::{Stale, TenantIndex};
+    create_tenant(s, T).await;
+    seed_tree(s, T).await;
+    seed_teams(s).await;
+    let (f1, p1, w1, w2, f2) = tree();
+    write(s, T, async |tx: &mut S::Tx| {
+        tx.insert_role(&role("runner", &["workflow.execute"]))
+            .await
+            .expect("role");
+        tx.insert_grant(&grant("g1", p("alice"), "viewer", on(&f1)))
+            .await
+            .expect("g1");
+        tx.insert_grant(&grant("g2", tm("all"), "runner", on(&w1)))
+            .await
+            .expect("g2");
+        tx.insert_grant(&grant("g3", tm("eng"), "editor", on(&w2)))
+            .await
+            .expect("g3");
+        tx.insert_grant(&grant("g4", tm("solo"), "viewer", Scope::Tenant))
+            .await
+            .expect("g4");
+        tx.insert_grant(&grant("g5", p("bob"), "runner", on(&p1)))
+            .await
+            .expect("g5");
+    })
+    .await;
+    // Cascades: a subtree with a grant on it, a team with members and a
+    // grant, every grant of a role; a move and a status change.
+    write(s, T, async |tx: &mut S::Tx| {
+        tx.move_subtree(&p1, Some(&f2)).await.expect("move");
+        tx.delete_subtree(&w2).await.expect("delete");
+        tx.delete_team("solo").await.expect("team");
+        tx.delete_grants_of_role("runner").await.expect("grants");
+        tx.set_principal_status("carol", PrincipalStatus::Suspended)
+            .await
+            .expect("status");
+    })
+    .await;
+    let rev = s
+        .tenant_revision(T, None)
+        .await
+        .expect("rev")
+        .expect("tenant");
+    let log = s.changes(T, 0, rev).await.expect("log");
+    let mut index = TenantIndex::empty();
+    index.advance(&log).expect("the log applies");
+    assert_eq!(index.revision(), rev);
+    let ids = |bs: Vec<Binding>| {
+        let mut v: Vec<(String, usize)> = bs
+            .into_iter()
+            .map(|b| (b.grant.id, b.via_teams.len()))
+            .collect();
+        v.sort();
+        v
+    };
+    for who in ["root", "alice", "bob", "carol", "nobody"] {
+        assert_eq!(
+            ids(index.bindings(who)),
+            ids(s.bindings(T, who).await.expect("bindings")),
+            "{who}"
+        );
+        assert_eq!(
+            index.principal(who),
+            s.principal(T, who).await.expect("principal").as_ref(),
+            "{who}"
+        );
+    }
+    let mut all = s.list_grants(T, None, None, all()).await.expect("grants");
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    for scope in [Scope::Tenant, on(&f1), on(&p1), on(&w1), on(&f2)] {
+        let mut mine: Vec<&str> = index.grants_on(&scope).map(|g| g.id.as_str()).collect();
+        mine.sort();
+        let theirs: Vec<&str> = all
+            .iter()
+            .filter(|g| g.scope == scope)
+            .map(|g| g.id.as_str())
+            .collect();
+        assert_eq!(mine, theirs, "{scope:?}");
+    }
+    assert!(index.role_table().get("runner").is_some());
+    assert_eq!(
+        index.tree().ancestry(&w1),
+        s.ancestry(T, &w1).await.expect("a").map(|a| a.to_vec())
+    );
+    // A log with a hole is refused: the index must be rebuilt.
+    let mut partial = TenantIndex::empty();
+    let holed: Vec<_> = log.iter().filter(|(r, _)| *r != 2).cloned().collect();
+    assert_eq!(partial.advance(&holed), Err(Stale::Gap { at: 1, next: 3 }));
+}
+
 async fn subtree_height_and_descendants_see_the_whole_subtree<S: Ports>(s: &S) {
     create_tenant(s, T).await;
     seed_tree(s, T).await;
@@ -2255,6 +2346,7 @@ conformance!(
     moving_a_subtree_changes_the_ancestry_below_it,
     resource_rows_are_the_whole_tree_in_one_read,
     the_revision_log_holds_each_write_row_changes,
+    replaying_the_revision_log_rebuilds_the_tenant_index,
     subtree_height_and_descendants_see_the_whole_subtree,
     deleting_a_subtree_deletes_its_resources_and_their_grants,
     principals_are_listed_in_id_order_and_keep_their_status,

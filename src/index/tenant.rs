@@ -1,0 +1,323 @@
+//! One tenant's index at a revision: its resource tree, grants by scope and
+//! by subject, team memberships, principals, custom roles and settings, kept
+//! up to date by applying the revision log's row-level changes
+//! ([`Delta`]) in order. A gap in the revisions, or a change that does not
+//! fit, means the index no longer matches the store: it must be rebuilt.
+//! Pure data: no I/O.
+
+use super::tree::Tree;
+use crate::model::{
+    Binding, Grant, Principal, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+};
+use crate::store::{Delta, Invalidation};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Why an index cannot follow the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stale {
+    /// The next entry is not the revision after the index's.
+    #[error("the log jumps from revision {at} to {next}")]
+    Gap { at: i64, next: i64 },
+    /// A change names rows the index does not hold.
+    #[error("revision {0} does not fit the index")]
+    Misfit(i64),
+}
+
+/// A tenant's index.
+#[derive(Debug, Clone, Default)]
+pub struct TenantIndex {
+    revision: i64,
+    tenant: Option<Tenant>,
+    tree: Tree,
+    grants: HashMap<String, Grant>,
+    by_scope: HashMap<Scope, BTreeSet<String>>,
+    by_subject: HashMap<SubjectRef, BTreeSet<String>>,
+    /// Direct members of each team.
+    members: HashMap<String, BTreeSet<SubjectRef>>,
+    /// Teams each subject is a direct member of.
+    member_of: HashMap<SubjectRef, BTreeSet<String>>,
+    teams: BTreeMap<String, Team>,
+    principals: HashMap<String, Principal>,
+    roles: BTreeMap<String, Role>,
+}
+
+impl TenantIndex {
+    /// The index of a tenant before its first write (revision 0).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The revision the index reflects.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The resource tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// The tenant's settings (`None` before it is created).
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
+    }
+
+    /// A principal of the tenant.
+    pub fn principal(&self, id: &str) -> Option<&Principal> {
+        self.principals.get(id)
+    }
+
+    /// The tenant's role table (predefined and custom roles, declared
+    /// actions).
+    pub fn role_table(&self) -> RoleTable {
+        let declared = self
+            .tenant
+            .as_ref()
+            .map(|t| t.actions.clone())
+            .unwrap_or_default();
+        RoleTable::with_actions(self.roles.values().cloned().collect(), &declared)
+    }
+
+    /// Applies the log entries that follow the index's revision, in order.
+    pub fn advance(&mut self, entries: &[(i64, Invalidation)]) -> Result<(), Stale> {
+        for (revision, inv) in entries {
+            if *revision <= self.revision {
+                continue;
+            }
+            if *revision != self.revision + 1 {
+                return Err(Stale::Gap {
+                    at: self.revision,
+                    next: *revision,
+                });
+            }
+            for d in &inv.deltas {
+                if !self.apply(d) {
+                    return Err(Stale::Misfit(*revision));
+                }
+            }
+            self.revision = *revision;
+        }
+        Ok(())
+    }
+
+    /// Every grant the principal holds, directly or through its teams
+    /// (transitively), each once, with the chain of teams it comes through
+    /// (the principal's direct team first), by grant id.
+    pub fn bindings(&self, principal_id: &str) -> Vec<Binding> {
+        let me = SubjectRef::Principal(principal_id.to_owned());
+        let mut out: Vec<Binding> = self
+            .grants_of(&me)
+            .map(|g| Binding {
+                grant: g.clone(),
+                via_teams: Vec::new(),
+            })
+            .collect();
+        // Breadth first up the team graph: each team once, by its shortest
+        // chain.
+        let mut chains: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut queue: VecDeque<(&str, Vec<String>)> = self
+            .member_of
+            .get(&me)
+            .into_iter()
+            .flatten()
+            .map(|t| (t.as_str(), vec![t.clone()]))
+            .collect();
+        while let Some((team, chain)) = queue.pop_front() {
+            if chains.contains_key(team) {
+                continue;
+            }
+            let as_member = SubjectRef::Team(team.to_owned());
+            for up in self.member_of.get(&as_member).into_iter().flatten() {
+                if !chains.contains_key(up.as_str()) {
+                    let mut longer = chain.clone();
+                    longer.push(up.clone());
+                    queue.push_back((up.as_str(), longer));
+                }
+            }
+            chains.insert(team, chain);
+        }
+        for (team, chain) in chains {
+            let holder = SubjectRef::Team(team.to_owned());
+            out.extend(self.grants_of(&holder).map(|g| Binding {
+                grant: g.clone(),
+                via_teams: chain.clone(),
+            }));
+        }
+        out.sort_by(|a, b| a.grant.id.cmp(&b.grant.id));
+        out
+    }
+
+    /// The grants sitting on `scope`.
+    pub fn grants_on(&self, scope: &Scope) -> impl Iterator<Item = &Grant> {
+        self.by_scope
+            .get(scope)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.grants.get(id))
+    }
+
+    fn grants_of(&self, s: &SubjectRef) -> impl Iterator<Item = &Grant> {
+        self.by_subject
+            .get(s)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.grants.get(id))
+    }
+
+    /// Applies one change; false when it does not fit.
+    fn apply(&mut self, d: &Delta) -> bool {
+        match d {
+            Delta::Tenant { tenant } => {
+                self.tenant = Some(tenant.clone());
+                true
+            }
+            Delta::Resource { .. } | Delta::Private { .. } | Delta::Moved { .. } => {
+                self.tree.apply(d)
+            }
+            Delta::SubtreeDeleted { resource } => match self.tree.remove_collect(resource) {
+                Some(gone) => {
+                    for r in gone {
+                        let ids = self
+                            .by_scope
+                            .remove(&Scope::Resource(r))
+                            .unwrap_or_default();
+                        for id in ids {
+                            self.unindex(&id);
+                        }
+                    }
+                    true
+                }
+                None => false,
+            },
+            Delta::Principal { principal } => {
+                self.principals
+                    .insert(principal.id.clone(), principal.clone());
+                true
+            }
+            Delta::Status {
+                principal_id,
+                status,
+            } => match self.principals.get_mut(principal_id) {
+                Some(p) => {
+                    p.status = *status;
+                    true
+                }
+                None => false,
+            },
+            Delta::Team { team } => {
+                self.teams.insert(team.id.clone(), team.clone());
+                true
+            }
+            Delta::TeamDeleted { team_id } => {
+                let as_member = SubjectRef::Team(team_id.clone());
+                for m in self.members.remove(team_id).unwrap_or_default() {
+                    self.leave(team_id, &m);
+                }
+                for t in self.member_of.get(&as_member).cloned().unwrap_or_default() {
+                    self.leave(&t, &as_member);
+                    if let Some(ms) = self.members.get_mut(&t) {
+                        ms.remove(&as_member);
+                    }
+                }
+                for id in self.by_subject.get(&as_member).cloned().unwrap_or_default() {
+                    self.unindex(&id);
+                }
+                self.teams.remove(team_id).is_some()
+            }
+            Delta::MemberAdded { team_id, member } => {
+                self.members
+                    .entry(team_id.clone())
+                    .or_default()
+                    .insert(member.clone());
+                self.member_of
+                    .entry(member.clone())
+                    .or_default()
+                    .insert(team_id.clone());
+                true
+            }
+            Delta::MemberRemoved { team_id, member } => {
+                if let Some(ms) = self.members.get_mut(team_id) {
+                    ms.remove(member);
+                }
+                self.leave(team_id, member);
+                true
+            }
+            Delta::Role { role } => {
+                let role = Role {
+                    locked: false,
+                    ..role.clone()
+                };
+                self.roles.insert(role.id.clone(), role);
+                true
+            }
+            Delta::RoleDeleted { role_id } => self.roles.remove(role_id).is_some(),
+            Delta::Grant { grant } => {
+                if let Scope::Resource(r) = &grant.scope {
+                    if !self.tree.contains(r) {
+                        return false;
+                    }
+                }
+                self.by_scope
+                    .entry(grant.scope.clone())
+                    .or_default()
+                    .insert(grant.id.clone());
+                self.by_subject
+                    .entry(grant.subject.clone())
+                    .or_default()
+                    .insert(grant.id.clone());
+                self.grants.insert(grant.id.clone(), grant.clone());
+                true
+            }
+            Delta::GrantsDeleted { ids } => {
+                for id in ids {
+                    self.unindex(id);
+                }
+                true
+            }
+            Delta::GrantsOfRoleDeleted { role_id } => {
+                let ids: Vec<String> = self
+                    .grants
+                    .values()
+                    .filter(|g| &g.role_id == role_id)
+                    .map(|g| g.id.clone())
+                    .collect();
+                for id in ids {
+                    self.unindex(&id);
+                }
+                true
+            }
+        }
+    }
+
+    /// Forgets `member`'s direct membership of `team` (the reverse map).
+    fn leave(&mut self, team: &str, member: &SubjectRef) {
+        if let Some(ts) = self.member_of.get_mut(member) {
+            ts.remove(team);
+            if ts.is_empty() {
+                self.member_of.remove(member);
+            }
+        }
+    }
+
+    /// Removes a grant from every map.
+    fn unindex(&mut self, id: &str) {
+        if let Some(g) = self.grants.remove(id) {
+            if let Some(ids) = self.by_scope.get_mut(&g.scope) {
+                ids.remove(id);
+            }
+            if let Some(ids) = self.by_subject.get_mut(&g.subject) {
+                ids.remove(id);
+            }
+        }
+    }
+
+    /// Resources in the tree (for reports).
+    pub fn resources(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether `r` is a resource of the tenant.
+    pub fn has_resource(&self, r: &ResourceRef) -> bool {
+        self.tree.contains(r)
+    }
+}
