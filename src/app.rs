@@ -422,21 +422,30 @@ async fn spawn_poller(
     std::thread::Builder::new()
         .name("portcullis-poller".to_owned())
         .spawn(move || {
-            runtime.block_on(async move {
-                match SqlStore::connect(db.url.expose(), 1, db.timeout).await {
-                    Ok(log) => {
-                        let _ = ready.send(Ok(()));
-                        cache
-                            .poll(log, async {
-                                let _ = stop.await;
-                            })
-                            .await;
+            let watched = cache.clone();
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(async move {
+                    match SqlStore::connect(db.url.expose(), 1, db.timeout).await {
+                        Ok(log) => {
+                            let _ = ready.send(Ok(()));
+                            cache
+                                .poll(log, async {
+                                    let _ = stop.await;
+                                })
+                                .await;
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
                     }
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                    }
-                }
-            });
+                })
+            }));
+            if ran.is_err() {
+                tracing::error!("cache poller panicked; readiness NOT_SERVING");
+            }
+            // Stopped, by shutdown or not: nothing refreshes this replica any
+            // more, so it must not report ready.
+            watched.mark_unreachable();
             let _ = done.send(());
         })
         .map_err(failed)?;

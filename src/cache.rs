@@ -399,6 +399,14 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
         Ok(())
     }
 
+    /// Marks the store unreachable (readiness follows): the poller has
+    /// stopped, so nothing will refresh this replica any more.
+    pub fn mark_unreachable(&self) {
+        self.inner
+            .reachable
+            .send_if_modified(|r| std::mem::replace(r, false));
+    }
+
     /// Polls the revision log through `log` (the same database as the
     /// cache's store; give it connections of its own so that calls holding
     /// every pooled connection cannot delay a poll) until `shutdown`

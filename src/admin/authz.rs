@@ -67,9 +67,9 @@ pub async fn authorize<T: WriteTx>(
 
 /// Like [`authorize`], but a tenant-wide permission (the actor allowed
 /// `<rtype>.<action>` as asked of the tenant itself) also suffices, whatever
-/// denies and private boundaries below say: tenant owners and tenant-wide
-/// admins can always recover what a lower actor set (lift a deny, undo
-/// privacy).
+/// private boundaries and denies on others below say: tenant owners and
+/// tenant-wide admins can always recover what a lower actor set (lift a
+/// deny, undo privacy). A deny of the actor's own on the path still counts.
 pub async fn authorize_or_tenant_wide<T: WriteTx>(
     tx: &mut T,
     ctx: &WriteContext,
@@ -81,7 +81,29 @@ pub async fn authorize_or_tenant_wide<T: WriteTx>(
         Err(Error::PermissionDenied(why)) if !path.is_empty() => {
             authorize(tx, ctx, rtype, action, &[])
                 .await
-                .map_err(|_| Error::PermissionDenied(why))
+                .map_err(|_| Error::PermissionDenied(why.clone()))?;
+            // A deny of the actor's own on the way still counts: nobody
+            // recovers with a power it is itself denied there.
+            let Actor::Principal(id) = &ctx.actor else {
+                return Ok(());
+            };
+            let bindings = subject(tx, id).await?.bindings;
+            let roles = super::role_table(tx).await?;
+            let now = tx.now();
+            let denied_here = bindings.iter().any(|b| {
+                b.grant.effect == crate::model::Effect::Deny
+                    && b.live(now)
+                    && matches!(&b.grant.scope, crate::model::Scope::Resource(r)
+                        if path.iter().any(|n| &n.resource == r))
+                    && !matches!(
+                        roles.role_match(&b.grant.role_id, b.grant.scope.kind(), rtype, action),
+                        crate::model::RoleMatch::NoMatch
+                    )
+            });
+            if denied_here {
+                return Err(Error::PermissionDenied(why));
+            }
+            Ok(())
         }
         other => other,
     }

@@ -106,6 +106,18 @@ impl Command for SetPrincipalStatus {
                 ),
             ));
         }
+        if status == Invited && !matches!(before.status, Removed | Invited) {
+            // An invitation would let the principal activate itself without
+            // the checks of a reactivation: only a removed principal (which
+            // holds nothing any more) is invited again.
+            return Err(Error::precondition(
+                "not_removed",
+                format!(
+                    "`{principal_id}` is {}; only a removed principal is invited again",
+                    before.status.as_str()
+                ),
+            ));
+        }
         if status == Active && before.status == Invited {
             return Err(Error::precondition(
                 "invitation_not_accepted",

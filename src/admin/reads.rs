@@ -243,8 +243,9 @@ impl<S: Store> Admin<S> {
         let above: Vec<ResourceNode> = match parent {
             None => Vec::new(),
             Some(p) => match Store::ancestry(&self.store, tenant, p).await? {
-                Some(path) => path.to_vec(),
-                None => return Ok(Vec::new()),
+                // A parent the actor may not view is one that does not exist.
+                Some(path) if v.may(&p.rtype, "view", &path) => path.to_vec(),
+                _ => return Err(Error::not_found(format!("resource `{p}`"))),
             },
         };
         let mut path = Vec::with_capacity(above.len() + 1);
@@ -262,16 +263,27 @@ impl<S: Store> Admin<S> {
             .collect())
     }
 
-    /// `grants` without those on scopes `viewer` may not view.
+    /// `grants` (asked on `scope`, when given) without those on scopes
+    /// `viewer` may not view; a scope it may not view is one that does not
+    /// exist.
     pub async fn visible_grants(
         &self,
         tenant: &str,
         viewer: Option<&Viewer>,
+        scope: Option<&ResourceRef>,
         grants: Vec<Grant>,
     ) -> Result<Vec<Grant>> {
         let Some(v) = viewer else {
             return Ok(grants);
         };
+        if let Some(r) = scope {
+            if !self
+                .may_view(tenant, v, &Scope::Resource(r.clone()))
+                .await?
+            {
+                return Err(Error::not_found(format!("resource `{r}`")));
+            }
+        }
         let mut seen: HashMap<Scope, bool> = HashMap::new();
         let mut out = Vec::with_capacity(grants.len());
         for g in grants {

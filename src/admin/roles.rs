@@ -97,6 +97,37 @@ async fn declare_actions<T: WriteTx>(tx: &mut T, role: &Role) -> Result<()> {
     Ok(())
 }
 
+/// Refuses unless the actor could declare the actions `role` names that
+/// the tenant does not know yet (every `*.*` holder gains them), by the
+/// role table the write would leave.
+async fn could_declare_named<T: WriteTx>(
+    tx: &mut T,
+    ctx: &WriteContext,
+    custom: &[Role],
+    role: &Role,
+) -> Result<()> {
+    let declared = tenant_settings(tx).await?.actions;
+    let before = RoleTable::with_actions(custom.to_vec(), &declared);
+    let named: Vec<String> = role
+        .permissions
+        .iter()
+        .filter_map(|p| p.names_action())
+        .filter(|a| !before.knows_action(a))
+        .map(str::to_owned)
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut after: Vec<Role> = custom.iter().filter(|r| r.id != role.id).cloned().collect();
+    after.push(role.clone());
+    let mut all = declared;
+    all.extend(named.iter().cloned());
+    let table = RoleTable::with_actions(after, &all);
+    Delegator::load(tx, ctx)
+        .await?
+        .could_declare(&table, &named)
+}
+
 /// Create a custom role.
 #[derive(Debug, Clone)]
 pub struct CreateRole {
@@ -118,8 +149,13 @@ impl Command for CreateRole {
             });
         }
         check_inheritance(&custom, &role)?;
+        could_declare_named(tx, ctx, &custom, &role).await?;
+        let admins = durable_admins(tx).await?;
         tx.insert_role(&role).await?;
         declare_actions(tx, &role).await?;
+        // A newly declared action is part of `account_admin` (`tenant.*`):
+        // an administrator holding it by name only would stop counting.
+        keep_an_admin(tx, admins).await?;
         Ok(Change {
             action: "role.create",
             target: format!("role:{}", role.id),
@@ -206,6 +242,7 @@ impl Command for UpdateRole {
             &RoleTable::with_actions(after, &declared),
         )
         .await?;
+        could_declare_named(tx, ctx, &custom, &role).await?;
         let admins = durable_admins(tx).await?;
         tx.update_role(&role).await?;
         // What the role named before stays in the vocabulary too.

@@ -3,7 +3,9 @@
 
 use super::authz::authorize;
 use super::delegation::Delegator;
-use super::invariants::{ensure_single_owners, is_single_owner, tenant_settings};
+use super::invariants::{
+    durable_admins, ensure_single_owners, is_single_owner, keep_an_admin, tenant_settings,
+};
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
 use crate::model::{self, Actor, Effect, Grant, Principal, RoleTable, Scope, SubjectRef, Tenant};
@@ -109,7 +111,10 @@ impl Command for UpdateTenant {
                 ensure_single_owners(tx, ty).await?;
             }
         }
+        let admins = durable_admins(tx).await?;
         tx.update_tenant(&after).await?;
+        // A declared action is part of `account_admin` (`tenant.*`).
+        keep_an_admin(tx, admins).await?;
         Ok(Change {
             action: "tenant.update",
             target: format!("tenant:{}", before.id),

@@ -2193,19 +2193,130 @@ async fn moving_a_resource_under_new_grants_needs_what_they_give_there() {
 #[tokio::test]
 async fn declaring_an_action_needs_it_on_every_type() {
     let w = World::new().await;
-    let declare = || UpdateTenant {
-        actions: Some(vec!["sync".to_owned()]),
+    let declare = |a: &str| UpdateTenant {
+        actions: Some(vec![a.to_owned()]),
         ..UpdateTenant::default()
     };
-    // root is an account administrator: `tenant.*`, but not `workflow.sync`,
-    // which owners and admins would get with the declaration.
-    let err = w.refused(as_principal("root"), declare()).await;
+    // Tina manages the tenant's settings (`tenant.manage`), but does not
+    // hold `workflow.sync`, which owners and admins would get.
+    for (id, perms) in [
+        ("settings", &["tenant.manage"][..]),
+        ("role_manager", &["tenant.manage_roles"][..]),
+    ] {
+        w.su(CreateRole {
+            role: custom_role(id, perms, &[]),
+        })
+        .await
+        .unwrap();
+    }
+    let tenant_only = |mut r: Role| {
+        r.effective_at = vec!["tenant".to_owned()];
+        r
+    };
+    for id in ["settings", "role_manager"] {
+        let r = w.store().custom_roles(TENANT).await.unwrap();
+        let r = r.into_iter().find(|r| r.id == id).unwrap();
+        w.su(UpdateRole {
+            role: tenant_only(r),
+            only: None,
+        })
+        .await
+        .unwrap();
+    }
+    w.principal("tina").await;
+    w.grant(principal("tina"), "settings", Scope::Tenant).await;
+    let err = w.refused(as_principal("tina"), declare("sync")).await;
     assert!(denied(&err), "{err:?}");
+    // Naming a new action in a role declares it too: the same rule.
+    w.principal("rolf").await;
+    w.grant(principal("rolf"), "role_manager", Scope::Tenant)
+        .await;
+    let err = w
+        .refused(
+            as_principal("rolf"),
+            CreateRole {
+                role: custom_role("approver", &["invoice.approve"], &[]),
+            },
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
+    // An owner holds it everywhere; an account administrator configures it
+    // for others under the audited waiver.
     w.principal("olga").await;
     w.grant(principal("olga"), "owner", Scope::Tenant).await;
-    w.write(as_principal("olga"), declare()).await.unwrap();
+    w.write(as_principal("olga"), declare("sync"))
+        .await
+        .unwrap();
     w.grant(principal("olga"), "viewer", Scope::Tenant).await;
     assert!(may_on_tenant(&w, "olga", "workflow", "sync").await);
+    w.write(
+        as_principal("root"),
+        CreateRole {
+            role: custom_role("approver", &["invoice.approve"], &[]),
+        },
+    )
+    .await
+    .unwrap();
+    let last = w.audit().await.into_iter().next().unwrap();
+    assert!(
+        last.after_json.contains("\"delegated\":true"),
+        "{}",
+        last.after_json
+    );
+}
+
+#[tokio::test]
+async fn only_a_removed_principal_is_invited_again() {
+    let w = World::new().await;
+    w.principal("sam").await;
+    w.grant(principal("sam"), "editor", Scope::Tenant).await;
+    w.suspend("sam").await;
+    // Suspended -> invited -> accepted would skip the reactivation's checks.
+    let err = w
+        .refused(
+            Actor::SuperUser,
+            set_status("sam", PrincipalStatus::Invited),
+        )
+        .await;
+    assert_err!(
+        err,
+        Error::FailedPrecondition {
+            rule: "not_removed",
+            ..
+        }
+    );
+    w.su(set_status("sam", PrincipalStatus::Removed))
+        .await
+        .unwrap();
+    w.su(set_status("sam", PrincipalStatus::Invited))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn recovery_does_not_override_a_deny_of_the_actors_own() {
+    let (w, f) = world_with_a_folder_sharer().await;
+    // Bob may share folders tenant-wide, but is denied it on this folder.
+    w.su(CreateRole {
+        role: custom_role("folder_sharer", &["folder.share"], &[]),
+    })
+    .await
+    .unwrap();
+    w.grant(principal("bob"), "folder_sharer", Scope::Tenant)
+        .await;
+    w.su(deny(principal("bob"), "folder_sharer", on(&f)))
+        .await
+        .unwrap();
+    let err = w
+        .refused(
+            as_principal("bob"),
+            SetResourcePrivate {
+                resource: f.clone(),
+                private: true,
+            },
+        )
+        .await;
+    assert!(denied(&err), "{err:?}");
 }
 
 #[tokio::test]

@@ -740,7 +740,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
         let next_page_token = next_token(items.len(), limit, items.last().map(|x| x.id.clone()));
         let items = self
             .admin
-            .visible_grants(&t, viewer.as_ref(), items)
+            .visible_grants(&t, viewer.as_ref(), scope.as_ref(), items)
             .await?;
         Ok(Response::new(pb::ListGrantsResponse {
             grants: items.into_iter().map(Into::into).collect(),

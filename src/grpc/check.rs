@@ -50,6 +50,14 @@ impl<S: Store> CheckApi<S> {
 
     /// The caller's tenant, once the call has a slot of the tenant's share.
     async fn enter(&self, caller: &Caller, tenant_id: String) -> Result<(String, Share)> {
+        if caller.requires_actor_token {
+            // Such a key acts only as a proven actor; checks and lists name
+            // no actor, so it may not make them (a check key is for that).
+            return Err(Error::PermissionDenied(format!(
+                "credential `{}` requires actor tokens and may not call the check services; use a `check` key",
+                caller.name
+            )));
+        }
         let t = caller.tenant(tenant_id)?;
         let share = self.shares.enter(&t).await?;
         Ok((t, share))

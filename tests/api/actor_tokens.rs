@@ -138,6 +138,24 @@ async fn a_key_that_requires_actor_tokens_acts_only_as_the_proven_actor(b: Backe
         read(good("someone-else"), ADMIN).await,
         Err(Code::Unauthenticated)
     );
+    // Nor does it reach the check services, which name no actor.
+    let mut checks = pb::check_service_client::CheckServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(CONSOLE_KEY).unwrap(),
+    );
+    let r = checks
+        .check(pb::CheckRequest {
+            tenant_id: TENANT.into(),
+            principal_id: ADMIN.into(),
+            action: "view".into(),
+            resource: Some(res("workspace:nowhere")),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        r.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::PermissionDenied)
+    );
     // Keys without the option keep today's model: the caller asserts the actor.
     let mut admin = pb::admin_service_client::AdminServiceClient::with_interceptor(
         channel.clone(),

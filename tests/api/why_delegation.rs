@@ -906,6 +906,28 @@ async fn admin_reads_naming_an_actor_show_only_what_it_may_see(b: Backend) {
         }
     };
     assert_eq!(grants("alice").await, ["ws1"]);
+    // Naming what she may not view is answered as naming what does not
+    // exist: as a parent, or as the scope of grants.
+    let hidden = app
+        .admin()
+        .list_resources(pb::ListResourcesRequest {
+            tenant_id: TENANT.into(),
+            parent: Some(res("workspace:ws2")),
+            actor_id: "alice".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(hidden), Code::NotFound);
+    let hidden = app
+        .admin()
+        .list_grants(pb::ListGrantsRequest {
+            tenant_id: TENANT.into(),
+            scope: Some(res("workspace:ws2")),
+            actor_id: "alice".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(hidden), Code::NotFound);
     assert_eq!(grants("").await, ["secret", "tenant", "ws1", "ws2"]);
     // Her own overview, not bob's; an account administrator sees bob's.
     let overview_of = |who: &str, actor: &str| {
