@@ -182,6 +182,9 @@ impl<S> std::fmt::Debug for CachedStore<S> {
     }
 }
 
+/// A tenant, its current revision and the log entries read for it.
+type Fetched = (String, i64, Vec<(i64, Invalidation)>);
+
 impl<S: Store + RevisionLog + Clone> CachedStore<S> {
     /// Wraps `store`.
     pub fn new(store: S, settings: CacheSettings) -> Self {
@@ -355,7 +358,9 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
     async fn catch_up_from(&self, log: &S, only: Option<&str>) -> Result<()> {
         // Taken before reading: everything committed by now will be seen.
         let began = self.since_epoch() + 1;
-        let _serial = self.inner.catching_up.lock().await;
+        // Read first, without the lock: a slow store, or a pool held by
+        // calls, never holds up another catch-up (above all the poller's,
+        // which reads over a connection of its own).
         let revisions = match only {
             None => log.tenant_revisions().await?,
             Some(t) => match log.tenant_revision(t, None).await? {
@@ -364,17 +369,34 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             },
         };
         let mut lag = 0;
+        let mut fetched: Vec<Fetched> = Vec::new();
         for (tenant, current) in revisions {
-            if let Some(known) = self.known(&tenant) {
-                lag = lag.max(current.saturating_sub(known).max(0) as u64);
-            }
+            let changes = match self.known(&tenant) {
+                Some(known) if known < current => {
+                    lag = lag.max((current - known) as u64);
+                    log.changes(&tenant, known, current).await?
+                }
+                _ => Vec::new(),
+            };
+            fetched.push((tenant, current, changes));
+        }
+        // Then apply, in order, under the lock.
+        let _serial = self.inner.catching_up.lock().await;
+        for (tenant, current, changes) in fetched {
             match self.known(&tenant) {
                 None => self.set_known(&tenant, current),
                 Some(known) if known < current => {
-                    let changes = log.changes(&tenant, known, current).await?;
-                    let complete = changes.len() as i64 == current - known;
+                    // What is still unapplied (another catch-up may have
+                    // applied some since the read); read again only when the
+                    // read does not reach back that far (rare).
+                    let mut entries: Vec<(i64, Invalidation)> =
+                        changes.into_iter().filter(|(r, _)| *r > known).collect();
+                    if entries.first().map(|(r, _)| *r) != Some(known + 1) {
+                        entries = log.changes(&tenant, known, current).await?;
+                    }
+                    let complete = entries.len() as i64 == current - known;
                     if complete {
-                        for (_, inv) in &changes {
+                        for (_, inv) in &entries {
                             self.invalidate(&tenant, inv);
                         }
                     } else {
