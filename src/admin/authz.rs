@@ -4,7 +4,9 @@
 
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
-use crate::model::{Actor, PrincipalStatus, ResourceNode};
+use crate::model::{
+    Actor, Effect, Millis, PrincipalStatus, ResourceNode, RoleMatch, RoleTable, Scope,
+};
 use crate::store::{SubjectEntry, WriteContext, WriteTx};
 
 /// A principal as decisions need it, read inside the write: its record
@@ -35,34 +37,71 @@ pub async fn authorize<T: WriteTx>(
     let Actor::Principal(id) = &ctx.actor else {
         return Ok(());
     };
-    let SubjectEntry {
-        principal,
-        bindings,
-    } = subject(tx, id).await?;
-    let roles = super::role_table(tx).await?;
-    let q = Question {
-        rtype,
-        action,
-        path: Some(path),
-    };
-    let d = engine::decide(
-        Subject::Principal(principal.as_ref()),
-        &bindings,
-        &roles,
-        q,
-        tx.now(),
-    );
-    if d.allowed {
-        return Ok(());
+    let actor = Acting::load(tx, id).await?;
+    actor.may(rtype, action, path)
+}
+
+/// The acting principal with its grants and the tenant's roles, read once
+/// per authorization.
+struct Acting<'a> {
+    id: &'a str,
+    entry: SubjectEntry,
+    roles: RoleTable,
+    now: Millis,
+}
+
+impl<'a> Acting<'a> {
+    async fn load<T: WriteTx>(tx: &mut T, id: &'a str) -> Result<Self> {
+        Ok(Self {
+            id,
+            entry: subject(tx, id).await?,
+            roles: super::role_table(tx).await?,
+            now: tx.now(),
+        })
     }
-    let on = path
-        .first()
-        .map(|n| format!("`{}`", n.resource))
-        .unwrap_or_else(|| "the tenant".to_owned());
-    Err(Error::PermissionDenied(format!(
-        "actor `{id}` may not `{rtype}.{action}` on {on}: {}",
-        d.explanation.detail
-    )))
+
+    /// Refuses unless the actor may `<rtype>.<action>` where `path` says.
+    fn may(&self, rtype: &str, action: &str, path: &[ResourceNode]) -> Result<()> {
+        let q = Question {
+            rtype,
+            action,
+            path: Some(path),
+        };
+        let d = engine::decide(
+            Subject::Principal(self.entry.principal.as_ref()),
+            &self.entry.bindings,
+            &self.roles,
+            q,
+            self.now,
+        );
+        if d.allowed {
+            return Ok(());
+        }
+        let on = path
+            .first()
+            .map(|n| format!("`{}`", n.resource))
+            .unwrap_or_else(|| "the tenant".to_owned());
+        Err(Error::PermissionDenied(format!(
+            "actor `{}` may not `{rtype}.{action}` on {on}: {}",
+            self.id, d.explanation.detail
+        )))
+    }
+
+    /// Whether a live deny of the actor's own on a resource of `path` names
+    /// `<rtype>.<action>`.
+    fn denied_on(&self, rtype: &str, action: &str, path: &[ResourceNode]) -> bool {
+        self.entry.bindings.iter().any(|b| {
+            b.grant.effect == Effect::Deny
+                && b.live(self.now)
+                && matches!(&b.grant.scope, Scope::Resource(r)
+                    if path.iter().any(|n| &n.resource == r))
+                && !matches!(
+                    self.roles
+                        .role_match(&b.grant.role_id, b.grant.scope.kind(), rtype, action),
+                    RoleMatch::NoMatch
+                )
+        })
+    }
 }
 
 /// Like [`authorize`], but a tenant-wide permission (the actor allowed
@@ -77,30 +116,14 @@ pub async fn authorize_or_tenant_wide<T: WriteTx>(
     action: &str,
     path: &[ResourceNode],
 ) -> Result<()> {
-    match authorize(tx, ctx, rtype, action, path).await {
+    let Actor::Principal(id) = &ctx.actor else {
+        return Ok(());
+    };
+    let actor = Acting::load(tx, id).await?;
+    match actor.may(rtype, action, path) {
         Err(Error::PermissionDenied(why)) if !path.is_empty() => {
-            authorize(tx, ctx, rtype, action, &[])
-                .await
-                .map_err(|_| Error::PermissionDenied(why.clone()))?;
-            // A deny of the actor's own on the way still counts: nobody
-            // recovers with a power it is itself denied there.
-            let Actor::Principal(id) = &ctx.actor else {
-                return Ok(());
-            };
-            let bindings = subject(tx, id).await?.bindings;
-            let roles = super::role_table(tx).await?;
-            let now = tx.now();
-            let denied_here = bindings.iter().any(|b| {
-                b.grant.effect == crate::model::Effect::Deny
-                    && b.live(now)
-                    && matches!(&b.grant.scope, crate::model::Scope::Resource(r)
-                        if path.iter().any(|n| &n.resource == r))
-                    && !matches!(
-                        roles.role_match(&b.grant.role_id, b.grant.scope.kind(), rtype, action),
-                        crate::model::RoleMatch::NoMatch
-                    )
-            });
-            if denied_here {
+            // Nobody recovers with a power it is itself denied there.
+            if actor.may(rtype, action, &[]).is_err() || actor.denied_on(rtype, action, path) {
                 return Err(Error::PermissionDenied(why));
             }
             Ok(())

@@ -84,18 +84,29 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
         C: Command + TryFrom<M, Error = Error>,
     {
         let caller = caller(&req)?;
+        let (ctx, r) = self.proven_write(&caller, req)?;
+        let cmd = C::try_from(r)?;
+        let _share = self.shares.enter(&ctx.tenant_id).await?;
+        Ok(self.admin.write(&ctx, cmd).await?)
+    }
+
+    /// A write request's context (tenant and actor taken out of it), its
+    /// actor proven when the credential requires it; and the rest of it.
+    fn proven_write<M: WriteRequest>(
+        &self,
+        caller: &Caller,
+        req: Request<M>,
+    ) -> Result<(WriteContext, M)> {
         let token = actor_token(&req);
         let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
+        let ctx = write_ctx(caller, &mut r)?;
         self.prove_actor(
-            &caller,
+            caller,
             token.as_deref(),
             &ctx.tenant_id,
             &ctx.actor.to_string(),
         )?;
-        let cmd = C::try_from(r)?;
-        let _share = self.shares.enter(&ctx.tenant_id).await?;
-        Ok(self.admin.write(&ctx, cmd).await?)
+        Ok((ctx, r))
     }
 
     /// For a credential with `require_actor_token`, checks that the
@@ -289,15 +300,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::CreateTenantResponse>, Status> {
         let caller = caller(&req)?;
         require_operator(&caller)?;
-        let token = actor_token(&req);
-        let mut r = req.into_inner();
-        let ctx = write_ctx(&caller, &mut r)?;
-        self.prove_actor(
-            &caller,
-            token.as_deref(),
-            &ctx.tenant_id,
-            &ctx.actor.to_string(),
-        )?;
+        let (ctx, r) = self.proven_write(&caller, req)?;
         let cmd = convert::create_tenant(&ctx.tenant_id, r)?;
         let w = self.admin.write(&ctx, cmd).await?;
         Ok(Response::new(pb::CreateTenantResponse {
