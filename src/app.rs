@@ -348,7 +348,10 @@ fn reflection() -> Result<
 fn cache_hooks(cache: &CachedStore<SqlStore>) -> (OnCommit, Gauge<CacheStats>) {
     let (c1, c2) = (cache.clone(), cache.clone());
     (
-        Arc::new(move |tenant, revision, inv| c1.applied_locally(tenant, revision, inv)),
+        Arc::new(move |tenant, revision, inv| {
+            let c = c1.clone();
+            Box::pin(async move { c.applied_locally(&tenant, revision, &inv).await })
+        }),
         Arc::new(move || c2.stats()),
     )
 }

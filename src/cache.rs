@@ -20,6 +20,9 @@
 //! generation check in [`CachedStore::fill`], made under a gate that
 //! invalidations hold exclusively, so no stale value is ever visible).
 
+mod indexes;
+pub use indexes::IndexRead;
+
 use crate::error::{Error, Result};
 use crate::model::{Binding, Principal, ResourceNode, ResourceRef, RoleTable, Scope};
 use crate::store::{Invalidation, RevisionLog, Store, SubjectEntry};
@@ -73,6 +76,8 @@ pub struct CacheSettings {
     pub poll_interval: Duration,
     /// Longest the cache answers without a successful poll of the store.
     pub max_staleness: Duration,
+    /// Most bytes of tenant permission indexes kept (0: no index).
+    pub max_bytes: u64,
 }
 
 impl Default for CacheSettings {
@@ -83,6 +88,7 @@ impl Default for CacheSettings {
             max_tenants: 10_000,
             poll_interval: Duration::from_millis(250),
             max_staleness: Duration::from_secs(5),
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct CacheStats {
     pub resources: CounterSnapshot,
     /// Role tables.
     pub roles: CounterSnapshot,
+    /// Tenant permission indexes.
+    pub indexes: CounterSnapshot,
 }
 
 fn build<K, V>(capacity: u64, counters: &Counters) -> Cache<K, V>
@@ -146,6 +154,8 @@ struct Inner {
     subject_counters: Counters,
     resource_counters: Counters,
     role_counters: Counters,
+    /// Tenant permission indexes.
+    indexes: indexes::Indexes,
     /// Per tenant, the revision up to which every log entry has been applied.
     known: RwLock<HashMap<String, i64>>,
     /// Bumped by every invalidation; fills that saw it change are dropped.
@@ -198,6 +208,7 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             subject_counters,
             resource_counters,
             role_counters,
+            indexes: indexes::Indexes::new(settings.max_bytes),
             known: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             fill_gate: RwLock::new(()),
@@ -237,6 +248,7 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             subjects: snap(&i.subject_counters, i.subjects.entry_count()),
             resources: snap(&i.resource_counters, i.resources.entry_count()),
             roles: snap(&i.role_counters, i.roles.entry_count()),
+            indexes: snap(&i.indexes.counters, i.indexes.entries()),
         }
     }
 
@@ -262,6 +274,7 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             let t = tenant.to_owned();
             let _ = i.resources.invalidate_entries_if(move |k, _| k.0 == t);
             i.roles.invalidate(tenant);
+            i.indexes.drop_tenant(tenant);
             return;
         }
         if inv.roles {
@@ -283,9 +296,12 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
         }
     }
 
-    /// Applies a write this replica just committed, before it returns.
-    pub fn applied_locally(&self, tenant: &str, revision: i64, inv: &Invalidation) {
+    /// Applies a write this replica just committed, before it returns: the
+    /// tenant's index then reflects it (read from the log first when an
+    /// earlier revision has not reached this replica yet).
+    pub async fn applied_locally(&self, tenant: &str, revision: i64, inv: &Invalidation) {
         self.invalidate(tenant, inv);
+        self.follow(tenant, &[(revision, inv.clone())], true).await;
         // Advance only if no earlier revision (from another replica) is
         // still unapplied; otherwise the poller catches up in order.
         // A tenant this replica did not know has nothing cached (nothing is
@@ -399,6 +415,7 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
                         for (_, inv) in &entries {
                             self.invalidate(&tenant, inv);
                         }
+                        self.follow(&tenant, &entries, false).await;
                     } else {
                         // A gap in the log (pruned or corrupt): drop the tenant.
                         tracing::warn!(
@@ -573,5 +590,9 @@ impl<S: Store + RevisionLog + Clone> Store for CachedStore<S> {
         path: &[ResourceNode],
     ) -> Result<Vec<(Principal, Vec<Binding>)>> {
         self.store.holders_on_path(tenant, path).await
+    }
+
+    async fn index(&self, tenant: &str, revision: i64) -> Result<Option<IndexRead>> {
+        self.tenant_index(tenant, revision).await
     }
 }

@@ -185,6 +185,16 @@ pub struct CacheConfig {
     /// store; past it, checks answer `UNAVAILABLE` rather than risk a stale
     /// allow, and readiness reports `NOT_SERVING`.
     pub max_staleness_ms: u64,
+    /// Most bytes of per-tenant permission indexes kept in memory (0 turns
+    /// the index off); a cold tenant's index is evicted whole and rebuilt
+    /// on demand, and a tenant whose index alone is larger is answered from
+    /// the caches above instead.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_max_bytes() -> u64 {
+    1 << 30
 }
 
 impl CacheConfig {
@@ -196,6 +206,7 @@ impl CacheConfig {
             max_tenants: self.max_tenants,
             poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
             max_staleness: std::time::Duration::from_millis(self.max_staleness_ms),
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -279,6 +290,7 @@ impl Default for Config {
                 max_tenants: 10_000,
                 poll_interval_ms: 250,
                 max_staleness_ms: 5_000,
+                max_bytes: default_max_bytes(),
             },
             log: LogConfig {
                 filter: "info".to_owned(),

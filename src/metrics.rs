@@ -307,10 +307,11 @@ impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
         let stats = (self.0.cache)();
-        let caches: [(&'static str, CounterSnapshot); 3] = [
+        let caches: [(&'static str, CounterSnapshot); 4] = [
             ("subjects", stats.subjects),
             ("resources", stats.resources),
             ("roles", stats.roles),
+            ("indexes", stats.indexes),
         ];
         let counter = |pick: fn(&CounterSnapshot) -> u64| {
             caches

@@ -78,7 +78,15 @@ pub struct Written<T> {
 
 /// Told of every committed write (the cache applies its invalidation before
 /// the write returns).
-pub type OnCommit = Arc<dyn Fn(&str, i64, &Invalidation) + Send + Sync>;
+pub type OnCommit = Arc<
+    dyn Fn(
+            String,
+            i64,
+            Invalidation,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The administrative service over a store.
 #[derive(Clone)]
@@ -146,7 +154,7 @@ impl<S: WriteStore> Admin<S> {
         })
         .await?;
         tracing::info!(tenant = %ctx.tenant_id, actor = %ctx.actor, action = change.action, revision, "admin write");
-        (self.on_commit)(&ctx.tenant_id, revision, &invalidation);
+        (self.on_commit)(ctx.tenant_id.clone(), revision, invalidation).await;
         Ok(Written {
             output: change.output,
             revision,

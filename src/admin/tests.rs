@@ -193,11 +193,9 @@ impl World {
         let heard = commits.clone();
         let admin = Admin::new(
             MemStore::new(),
-            Arc::new(move |t: &str, revision: i64, inv: &Invalidation| {
-                heard
-                    .lock()
-                    .unwrap()
-                    .push((t.to_owned(), revision, inv.clone()));
+            Arc::new(move |t: String, revision: i64, inv: Invalidation| {
+                heard.lock().unwrap().push((t, revision, inv));
+                Box::pin(async {})
             }),
         );
         let w = Self { admin, commits };

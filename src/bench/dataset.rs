@@ -64,6 +64,8 @@ pub struct Dataset {
     pub user_500: String,
     /// A user who sees about 5,000 workflows.
     pub user_5000: String,
+    /// The account admin (tenant-wide: sees every workflow).
+    pub admin: String,
 }
 
 fn user(i: usize) -> String {
@@ -367,5 +369,6 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
         cold_users,
         user_500,
         user_5000,
+        admin: users[0].clone(),
     }
 }

@@ -5,6 +5,7 @@
 pub mod dataset;
 mod index;
 mod noisy;
+mod served;
 
 use crate::auth::Bearer;
 use crate::grpc::pb;
@@ -254,7 +255,8 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         print_table(&opts, &rows, Some((hwm, rss)));
         return Ok(rows);
     }
-    let mut rows = Vec::new();
+    let mut rows = vec![served::first_call(&data, &mut client(0)).await?];
+    let (_, after_load) = server.memory();
 
     let homes = warm(&mut data, &mut client(0), &lister).await?;
 
@@ -265,7 +267,21 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
     rows.push(batch_load(&data, client(0), opts.duration / 2).await?);
     rows.push(list_load(&lister, &data.user_500, 50).await?);
     rows.push(list_load(&lister, &data.user_5000, 20).await?);
+    rows.push(served::first_page(&lister, &data.user_5000, 50).await?);
+    rows.push(served::paging(&lister, &data.admin, 50_000, 5).await?);
     rows.push(cold_checks(&data, client(0)).await?);
+    // 1% of the warm check rate as writes.
+    let rate = rows[1].per_second / 100.0;
+    let admin = pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channels[0].clone(),
+        bearer.clone(),
+    );
+    rows.push(served::mixed(&data, &homes, &client, admin, rate, opts.duration).await?);
+    println!(
+        "server resident after the tenant's first call: {:.1} MiB ({} resources)",
+        after_load as f64 / 1024.0,
+        data.bulk.resources.len()
+    );
 
     let (hwm, rss) = server.memory();
     print_table(&opts, &rows, Some((hwm, rss)));
@@ -279,6 +295,7 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
             ("subjects", s.subjects),
             ("resources", s.resources),
             ("roles", s.roles),
+            ("indexes", s.indexes),
         ] {
             let c = c.unwrap_or_default();
             println!(

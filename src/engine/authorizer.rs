@@ -84,6 +84,10 @@ impl<S: Store> Authorizer<S> {
             let d = Decision::deny(Reason::UnknownTenant, "the tenant does not exist");
             return Ok((vec![d; queries.len()], 0));
         };
+        if let Some(idx) = self.store.index(tenant, revision).await? {
+            let decisions = super::from_index::check_many(&idx, queries).await;
+            return Ok((decisions, idx.revision()));
+        }
         let now = now_millis();
         let roles = self.store.roles(tenant).await?;
         let mut subjects: HashMap<&str, Arc<SubjectEntry>> = HashMap::new();
@@ -133,8 +137,10 @@ impl<S: Store> Authorizer<S> {
     }
 
     /// Every resource id of `rtype` on which the principal may do `action`,
-    /// ascending, after `after`, at most `limit`; exactly the ids on which
-    /// [`Authorizer::check`] allows.
+    /// after `after`, at most `limit`; exactly the ids on which
+    /// [`Authorizer::check`] allows. From the tenant's index when the store
+    /// keeps one (in the tree's order, `after` a path token), otherwise in
+    /// id order (`after` the last id).
     pub async fn list_accessible(
         &self,
         tenant: &str,
@@ -146,6 +152,9 @@ impl<S: Store> Authorizer<S> {
         let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
             return Ok(Page::empty(0));
         };
+        if let Some(idx) = self.store.index(tenant, revision).await? {
+            return super::from_index::list_accessible(&idx, (subject_id, action, rtype), page);
+        }
         let now = now_millis();
         let subject = self.store.subject(tenant, subject_id).await?;
         let Some(principal) = subject
@@ -242,6 +251,9 @@ impl<S: Store> Authorizer<S> {
         let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
             return Ok(Page::empty(0));
         };
+        if let Some(idx) = self.store.index(tenant, revision).await? {
+            return Ok(super::from_index::list_subjects(&idx, (resource, action), page).await);
+        }
         let now = now_millis();
         let Some(path) = self.store.ancestry(tenant, resource).await? else {
             return Ok(Page::empty(revision));

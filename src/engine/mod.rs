@@ -15,6 +15,7 @@
 
 pub mod authorizer;
 mod cooperate;
+mod from_index;
 pub use cooperate::Cooperate;
 
 pub use crate::model::{Binding, RoleMatch, RoleTable};

@@ -50,6 +50,7 @@ impl OperatorService for OperatorApi {
             subjects: Some(stats.subjects.into()),
             resources: Some(stats.resources.into()),
             roles: Some(stats.roles.into()),
+            indexes: Some(stats.indexes.into()),
         }))
     }
 }

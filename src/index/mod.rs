@@ -8,6 +8,10 @@
 //! serving any call: checks and lists still go through the cache of
 //! resolved bindings (`crate::cache`).
 
+/// A tenant's index, read-locked at a revision at least the one asked for
+/// (what the cache hands the authorizer).
+pub type IndexRead = tokio::sync::OwnedRwLockReadGuard<tenant::TenantIndex>;
+
 pub mod list;
 pub mod tenant;
 pub mod tree;

@@ -9,8 +9,9 @@ use super::tree::Tree;
 use crate::model::{
     Binding, Grant, Principal, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
-use crate::store::{Delta, Invalidation};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use crate::store::{Delta, Invalidation, TenantRows};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// Why an index cannot follow the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +25,7 @@ pub enum Stale {
 }
 
 /// A tenant's index.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TenantIndex {
     revision: i64,
     tenant: Option<Tenant>,
@@ -39,6 +40,27 @@ pub struct TenantIndex {
     teams: BTreeMap<String, Team>,
     principals: HashMap<String, Principal>,
     roles: BTreeMap<String, Role>,
+    /// The role table compiled from `roles` and the tenant's actions.
+    compiled: Arc<RoleTable>,
+}
+
+impl Default for TenantIndex {
+    fn default() -> Self {
+        TenantIndex {
+            revision: 0,
+            tenant: None,
+            tree: Tree::default(),
+            grants: HashMap::new(),
+            by_scope: HashMap::new(),
+            by_subject: HashMap::new(),
+            members: HashMap::new(),
+            member_of: HashMap::new(),
+            teams: BTreeMap::new(),
+            principals: HashMap::new(),
+            roles: BTreeMap::new(),
+            compiled: Arc::new(RoleTable::new(Vec::new())),
+        }
+    }
 }
 
 impl TenantIndex {
@@ -67,20 +89,77 @@ impl TenantIndex {
         self.principals.get(id)
     }
 
+    /// Builds the index from every row of the tenant, read at one revision.
+    pub fn from_rows(rows: TenantRows) -> Result<Self, super::tree::TreeError> {
+        let mut index = TenantIndex {
+            revision: rows.revision,
+            tree: Tree::from_rows(rows.resources)?,
+            principals: rows
+                .principals
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect(),
+            teams: rows.teams.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            roles: rows
+                .roles
+                .into_iter()
+                .map(|r| (r.id.clone(), Role { locked: false, ..r }))
+                .collect(),
+            tenant: Some(rows.tenant),
+            ..TenantIndex::default()
+        };
+        for (team, member) in rows.members {
+            index
+                .member_of
+                .entry(member.clone())
+                .or_default()
+                .insert(team.clone());
+            index.members.entry(team).or_default().insert(member);
+        }
+        for g in rows.grants {
+            index.index_grant(g);
+        }
+        index.compile_roles();
+        Ok(index)
+    }
+
     /// The tenant's role table (predefined and custom roles, declared
-    /// actions).
-    pub fn role_table(&self) -> RoleTable {
+    /// actions), compiled once per change of roles or actions.
+    pub fn role_table(&self) -> Arc<RoleTable> {
+        self.compiled.clone()
+    }
+
+    /// As [`TenantIndex::role_table`], borrowed.
+    pub fn roles(&self) -> &RoleTable {
+        &self.compiled
+    }
+
+    fn compile_roles(&mut self) {
         let declared = self
             .tenant
             .as_ref()
             .map(|t| t.actions.clone())
             .unwrap_or_default();
-        RoleTable::with_actions(self.roles.values().cloned().collect(), &declared)
+        self.compiled = Arc::new(RoleTable::with_actions(
+            self.roles.values().cloned().collect(),
+            &declared,
+        ));
+    }
+
+    /// Whether the index may answer (false once a change failed to apply
+    /// part way: it must be rebuilt).
+    pub fn usable(&self) -> bool {
+        self.revision >= 0
     }
 
     /// Applies the log entries that follow the index's revision, in order.
+    /// On a misfit the index is left unusable ([`TenantIndex::usable`]).
     pub fn advance(&mut self, entries: &[(i64, Invalidation)]) -> Result<(), Stale> {
+        let mut roles_changed = false;
         for (revision, inv) in entries {
+            if !self.usable() {
+                return Err(Stale::Misfit(*revision));
+            }
             if *revision <= self.revision {
                 continue;
             }
@@ -90,19 +169,78 @@ impl TenantIndex {
                     next: *revision,
                 });
             }
+            // An entry written before row-level changes were recorded says
+            // what went stale but not what changed.
+            if inv.deltas.is_empty() && *inv != Invalidation::default() {
+                self.revision = -1;
+                return Err(Stale::Misfit(*revision));
+            }
             for d in &inv.deltas {
+                roles_changed |= matches!(
+                    d,
+                    Delta::Role { .. } | Delta::RoleDeleted { .. } | Delta::Tenant { .. }
+                );
                 if !self.apply(d) {
+                    self.revision = -1;
                     return Err(Stale::Misfit(*revision));
                 }
             }
             self.revision = *revision;
         }
+        if roles_changed {
+            self.compile_roles();
+        }
         Ok(())
+    }
+
+    /// Every principal holding a grant on one of `scopes`, directly or as a
+    /// member (transitively) of a team holding one, in id order.
+    pub fn holders<'a>(&'a self, scopes: impl IntoIterator<Item = &'a Scope>) -> BTreeSet<&'a str> {
+        let mut out = BTreeSet::new();
+        let mut teams: VecDeque<&str> = VecDeque::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for scope in scopes {
+            for g in self.grants_on(scope) {
+                match &g.subject {
+                    SubjectRef::Principal(p) => {
+                        out.insert(p.as_str());
+                    }
+                    SubjectRef::Team(t) => teams.push_back(t.as_str()),
+                }
+            }
+        }
+        while let Some(team) = teams.pop_front() {
+            if !seen.insert(team) {
+                continue;
+            }
+            for m in self.members.get(team).into_iter().flatten() {
+                match m {
+                    SubjectRef::Principal(p) => {
+                        out.insert(p.as_str());
+                    }
+                    SubjectRef::Team(t) => teams.push_back(t.as_str()),
+                }
+            }
+        }
+        out
+    }
+
+    /// Roughly how many bytes the index holds (what the cache weighs it by).
+    pub fn approx_bytes(&self) -> u64 {
+        // Per row: the strings and the map and tree entries around them.
+        (self.tree.len() as u64) * 200
+            + (self.grants.len() as u64) * 400
+            + (self.principals.len() as u64) * 200
+            + (self.member_of.values().map(BTreeSet::len).sum::<usize>() as u64) * 200
+            + (self.teams.len() as u64) * 150
+            + (self.roles.len() as u64) * 1_000
+            + 4_096
     }
 
     /// Every grant the principal holds, directly or through its teams
     /// (transitively), each once, with the chain of teams it comes through
-    /// (the principal's direct team first), by grant id.
+    /// (the principal's direct team first): direct ones by id, then the
+    /// others by id.
     pub fn bindings(&self, principal_id: &str) -> Vec<Binding> {
         let me = SubjectRef::Principal(principal_id.to_owned());
         let mut out: Vec<Binding> = self
@@ -143,7 +281,11 @@ impl TenantIndex {
                 via_teams: chain.clone(),
             }));
         }
-        out.sort_by(|a, b| a.grant.id.cmp(&b.grant.id));
+        // The store's order: direct grants, then those held through teams,
+        // each by id (which near-miss a denial explains follows it).
+        out.sort_by(|a, b| {
+            (!a.via_teams.is_empty(), &a.grant.id).cmp(&(!b.via_teams.is_empty(), &b.grant.id))
+        });
         out
     }
 
@@ -257,15 +399,7 @@ impl TenantIndex {
                         return false;
                     }
                 }
-                self.by_scope
-                    .entry(grant.scope.clone())
-                    .or_default()
-                    .insert(grant.id.clone());
-                self.by_subject
-                    .entry(grant.subject.clone())
-                    .or_default()
-                    .insert(grant.id.clone());
-                self.grants.insert(grant.id.clone(), grant.clone());
+                self.index_grant(grant.clone());
                 true
             }
             Delta::GrantsDeleted { ids } => {
@@ -287,6 +421,19 @@ impl TenantIndex {
                 true
             }
         }
+    }
+
+    /// Adds a grant to every map.
+    fn index_grant(&mut self, grant: Grant) {
+        self.by_scope
+            .entry(grant.scope.clone())
+            .or_default()
+            .insert(grant.id.clone());
+        self.by_subject
+            .entry(grant.subject.clone())
+            .or_default()
+            .insert(grant.id.clone());
+        self.grants.insert(grant.id.clone(), grant);
     }
 
     /// Forgets `member`'s direct membership of `team` (the reverse map).

@@ -533,7 +533,8 @@ pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>> {
     if token.is_empty() {
         return Ok(None);
     }
-    if token.len() > 4 * MAX_ID_BYTES {
+    // A list from the index resumes after a path, up to the tree's depth.
+    if token.len() > 4 * (MAX_ID_BYTES + 80) * MAX_TREE_DEPTH {
         return Err(Error::invalid(
             field,
             "not a page token returned by Portcullis",

@@ -12,7 +12,7 @@
 
 use super::{
     AuditFilter, Begun, Catalog, Delta, Descendant, Invalidation, Keyset, Record, RevisionLog,
-    Store, SubjectEntry, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
+    Store, SubjectEntry, TenantRows, WriteContext, WriteStore, WriteTx, REQUEST_ID_RETENTION_MS,
 };
 use crate::error::{Error, Result};
 use crate::model::{
@@ -527,6 +527,29 @@ impl RevisionLog for MemStore {
                     .collect())
             },
         )
+    }
+
+    async fn snapshot(&self, tenant: &str) -> Result<Option<TenantRows>> {
+        self.read(tenant, || Ok(None), |s| Ok(Self::rows(s)))
+    }
+}
+
+impl MemStore {
+    fn rows(s: &TenantState) -> Option<TenantRows> {
+        Some(TenantRows {
+            revision: s.revision,
+            tenant: s.tenant.clone()?,
+            resources: s
+                .resources
+                .iter()
+                .map(|(r, n)| (r.clone(), n.parent.clone(), n.private))
+                .collect(),
+            principals: s.principals.values().cloned().collect(),
+            teams: s.teams.values().cloned().collect(),
+            members: s.members.iter().cloned().collect(),
+            roles: s.roles.values().cloned().collect(),
+            grants: s.grants.values().cloned().collect(),
+        })
     }
 }
 

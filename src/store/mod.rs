@@ -129,6 +129,17 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         path: &[ResourceNode],
     ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
+
+    /// The tenant's permission index at `revision` or later, when this store
+    /// keeps one (the cache does); `None`: decide from the reads above.
+    fn index(
+        &self,
+        tenant: &str,
+        revision: i64,
+    ) -> impl Future<Output = Result<Option<crate::index::IndexRead>>> + Send {
+        let _ = (tenant, revision);
+        async { Ok(None) }
+    }
 }
 
 /// The tenant's revision `newest` (`None`: no such tenant), checked against
@@ -162,6 +173,32 @@ pub trait RevisionLog: Send + Sync + 'static {
         after: i64,
         upto: i64,
     ) -> impl Future<Output = Result<Vec<(i64, Invalidation)>>> + Send;
+
+    /// Every row of the tenant at one revision, read in one snapshot (what
+    /// the permission index is built from: one bulk read per table); `None`
+    /// when the tenant does not exist.
+    fn snapshot(&self, tenant: &str) -> impl Future<Output = Result<Option<TenantRows>>> + Send;
+}
+
+/// Every row of one tenant at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRows {
+    /// The revision the rows are at.
+    pub revision: i64,
+    /// The tenant's settings.
+    pub tenant: Tenant,
+    /// Every resource as `(resource, parent, private)`, in no set order.
+    pub resources: Vec<ResourceRow>,
+    /// Every principal.
+    pub principals: Vec<Principal>,
+    /// Every team.
+    pub teams: Vec<Team>,
+    /// Every direct membership as `(team, member)`.
+    pub members: Vec<(String, SubjectRef)>,
+    /// Every custom role.
+    pub roles: Vec<Role>,
+    /// Every grant.
+    pub grants: Vec<Grant>,
 }
 
 /// Filters of an audit query.

@@ -996,7 +996,11 @@ async fn compare(
             .await
             .map_err(|e| format!("uncached list_accessible failed: {e}"))?
             .ids;
-        if got != want {
+        // The same ids, each once; the index lists in the tree's order, the
+        // uncached reference in id order.
+        let mut got = got;
+        got.sort();
+        if got.windows(2).any(|w| w[0] == w[1]) || got != want {
             problems.push(format!(
                 "ListAccessible({p}, {a}, {rtype}): cached {got:?} / uncached {want:?}"
             ));
@@ -1949,7 +1953,10 @@ async fn warm_checks_answer_without_the_database_and_cold_checks_fail_closed(b: 
         .unwrap();
     let expiry = Instant::now() + Duration::from_millis(2_000);
 
-    // Warm alice, carol and workflow:w1 (bob and workspace:ops stay cold).
+    // A second tenant that no call has touched: its index is never built.
+    create_tenant(&mut app.operator(), "cold-co").await;
+
+    // Warm the tenant's index (alice, carol and workflow:w1 asked about).
     let warm = [
         ("alice", "view", true),
         ("alice", "edit", false),
@@ -1982,39 +1989,67 @@ async fn warm_checks_answer_without_the_database_and_cold_checks_fail_closed(b: 
             .unwrap_or_else(|s| panic!("warm check {who} {action} failed: {s:?}"));
         assert_eq!(&now, was, "{who} {action} changed without any write");
     }
-    // A new action for a warm principal on a warm resource is decided from
-    // the cached bindings, ancestry and role table.
+    // The whole tenant is in its index: new actions, principals and
+    // resources are decided from memory too, exactly.
     let exec = check_on(&app, "alice", "execute", "workflow:w1")
         .await
         .expect("decided from memory");
     assert!(!exec.allowed);
     assert_eq!(exec.reason, pb::Reason::NoGrant as i32);
-
-    // Cold questions fail closed: UNAVAILABLE, never an answer.
-    for (who, action, r) in [
-        ("bob", "view", "workflow:w1"),
-        ("zed", "view", "workflow:w1"),
-        ("alice", "view", "workspace:ops"),
+    for (who, action, r, allowed, reason) in [
+        ("bob", "view", "workflow:w1", true, pb::Reason::Granted),
+        (
+            "zed",
+            "view",
+            "workflow:w1",
+            false,
+            pb::Reason::UnknownPrincipal,
+        ),
+        ("alice", "view", "workspace:ops", true, pb::Reason::Granted),
+        (
+            "alice",
+            "view",
+            "workflow:nope",
+            false,
+            pb::Reason::UnknownResource,
+        ),
     ] {
-        let got = check_on(&app, who, action, r).await;
+        let got = check_on(&app, who, action, r)
+            .await
+            .unwrap_or_else(|s| panic!("{who} {action} {r} failed: {s:?}"));
         assert_eq!(
-            got.as_ref().map_err(|s| s.code()).err(),
-            Some(Code::Unavailable),
-            "cold check {who} {action} {r} answered {got:?}"
+            (got.allowed, got.reason),
+            (allowed, reason as i32),
+            "{who} {action} {r}"
         );
     }
-    let mixed = batch_on(
+    let both = batch_on(
         &app,
         &[
             ("alice".into(), "view".into(), "workflow:w1".into()),
-            ("bob".into(), "view".into(), "workflow:w1".into()),
+            ("bob".into(), "edit".into(), "workflow:w1".into()),
         ],
     )
-    .await;
+    .await
+    .expect("a batch from memory");
+    let got: Vec<bool> = both.results.iter().map(|r| r.allowed).collect();
+    assert_eq!(got, vec![true, false]);
+
+    // A tenant not in memory fails closed: UNAVAILABLE, never an answer.
+    let cold = app
+        .checker()
+        .check(pb::CheckRequest {
+            tenant_id: "cold-co".into(),
+            principal_id: ADMIN.into(),
+            action: "view".into(),
+            resource: Some(res("workspace:ops")),
+            ..Default::default()
+        })
+        .await;
     assert_eq!(
-        mixed.as_ref().map_err(|s| s.code()).err(),
+        cold.as_ref().map_err(|s| s.code()).err(),
         Some(Code::Unavailable),
-        "a batch with a cold principal answered {mixed:?}"
+        "a check in a cold tenant answered {cold:?}"
     );
 
     // Expiry is decided from memory too: carol's cached grant expires.

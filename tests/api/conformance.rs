@@ -1157,6 +1157,40 @@ async fn replaying_the_revision_log_rebuilds_the_tenant_index<S: Ports>(s: &S) {
         index.tree().ancestry(&w1),
         s.ancestry(T, &w1).await.expect("a").map(|a| a.to_vec())
     );
+    // Built from one snapshot instead, the index holds the same: bindings
+    // in the same order (the store's), principals, grants, roles, ancestry.
+    let rows = s.snapshot(T).await.expect("snapshot").expect("tenant");
+    assert_eq!(rows.revision, rev);
+    let built = TenantIndex::from_rows(rows).expect("a tree");
+    assert_eq!(built.revision(), rev);
+    assert_eq!(built.resources(), index.resources());
+    for who in ["root", "alice", "bob", "carol", "nobody"] {
+        assert_eq!(built.bindings(who), index.bindings(who), "{who}");
+        assert_eq!(
+            built.bindings(who),
+            s.bindings(T, who).await.expect("bindings"),
+            "{who}: the store's order"
+        );
+        assert_eq!(built.principal(who), index.principal(who), "{who}");
+    }
+    for scope in [Scope::Tenant, on(&f1), on(&p1), on(&w1), on(&f2)] {
+        let ids = |i: &TenantIndex| {
+            let mut v: Vec<String> = i.grants_on(&scope).map(|g| g.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&built), ids(&index), "{scope:?}");
+    }
+    assert_eq!(
+        built.holders([&Scope::Tenant, &on(&w1)]),
+        index.holders([&Scope::Tenant, &on(&w1)])
+    );
+    assert_eq!(built.tree().ancestry(&p1), index.tree().ancestry(&p1));
+    assert_eq!(
+        built.role_table().get("runner").is_some(),
+        index.role_table().get("runner").is_some()
+    );
+    assert!(s.snapshot("no-such-tenant").await.expect("read").is_none());
     // A log with a hole is refused: the index must be rebuilt.
     let mut partial = TenantIndex::empty();
     let holed: Vec<_> = log.iter().filter(|(r, _)| *r != 2).cloned().collect();

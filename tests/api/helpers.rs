@@ -581,12 +581,16 @@ impl TestApp {
             .expect("known reason")
     }
 
-    /// Every id of `rtype` the subject may `action` on, following all pages.
+    /// Every id of `rtype` the subject may `action` on, following all pages,
+    /// sorted (the server lists in the tree's order, which the random-worlds
+    /// property checks; examples compare the set).
     pub async fn list(&self, subject: &str, action: &str, rtype: &str) -> Vec<String> {
-        self.list_paged(subject, action, rtype, 0).await
+        let mut ids = self.list_paged(subject, action, rtype, 0).await;
+        ids.sort();
+        ids
     }
 
-    /// Same, with a page size.
+    /// Every id, in the order listed, following pages of `page_size`.
     pub async fn list_paged(
         &self,
         subject: &str,

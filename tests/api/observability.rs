@@ -197,11 +197,9 @@ async fn the_metrics_endpoint_reports_rpcs_decisions_cache_and_database() {
         Some(3.0)
     );
     assert!(body.contains(r#"portcullis_decisions_total{result="deny""#));
+    assert!(sample(&body, r#"portcullis_cache_hits_total{cache="indexes"}"#).unwrap_or(0.0) >= 2.0);
     assert!(
-        sample(&body, r#"portcullis_cache_hits_total{cache="subjects"}"#).unwrap_or(0.0) >= 2.0
-    );
-    assert!(
-        sample(&body, r#"portcullis_cache_misses_total{cache="subjects"}"#).unwrap_or(0.0) >= 1.0
+        sample(&body, r#"portcullis_cache_misses_total{cache="indexes"}"#).unwrap_or(0.0) >= 1.0
     );
     assert!(sample(&body, r#"portcullis_cache_entries{cache="subjects"}"#).is_some());
     assert!(sample(

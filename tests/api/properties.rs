@@ -614,6 +614,29 @@ async fn batch(
         .collect())
 }
 
+/// The world's resources (their indexes) depth first, siblings by type and
+/// id: the order ListAccessible lists in.
+fn tree_order(w: &World) -> Vec<usize> {
+    let key = |i: usize| (w.resources[i].rtype, w.resources[i].id.clone());
+    let mut children: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
+    for (i, r) in w.resources.iter().enumerate() {
+        children.entry(r.parent).or_default().push(i);
+    }
+    for c in children.values_mut() {
+        c.sort_by_key(|i| key(*i));
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<usize> = children.get(&None).cloned().unwrap_or_default();
+    stack.reverse();
+    while let Some(i) = stack.pop() {
+        out.push(i);
+        if let Some(c) = children.get(&Some(i)) {
+            stack.extend(c.iter().rev().copied());
+        }
+    }
+    out
+}
+
 /// Follows every page; refuses pages longer than `page_size` and endless
 /// page chains.
 async fn list_accessible(
@@ -764,19 +787,18 @@ async fn run_case(b: &Backend, w: &World) -> Result<(usize, usize), String> {
         }
     }
 
-    // ListAccessible: exactly the ids Check allows, ascending, no duplicates.
+    // ListAccessible: exactly the ids Check allows, each once, in the tree's
+    // order (depth first, siblings by type and id), across every page.
+    let order = tree_order(w);
     for p in &askers {
         for action in ACTIONS {
             for rtype in TYPES {
                 let listed = list_accessible(app, token, p, action, rtype, w.page_size).await?;
-                let expected: Vec<String> = w
-                    .resources
+                let expected: Vec<String> = order
                     .iter()
-                    .enumerate()
-                    .filter(|(i, r)| r.rtype == rtype && allowed[&(p.clone(), action, *i)])
-                    .map(|(_, r)| r.id.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
+                    .copied()
+                    .filter(|i| w.resources[*i].rtype == rtype && allowed[&(p.clone(), action, *i)])
+                    .map(|i| w.resources[i].id.clone())
                     .collect();
                 if listed != expected {
                     problems.push(format!(
@@ -1181,7 +1203,8 @@ async fn deny_of_a_role_not_effective_at_its_scope_still_denies_what_it_names(b:
     assert_eq!(app.list("alice", "delete", "workspace").await, vec!["lab"]);
     assert_eq!(
         app.list_paged("alice", "view", "workspace", 1).await,
-        vec!["inner", "lab", "ops"]
+        vec!["lab", "ops", "inner"],
+        "in the tree's order, a page at a time"
     );
     // The deny is alice's alone: the account admin keeps workspace.delete.
     assert_eq!(app.subjects("workspace:ops", "delete").await, vec![ADMIN]);

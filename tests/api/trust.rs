@@ -654,6 +654,8 @@ async fn the_cache_holds_no_more_than_its_capacity() {
     let mut cfg = test_config(&url);
     cfg.cache.max_subjects = 50;
     cfg.cache.max_resources = 50;
+    // The caches a tenant too large for its index is answered from.
+    cfg.cache.max_bytes = 0;
     let (channel, _stop) = serve_with(&cfg).await;
     bootstrap(&channel, TENANT).await;
     let mut c =

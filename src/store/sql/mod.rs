@@ -280,6 +280,26 @@ impl RevisionLog for SqlStore {
             })
             .collect()
     }
+
+    async fn snapshot(&self, tenant: &str) -> Result<Option<crate::store::TenantRows>> {
+        use sea_orm::{AccessMode, DatabaseBackend, IsolationLevel, TransactionTrait};
+        // One snapshot: PostgreSQL's REPEATABLE READ; SQLite's read
+        // transaction (which takes no isolation settings) is one already.
+        let txn = match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                self.db
+                    .begin_with_config(
+                        Some(IsolationLevel::RepeatableRead),
+                        Some(AccessMode::ReadOnly),
+                    )
+                    .await?
+            }
+            _ => self.db.begin().await?,
+        };
+        let rows = read::tenant_rows(&txn, tenant).await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
 }
 
 // ---- row <-> model conversions -------------------------------------------

@@ -622,6 +622,15 @@ pub(super) async fn resource_rows<C: ConnectionTrait>(
     c: &C,
     t: &str,
 ) -> Result<Vec<crate::store::ResourceRow>> {
+    Ok(resource_rows_by_pk(c, t).await?.1)
+}
+
+/// Every resource of the tenant as `(resource, parent, private)`, with the
+/// resource of each key.
+async fn resource_rows_by_pk<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+) -> Result<(HashMap<i64, ResourceRef>, Vec<crate::store::ResourceRow>)> {
     let rows: Vec<(i64, String, String, Option<i64>, bool)> = resource::Entity::find()
         .select_only()
         .column(resource::Column::Pk)
@@ -633,29 +642,93 @@ pub(super) async fn resource_rows<C: ConnectionTrait>(
         .into_tuple()
         .all(c)
         .await?;
-    let by_pk: std::collections::HashMap<i64, ResourceRef> = rows
-        .iter()
-        .map(|(pk, rtype, rid, _, _)| {
-            (
-                *pk,
-                ResourceRef {
-                    rtype: rtype.clone(),
-                    id: rid.clone(),
-                },
-            )
-        })
-        .collect();
-    rows.iter()
-        .map(|(pk, _, _, parent, private)| {
+    let mut by_pk: HashMap<i64, ResourceRef> = HashMap::with_capacity(rows.len());
+    let mut parents = Vec::with_capacity(rows.len());
+    for (pk, rtype, id, parent, private) in rows {
+        by_pk.insert(pk, ResourceRef { rtype, id });
+        parents.push((pk, parent, private));
+    }
+    let out = parents
+        .into_iter()
+        .map(|(pk, parent, private)| {
             let parent = match parent {
                 None => None,
-                Some(p) => Some(by_pk.get(p).cloned().ok_or_else(|| {
+                Some(p) => Some(by_pk.get(&p).cloned().ok_or_else(|| {
                     Error::Internal(format!("resource {pk}: parent {p} missing"))
                 })?),
             };
-            Ok((by_pk[pk].clone(), parent, *private))
+            Ok((by_pk[&pk].clone(), parent, private))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((by_pk, out))
+}
+
+/// Every row of the tenant, read through `c` (one statement per table; the
+/// caller makes it a snapshot).
+pub(super) async fn tenant_rows<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+) -> Result<Option<crate::store::TenantRows>> {
+    let Some(row) = tenant_row(c, t).await? else {
+        return Ok(None);
+    };
+    let revision = row.revision;
+    let tenant = tenant_from_row(row)?;
+    let (by_pk, resources) = resource_rows_by_pk(c, t).await?;
+    let principals = principal::Entity::find()
+        .filter(principal::Column::TenantId.eq(t))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(principal_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let teams = team::Entity::find()
+        .filter(team::Column::TenantId.eq(t))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(team_from_row)
+        .collect();
+    let members = team_member::Entity::find()
+        .filter(team_member::Column::TenantId.eq(t))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(|m| {
+            SubjectRef::from_parts(&m.member_kind, m.member_id)
+                .map(|s| (m.team_id, s))
+                .ok_or_else(|| corrupt("member kind"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let roles = custom_roles(c, t).await?;
+    let grants = grant::Entity::find()
+        .filter(grant::Column::TenantId.eq(t))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(|g| {
+            let scope = match g.scope_pk {
+                None => Scope::Tenant,
+                Some(pk) => Scope::Resource(
+                    by_pk
+                        .get(&pk)
+                        .cloned()
+                        .ok_or_else(|| corrupt("grant scope"))?,
+                ),
+            };
+            grant_from_row(g, scope)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(crate::store::TenantRows {
+        revision,
+        tenant,
+        resources,
+        principals,
+        teams,
+        members,
+        roles,
+        grants,
+    }))
 }
 
 pub(super) async fn custom_roles<C: ConnectionTrait>(c: &C, t: &str) -> Result<Vec<Role>> {
