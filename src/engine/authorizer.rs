@@ -155,6 +155,13 @@ impl<S: Store> Authorizer<S> {
         if let Some(idx) = self.store.index(tenant, revision).await? {
             return super::from_index::list_accessible(&idx, (subject_id, action, rtype), page);
         }
+        if after.is_some_and(|a| a.starts_with(super::from_index::PATH_TOKEN)) {
+            // A token of a list from an index (another replica's).
+            return Err(Error::invalid(
+                "page_token",
+                "a page token of a replica that indexes this tenant; this one does not (cache.max_bytes)",
+            ));
+        }
         let now = now_millis();
         let subject = self.store.subject(tenant, subject_id).await?;
         let Some(principal) = subject

@@ -135,6 +135,10 @@ pub(super) async fn list_subjects(
     out
 }
 
+/// Starts the key of a path token: a control character, which no id holds,
+/// so a path token is never taken for an id token and the other way round.
+pub(super) const PATH_TOKEN: char = '\u{1}';
+
 /// The page token of a list from the index: the path of the last resource
 /// listed, from the top.
 fn encode_cursor(path: &[ResourceRef]) -> String {
@@ -143,14 +147,14 @@ fn encode_cursor(path: &[ResourceRef]) -> String {
         .map(|r| (r.rtype.as_str(), r.id.as_str()))
         .collect();
     format!(
-        "p:{}",
+        "{PATH_TOKEN}{}",
         serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
     )
 }
 
 fn decode_cursor(token: &str) -> Result<Vec<ResourceRef>> {
     let bad = || Error::invalid("page_token", "not a page token of this list");
-    let json = token.strip_prefix("p:").ok_or_else(bad)?;
+    let json = token.strip_prefix(PATH_TOKEN).ok_or_else(bad)?;
     let pairs: Vec<(String, String)> = serde_json::from_str(json).map_err(|_| bad())?;
     if pairs.is_empty() || pairs.len() > crate::model::MAX_TREE_DEPTH {
         return Err(bad());
@@ -178,8 +182,16 @@ mod tests {
             },
         ];
         assert_eq!(decode_cursor(&encode_cursor(&path)).unwrap(), path);
-        for bad in ["", "p:", "p:[]", "k1:x", "p:{\"a\":1}", "p:[[\"a\"]]"] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
+        for bad in [
+            "",
+            "p:[[\"a\",\"b\"]]",
+            "k1:x",
+            "\u{1}",
+            "\u{1}[]",
+            "\u{1}{\"a\":1}",
+            "\u{1}[[\"a\"]]",
+        ] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
         }
     }
 }

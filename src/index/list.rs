@@ -41,14 +41,32 @@ pub struct ListQuery<'a> {
     pub now: Millis,
 }
 
+/// Most resources one page looks at. A page that reaches it ends early, with
+/// fewer resources than asked (or none), and resumes after the last resource
+/// it looked at: the work of any page is bounded, whatever the tenant.
+pub const MAX_VISITS: usize = 100_000;
+
 /// The resources of `q.rtype` on which `q.principal` may `q.action`, after
-/// the path `after`, at most `limit`.
-pub fn accessible<'t>(
+/// the path `after`, at most `limit`, looking at most at [`MAX_VISITS`]
+/// resources.
+pub fn accessible(
+    tree: &Tree,
+    roles: &RoleTable,
+    q: ListQuery<'_>,
+    after: Option<&[ResourceRef]>,
+    limit: usize,
+) -> ListPage {
+    accessible_within(tree, roles, q, after, limit, MAX_VISITS)
+}
+
+/// As [`accessible`], looking at most at `budget` resources (at least one).
+pub fn accessible_within<'t>(
     tree: &'t Tree,
     roles: &RoleTable,
     q: ListQuery<'_>,
     after: Option<&[ResourceRef]>,
     limit: usize,
+    budget: usize,
 ) -> ListPage {
     let empty = ListPage {
         resources: Vec::new(),
@@ -126,8 +144,7 @@ pub fn accessible<'t>(
     let mut among: Vec<&Binding> = Vec::new();
     let mut visited = 0usize;
     let full = std::cell::Cell::new(false);
-    let mut visit = |path: &[&'t ResourceNode]| -> Step {
-        visited += 1;
+    let mut judge = |path: &[&'t ResourceNode]| -> Step {
         let Some(node) = path.last() else {
             return Step::Skip;
         };
@@ -184,6 +201,17 @@ pub fn accessible<'t>(
         }
         Step::Descend
     };
+    // Where the budget ran out: the next page resumes after it.
+    let spent: std::cell::RefCell<Option<Vec<ResourceRef>>> = std::cell::RefCell::new(None);
+    let mut visit = |path: &[&'t ResourceNode]| -> Step {
+        visited += 1;
+        let step = judge(path);
+        if step != Step::Stop && visited >= budget.max(1) {
+            *spent.borrow_mut() = Some(path.iter().map(|n| n.resource.clone()).collect());
+            return Step::Stop;
+        }
+        step
+    };
     if tenant_wide {
         tree.walk(after, &mut visit);
     } else {
@@ -191,7 +219,7 @@ pub fn accessible<'t>(
             if let Some(r) = top.last() {
                 tree.walk_within(r, after, &mut visit);
             }
-            if full.get() {
+            if full.get() || spent.borrow().is_some() {
                 break;
             }
         }
@@ -202,7 +230,7 @@ pub fn accessible<'t>(
         Some(last) if more => tree
             .ancestry(last)
             .map(|a| a.into_iter().rev().map(|n| n.resource).collect()),
-        _ => None,
+        _ => spent.into_inner(),
     };
     ListPage {
         visited,

@@ -682,6 +682,147 @@ async fn the_cache_holds_no_more_than_its_capacity() {
     assert!(subjects.evictions > 0 && resources.evictions > 0);
 }
 
+/// The permission indexes stay within `cache.max_bytes`: with room for one
+/// small tenant, asking two in turn evicts one whole index for the other
+/// (and answers stay right), and a tenant whose index alone is larger is
+/// answered without one, exactly, lists included.
+#[tokio::test]
+async fn indexes_stay_within_max_bytes_and_a_larger_tenant_is_answered_without_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    // A new tenant weighs about 5 KB; 8 KB holds one, not two (which one
+    // moka keeps is its admission policy's choice).
+    cfg.cache.max_bytes = 8_000;
+    let (channel, _stop) = serve_with(&cfg).await;
+    let mut op = pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(OPERATOR_KEY).expect("key"),
+    );
+    let tenants = ["small-a", "small-b", "big"];
+    for t in tenants {
+        create_tenant(&mut op, t).await;
+        op.create_resource(pb::CreateResourceRequest {
+            tenant_id: t.into(),
+            resource: Some(res("workspace:ws1")),
+            ..Default::default()
+        })
+        .await
+        .expect("workspace");
+    }
+    // `big`: 60 workflows (about 12 KB more), every other one viewable by
+    // bob.
+    op.create_principal(pb::CreatePrincipalRequest {
+        tenant_id: "big".into(),
+        principal_id: "bob".into(),
+        kind: pb::PrincipalKind::User as i32,
+        status: pb::PrincipalStatus::Active as i32,
+        display_name: "Bob".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("bob");
+    let mut expected = Vec::new();
+    for i in 0..60 {
+        let id = format!("w{i:02}");
+        op.create_resource(pb::CreateResourceRequest {
+            tenant_id: "big".into(),
+            resource: Some(res(&format!("workflow:{id}"))),
+            parent: Some(res("workspace:ws1")),
+            ..Default::default()
+        })
+        .await
+        .expect("workflow");
+        if i % 2 == 0 {
+            op.create_grant(pb::CreateGrantRequest {
+                tenant_id: "big".into(),
+                subject: Some(subj("bob")),
+                role_id: "viewer".into(),
+                scope: Some(res(&format!("workflow:{id}"))),
+                ..Default::default()
+            })
+            .await
+            .expect("grant");
+            expected.push(id);
+        }
+    }
+    let mut c =
+        CheckServiceClient::with_interceptor(channel.clone(), Bearer::new(CHECK_KEY).expect("key"));
+    let mut ops = pb::operator_service_client::OperatorServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(OPERATOR_KEY).expect("key"),
+    );
+    for round in 0..3 {
+        for t in ["small-a", "small-b"] {
+            let a = c.check(check_req(t)).await.expect("check").into_inner();
+            assert!(a.allowed, "{t}, round {round}: the account admin manages");
+        }
+    }
+    let stats = ops
+        .get_cache_stats(pb::GetCacheStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner()
+        .indexes
+        .expect("indexes");
+    assert!(stats.entries <= 1, "{stats:?}");
+    assert!(stats.evictions >= 1, "{stats:?}");
+
+    // `big` does not fit: answered from the other caches, exactly.
+    for (i, allowed) in [(0, true), (1, false), (58, true), (59, false)] {
+        let a = c
+            .check(pb::CheckRequest {
+                tenant_id: "big".into(),
+                principal_id: "bob".into(),
+                action: "view".into(),
+                resource: Some(res(&format!("workflow:w{i:02}"))),
+                ..Default::default()
+            })
+            .await
+            .expect("check")
+            .into_inner();
+        assert_eq!(a.allowed, allowed, "w{i:02}");
+    }
+    let mut lister =
+        pb::list_accessible_service_client::ListAccessibleServiceClient::with_interceptor(
+            channel.clone(),
+            Bearer::new(CHECK_KEY).expect("key"),
+        );
+    let (mut listed, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = lister
+            .list_accessible(pb::ListAccessibleRequest {
+                tenant_id: "big".into(),
+                principal_id: "bob".into(),
+                action: "view".into(),
+                resource_type: "workflow".into(),
+                page_size: 7,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        listed.extend(page.resource_ids);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(listed, expected);
+    let after = ops
+        .get_cache_stats(pb::GetCacheStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    let indexes = after.indexes.expect("indexes");
+    assert!(indexes.entries <= 1, "`big` is not indexed: {indexes:?}");
+    assert!(
+        after.subjects.expect("subjects").misses >= 1,
+        "bob was read through the subjects cache"
+    );
+}
+
 /// A retried revoke answered by another replica from its request id must not
 /// let that replica skip the revoke's invalidation: with the returned token,
 /// and within a poll without it, the revoked grant no longer allows.

@@ -143,6 +143,7 @@ proptest! {
         rtype in prop_oneof![Just("workflow"), Just("folder"), Just("workspace")],
         action in prop_oneof![Just("view"), Just("edit"), Just("delete")],
         limit in 1..6usize,
+        budget in prop_oneof![Just(MAX_VISITS), 1..8usize],
         active in prop::bool::weighted(0.9),
     ) {
         let mut rows = rows;
@@ -170,9 +171,12 @@ proptest! {
         let want = brute_force(&tree, &roles, q);
         let mut got = Vec::new();
         let mut after: Option<Vec<ResourceRef>> = None;
-        for _ in 0..=want.len() {
-            let page = accessible(&tree, &roles, q, after.as_deref(), limit);
+        // Every page ends at its limit or its budget, and paging on gives
+        // the whole list, in order, each once.
+        for _ in 0..=(want.len() + rows.len()) {
+            let page = accessible_within(&tree, &roles, q, after.as_deref(), limit, budget);
             prop_assert!(page.resources.len() <= limit);
+            prop_assert!(page.visited <= budget);
             got.extend(page.resources);
             match page.next {
                 Some(n) => after = Some(n),
