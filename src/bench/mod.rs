@@ -125,7 +125,10 @@ fn start_server(url: &str, key: &str, core: Option<usize>) -> Result<Server, Str
             format!("[{{name=\"bench\",key=\"{key}\",scope=\"operator\"}}]"),
         )
         .env("PORTCULLIS_LOG__FORMAT", "json")
-        .env("PORTCULLIS_LOG__FILTER", "warn,portcullis::app=info")
+        .env(
+            "PORTCULLIS_LOG__FILTER",
+            "warn,portcullis::app=info,portcullis::cache::indexes=info",
+        )
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -144,8 +147,15 @@ fn start_server(url: &str, key: &str, core: Option<usize>) -> Result<Server, Str
         }
         eprintln!("server: {line}");
     }
-    // Keep draining the server's log so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining the server's log so that it never blocks on a full pipe;
+    // show when a tenant's index is built.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("tenant index") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     let addr = addr.ok_or("the server exited before serving")?;
     Ok(Server { child, addr })
 }

@@ -181,8 +181,19 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
     }
 
     /// Builds the tenant's index from one snapshot of the store (one build
-    /// per tenant at a time; a waiting caller takes the finished one).
+    /// per tenant at a time; a waiting caller takes the finished one). The
+    /// build runs as a task of its own: a caller that gives up (its
+    /// deadline) does not cancel it, so a large tenant's index is finished
+    /// for the calls after.
     async fn build_index(&self, tenant: &str) -> Result<Option<Held>> {
+        let this = self.clone();
+        let t = tenant.to_owned();
+        tokio::spawn(async move { this.build_once(&t).await })
+            .await
+            .map_err(|e| Error::Internal(format!("tenant index build: {e}")))?
+    }
+
+    async fn build_once(&self, tenant: &str) -> Result<Option<Held>> {
         let ix = &self.inner.indexes;
         let lock = {
             let mut b = ix

@@ -291,16 +291,39 @@ impl WriteTx for SqlTx {
     }
 
     async fn resource_types(&mut self) -> Result<Vec<String>> {
-        use sea_orm::QueryOrder;
-        Ok(resource::Entity::find()
-            .select_only()
-            .column(resource::Column::Rtype)
-            .distinct()
-            .filter(resource::Column::TenantId.eq(self.t()))
-            .order_by_asc(resource::Column::Rtype)
-            .into_tuple::<String>()
-            .all(&self.txn)
-            .await?)
+        // A loose index scan: one index seek per distinct type, not a pass
+        // over every resource of the tenant (185 ms at a million).
+        let backend = self.txn.get_database_backend();
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Postgres => {
+                "WITH RECURSIVE t(rtype) AS (\
+                 SELECT (SELECT MIN(rtype) FROM resources WHERE tenant_id = $1) \
+                 UNION ALL SELECT (SELECT MIN(rtype) FROM resources WHERE tenant_id = $1 AND rtype > t.rtype) \
+                 FROM t WHERE t.rtype IS NOT NULL) \
+                 SELECT rtype FROM t WHERE rtype IS NOT NULL"
+            }
+            _ => {
+                "WITH RECURSIVE t(rtype) AS (\
+                 SELECT (SELECT MIN(rtype) FROM resources WHERE tenant_id = ?1) \
+                 UNION ALL SELECT (SELECT MIN(rtype) FROM resources WHERE tenant_id = ?1 AND rtype > t.rtype) \
+                 FROM t WHERE t.rtype IS NOT NULL) \
+                 SELECT rtype FROM t WHERE rtype IS NOT NULL"
+            }
+        };
+        let rows = self
+            .txn
+            .query_all(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [self.t().into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                r.try_get_by_index::<String>(0)
+                    .map_err(|_| corrupt("resource type"))
+            })
+            .collect()
     }
 
     async fn resources_of_type(&mut self, rtype: &str) -> Result<Vec<ResourceRef>> {
