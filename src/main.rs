@@ -7,6 +7,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: faster for the many small allocations of a call, and it gives
+/// freed memory back to the system (glibc's allocator kept the ~1 GiB that
+/// building a million-resource tenant's index passes through).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "gRPC authorization service")]
 struct Cli {

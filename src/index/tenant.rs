@@ -231,7 +231,7 @@ impl TenantIndex {
         (self.tree.len() as u64) * 200
             + (self.grants.len() as u64) * 400
             + (self.principals.len() as u64) * 200
-            + (self.member_of.values().map(BTreeSet::len).sum::<usize>() as u64) * 200
+            + (self.member_of.len() as u64) * 300
             + (self.teams.len() as u64) * 150
             + (self.roles.len() as u64) * 1_000
             + 4_096
