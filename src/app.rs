@@ -350,7 +350,13 @@ fn cache_hooks(cache: &CachedStore<SqlStore>) -> (OnCommit, Gauge<CacheStats>) {
     (
         Arc::new(move |tenant, revision, inv| {
             let c = c1.clone();
-            Box::pin(async move { c.applied_locally(&tenant, revision, &inv).await })
+            // A task of its own: a caller that gives up after the commit does
+            // not leave this replica's index behind its own write.
+            let applying =
+                tokio::spawn(async move { c.applied_locally(&tenant, revision, &inv).await });
+            Box::pin(async move {
+                let _ = applying.await;
+            })
         }),
         Arc::new(move || c2.stats()),
     )

@@ -76,58 +76,16 @@ pub fn accessible_within<'t>(
     let Some(principal) = q.principal.filter(|p| p.status == PrincipalStatus::Active) else {
         return empty;
     };
-    let live: Vec<&Binding> = q.bindings.iter().filter(|b| b.live(q.now)).collect();
-    // Where a deny of the action sits (a deny counts wherever its role names
-    // the permission): its subtree is skipped whole.
-    let mut denied: HashSet<&ResourceRef> = HashSet::new();
-    for b in live.iter().filter(|b| b.grant.effect == Effect::Deny) {
-        let names = !matches!(
-            roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
-            RoleMatch::NoMatch
-        );
-        match (&b.grant.scope, names) {
-            (_, false) => {}
-            (Scope::Tenant, true) => return empty,
-            (Scope::Resource(r), true) => {
-                denied.insert(r);
-            }
-        }
-    }
-    // Where allow grants of the action sit. All of them: a tenant-wide one
-    // does not reach inside private resources, grants in there do.
-    let mut tenant_wide = false;
-    let mut granted: HashSet<&ResourceRef> = HashSet::new();
-    for b in live.iter().filter(|b| b.grant.effect == Effect::Allow) {
-        if matches!(
-            roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
-            RoleMatch::Matched(_)
-        ) {
-            match &b.grant.scope {
-                Scope::Tenant => tenant_wide = true,
-                Scope::Resource(r) => {
-                    granted.insert(r);
-                }
-            }
-        }
-    }
-    if !tenant_wide && granted.is_empty() {
+    let Some(Reach {
+        denied,
+        tenant_wide,
+        granted,
+        on_the_way,
+        tops,
+    }) = Reach::of(tree, roles, q)
+    else {
         return empty;
-    }
-    // The way down to every granted scope, and the granted scopes that no
-    // other granted scope contains (each walked once, in order).
-    let mut on_the_way: HashSet<ResourceRef> = HashSet::new();
-    let mut tops: Vec<Vec<ResourceRef>> = Vec::new();
-    for r in &granted {
-        let Some(ancestry) = tree.ancestry(r) else {
-            continue;
-        };
-        let above = &ancestry[1..];
-        on_the_way.extend(above.iter().map(|n| n.resource.clone()));
-        if !above.iter().any(|n| granted.contains(&n.resource)) {
-            tops.push(ancestry.iter().rev().map(|n| n.resource.clone()).collect());
-        }
-    }
-    tops.sort();
+    };
     // The bindings a resource is decided among: the tenant-wide ones and
     // those on its path.
     let mut tenant_bindings: Vec<&Binding> = Vec::new();
@@ -236,6 +194,82 @@ pub fn accessible_within<'t>(
         visited,
         next,
         resources: found.into_iter().cloned().collect(),
+    }
+}
+
+/// Where a principal's live grants of the action sit, for one list.
+struct Reach<'q> {
+    /// Resources under a deny of the action (a deny counts wherever its role
+    /// names the permission): their subtrees are skipped whole.
+    denied: HashSet<&'q ResourceRef>,
+    /// An allow on the whole tenant.
+    tenant_wide: bool,
+    /// Resources with an allow. All of them: a tenant-wide one does not
+    /// reach inside private resources, grants in there do.
+    granted: HashSet<&'q ResourceRef>,
+    /// The resources on the way down to a granted one.
+    on_the_way: HashSet<ResourceRef>,
+    /// The granted resources no other granted one contains, as paths from
+    /// the top, in order (each walked once).
+    tops: Vec<Vec<ResourceRef>>,
+}
+
+impl<'q> Reach<'q> {
+    /// `None` when nothing can be listed (no allow, or a tenant-wide deny).
+    fn of(tree: &Tree, roles: &RoleTable, q: ListQuery<'q>) -> Option<Self> {
+        let live: Vec<&Binding> = q.bindings.iter().filter(|b| b.live(q.now)).collect();
+        let mut denied: HashSet<&ResourceRef> = HashSet::new();
+        for b in live.iter().filter(|b| b.grant.effect == Effect::Deny) {
+            let names = !matches!(
+                roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
+                RoleMatch::NoMatch
+            );
+            match (&b.grant.scope, names) {
+                (_, false) => {}
+                (Scope::Tenant, true) => return None,
+                (Scope::Resource(r), true) => {
+                    denied.insert(r);
+                }
+            }
+        }
+        let mut tenant_wide = false;
+        let mut granted: HashSet<&ResourceRef> = HashSet::new();
+        for b in live.iter().filter(|b| b.grant.effect == Effect::Allow) {
+            if matches!(
+                roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
+                RoleMatch::Matched(_)
+            ) {
+                match &b.grant.scope {
+                    Scope::Tenant => tenant_wide = true,
+                    Scope::Resource(r) => {
+                        granted.insert(r);
+                    }
+                }
+            }
+        }
+        if !tenant_wide && granted.is_empty() {
+            return None;
+        }
+        let mut on_the_way: HashSet<ResourceRef> = HashSet::new();
+        let mut tops: Vec<Vec<ResourceRef>> = Vec::new();
+        for r in &granted {
+            let Some(ancestry) = tree.ancestry(r) else {
+                continue;
+            };
+            let above = &ancestry[1..];
+            on_the_way.extend(above.iter().map(|n| n.resource.clone()));
+            if !above.iter().any(|n| granted.contains(&n.resource)) {
+                tops.push(ancestry.iter().rev().map(|n| n.resource.clone()).collect());
+            }
+        }
+        tops.sort();
+        Some(Reach {
+            denied,
+            tenant_wide,
+            granted,
+            on_the_way,
+            tops,
+        })
     }
 }
 
