@@ -286,7 +286,8 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         channels[0].clone(),
         bearer.clone(),
     );
-    rows.push(served::mixed(&data, &homes, &client, admin, rate, opts.duration).await?);
+    rows.push(served::mixed(&data, &homes, &client, admin.clone(), rate, opts.duration).await?);
+    rows.push(served::denied_everywhere(&data, &lister, admin, 200).await?);
     println!(
         "server resident after the tenant's first call: {:.1} MiB ({} resources)",
         after_load as f64 / 1024.0,
