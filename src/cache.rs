@@ -274,7 +274,9 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             let t = tenant.to_owned();
             let _ = i.resources.invalidate_entries_if(move |k, _| k.0 == t);
             i.roles.invalidate(tenant);
-            i.indexes.drop_tenant(tenant);
+            // The tenant's index is not dropped: it follows the entry's
+            // row-level changes (a role deleted, a tenant created) instead
+            // of being rebuilt, which takes seconds for a large tenant.
             return;
         }
         if inv.roles {
@@ -425,6 +427,7 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
                             "revision log gap; dropping tenant cache"
                         );
                         self.invalidate(&tenant, &Invalidation::everything());
+                        self.inner.indexes.drop_tenant(&tenant);
                     }
                     self.set_known(&tenant, current);
                 }
