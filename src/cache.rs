@@ -101,6 +101,27 @@ pub struct Counters {
     evictions: Arc<AtomicU64>,
 }
 
+impl Counters {
+    /// Counts a lookup, here and in the call's [`Lookups`].
+    fn record(&self, hit: bool) {
+        fn add(hit: bool, hits: &AtomicU64, misses: &AtomicU64) {
+            if hit { hits } else { misses }.fetch_add(1, Ordering::Relaxed);
+        }
+        add(hit, &self.hits, &self.misses);
+        let _ = LOOKUPS.try_with(|l| add(hit, &l.hits, &l.misses));
+    }
+
+    /// A moka eviction listener counting the entries dropped for capacity.
+    fn on_eviction<K, V>(&self) -> impl Fn(Arc<K>, V, RemovalCause) + Send + Sync + 'static {
+        let evictions = self.evictions.clone();
+        move |_k, _v, cause| {
+            if cause == RemovalCause::Size {
+                evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// A snapshot of one cache's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
@@ -132,15 +153,10 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    let evictions = counters.evictions.clone();
     Cache::builder()
         .max_capacity(capacity)
         .support_invalidation_closures()
-        .eviction_listener(move |_k, _v, cause| {
-            if cause == RemovalCause::Size {
-                evictions.fetch_add(1, Ordering::Relaxed);
-            }
-        })
+        .eviction_listener(counters.on_eviction())
         .build()
 }
 
@@ -500,12 +516,10 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
         F: std::future::Future<Output = Result<V>>,
     {
         if let Some(v) = cache.get(&key) {
-            counters.hits.fetch_add(1, Ordering::Relaxed);
-            let _ = LOOKUPS.try_with(|l| l.hits.fetch_add(1, Ordering::Relaxed));
+            counters.record(true);
             return Ok(v);
         }
-        counters.misses.fetch_add(1, Ordering::Relaxed);
-        let _ = LOOKUPS.try_with(|l| l.misses.fetch_add(1, Ordering::Relaxed));
+        counters.record(false);
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let v = load.await?;
         // Keep the value only if no invalidation ran since the load began;

@@ -62,27 +62,42 @@ fn list_req(user: &str, page_size: u32, page_token: String) -> pb::ListAccessibl
     }
 }
 
-/// The first page of 100 of the user's workflows, `times` times.
-pub(super) async fn first_page(lister: &Lister, user: &str, times: usize) -> Result<Row, String> {
+/// The user's first page of `page_size`, asked `times` times; each page's
+/// length must pass `expect`. The latencies and the time it all took.
+async fn first_pages(
+    lister: &Lister,
+    user: &str,
+    page_size: u32,
+    times: usize,
+    expect: impl Fn(usize) -> Result<(), String>,
+) -> Result<(Vec<u32>, Duration), String> {
     let mut l = lister.clone();
     let start = Instant::now();
     let mut lat = Vec::new();
     for _ in 0..times {
         let t = Instant::now();
         let page = l
-            .list_accessible(list_req(user, 100, String::new()))
+            .list_accessible(list_req(user, page_size, String::new()))
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
         lat.push(t.elapsed().as_micros() as u32);
-        if page.resource_ids.len() != 100 {
-            return Err(format!("a first page of {}", page.resource_ids.len()));
-        }
+        expect(page.resource_ids.len())?;
     }
+    Ok((lat, start.elapsed()))
+}
+
+/// The first page of 100 of the user's workflows, `times` times.
+pub(super) async fn first_page(lister: &Lister, user: &str, times: usize) -> Result<Row, String> {
+    let (lat, took) = first_pages(lister, user, 100, times, |n| match n {
+        100 => Ok(()),
+        n => Err(format!("a first page of {n}")),
+    })
+    .await?;
     Ok(row(
         "ListAccessible, first page of 100",
         lat,
-        start.elapsed(),
+        took,
         format!("user `{user}`"),
     ))
 }
@@ -262,28 +277,15 @@ pub(super) async fn denied_everywhere(
             .await
             .map_err(e)?;
     }
-    let mut l = lister.clone();
-    let start = Instant::now();
-    let mut lat = Vec::new();
-    for _ in 0..times {
-        let t = Instant::now();
-        let page = l
-            .list_accessible(list_req(WHO, 1_000, String::new()))
-            .await
-            .map_err(e)?
-            .into_inner();
-        lat.push(t.elapsed().as_micros() as u32);
-        if !page.resource_ids.is_empty() {
-            return Err(format!(
-                "{} listed under the denies",
-                page.resource_ids.len()
-            ));
-        }
-    }
+    let (lat, took) = first_pages(lister, WHO, 1_000, times, |n| match n {
+        0 => Ok(()),
+        n => Err(format!("{n} listed under the denies")),
+    })
+    .await?;
     Ok(row(
         "ListAccessible, tenant-wide viewer denied on every workspace",
         lat,
-        start.elapsed(),
+        took,
         format!("0 listed; {} denies", workspaces.len()),
     ))
 }

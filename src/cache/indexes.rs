@@ -11,14 +11,12 @@
 //! (for a minute at a time): its calls are answered from the other caches'
 //! reads, as before the index.
 
-use super::{CachedStore, Counters, LOOKUPS};
+use super::{CachedStore, Counters};
 use crate::error::{Error, Result};
 use crate::index::tenant::{Stale, TenantIndex};
 use crate::store::{Invalidation, RevisionLog, Store};
-use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
@@ -30,6 +28,14 @@ pub use crate::index::IndexRead;
 struct Held {
     index: Arc<RwLock<TenantIndex>>,
     bytes: u32,
+}
+
+impl Held {
+    /// The index, read-locked, if it is usable at `revision` or later.
+    async fn at(&self, revision: i64) -> Option<IndexRead> {
+        let read = self.index.clone().read_owned().await;
+        (read.usable() && read.revision() >= revision).then_some(read)
+    }
 }
 
 /// Every tenant's index.
@@ -46,16 +52,11 @@ pub(super) struct Indexes {
 impl Indexes {
     pub(super) fn new(max_bytes: u64) -> Self {
         let counters = Counters::default();
-        let evictions = counters.evictions.clone();
         Self {
             held: Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_k: &String, h: &Held| h.bytes.max(1))
-                .eviction_listener(move |_k, _v, cause| {
-                    if cause == RemovalCause::Size {
-                        evictions.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
+                .eviction_listener(counters.on_eviction())
                 .build(),
             counters,
             building: Mutex::new(HashMap::new()),
@@ -89,27 +90,20 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             return Ok(None);
         }
         for _ in 0..2 {
-            let held = match ix.held.get(tenant) {
-                Some(h) => {
-                    count(&ix.counters, true);
-                    h
-                }
-                None => {
-                    count(&ix.counters, false);
-                    match self.build_index(tenant).await? {
-                        Some(h) => h,
-                        None => return Ok(None),
-                    }
-                }
+            let cached = ix.held.get(tenant);
+            ix.counters.record(cached.is_some());
+            let held = match cached {
+                Some(h) => h,
+                None => match self.build_index(tenant).await? {
+                    Some(h) => h,
+                    None => return Ok(None),
+                },
             };
-            let read = held.index.clone().read_owned().await;
-            if read.usable() && read.revision() >= revision {
+            if let Some(read) = held.at(revision).await {
                 return Ok(Some(read));
             }
-            drop(read);
             if self.advance_index(tenant, &held, revision).await? {
-                let read = held.index.clone().read_owned().await;
-                if read.usable() && read.revision() >= revision {
+                if let Some(read) = held.at(revision).await {
                     return Ok(Some(read));
                 }
             }
@@ -275,12 +269,4 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
             }
         }
     }
-}
-
-fn count(c: &Counters, hit: bool) {
-    fn pick(hit: bool, hits: &AtomicU64, misses: &AtomicU64) {
-        if hit { hits } else { misses }.fetch_add(1, Ordering::Relaxed);
-    }
-    pick(hit, &c.hits, &c.misses);
-    let _ = LOOKUPS.try_with(|l| pick(hit, &l.hits, &l.misses));
 }

@@ -90,6 +90,14 @@ fn page_limit(limit: u64) -> usize {
 }
 
 impl TenantState {
+    /// Every resource as `(resource, parent, private)`.
+    fn resource_rows(&self) -> Vec<super::ResourceRow> {
+        self.resources
+            .iter()
+            .map(|(r, n)| (r.clone(), n.parent.clone(), n.private))
+            .collect()
+    }
+
     fn resource(&self, r: &ResourceRef) -> Option<Resource> {
         self.resources.get(r).map(|n| Resource {
             resource: r.clone(),
@@ -539,11 +547,7 @@ impl MemStore {
         Some(TenantRows {
             revision: s.revision,
             tenant: s.tenant.clone()?,
-            resources: s
-                .resources
-                .iter()
-                .map(|(r, n)| (r.clone(), n.parent.clone(), n.private))
-                .collect(),
+            resources: s.resource_rows(),
             principals: s.principals.values().cloned().collect(),
             teams: s.teams.values().cloned().collect(),
             members: s.members.iter().cloned().collect(),
@@ -716,16 +720,7 @@ impl Catalog for MemStore {
     }
 
     async fn resource_rows(&self, tenant: &str) -> Result<Vec<crate::store::ResourceRow>> {
-        self.read(
-            tenant,
-            || Ok(Vec::new()),
-            |s| {
-                Ok(s.resources
-                    .iter()
-                    .map(|(r, n)| (r.clone(), n.parent.clone(), n.private))
-                    .collect())
-            },
-        )
+        self.read(tenant, || Ok(Vec::new()), |s| Ok(s.resource_rows()))
     }
 }
 
