@@ -26,7 +26,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Labels of an RPC.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,7 +47,7 @@ pub struct HandledLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     result: &'static str,
-    reason: String,
+    reason: &'static str,
 }
 
 /// Labels of a database statement.
@@ -61,16 +61,42 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_05, 2.0, 16)
 }
 
-/// The methods the server serves, as `(service, method)` by path, from the
-/// encoded descriptor set of its services; any other path is labelled
-/// `unknown`, so callers cannot grow the label set.
-fn known_methods(descriptors: &[u8]) -> HashMap<String, (String, String)> {
+/// A served method (or `unknown`): its labels, its span name and, once
+/// used, its metric handles, so that recording a call hashes no labels.
+#[derive(Debug)]
+pub struct Method {
+    /// The service, `package.Service`.
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// `package.Service/Method`, the name of the call's span.
+    pub name: String,
+    handling: OnceLock<Histogram>,
+    handled: [OnceLock<Counter>; CODES.len() + 1],
+}
+
+impl Method {
+    fn new(service: &str, method: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            name: format!("{service}/{method}"),
+            handling: OnceLock::new(),
+            handled: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+/// The methods the server serves, by path, from the encoded descriptor set
+/// of its services; any other path is labelled `unknown`, so callers cannot
+/// grow the label set.
+fn known_methods(descriptors: &[u8]) -> HashMap<String, Arc<Method>> {
     use prost::Message;
     let mut known = HashMap::new();
     let mut add = |service: &str, method: &str| {
         known.insert(
             format!("/{service}/{method}"),
-            (service.to_owned(), method.to_owned()),
+            Arc::new(Method::new(service, method)),
         );
     };
     if let Ok(set) = prost_types::FileDescriptorSet::decode(descriptors) {
@@ -103,7 +129,8 @@ fn known_methods(descriptors: &[u8]) -> HashMap<String, (String, String)> {
 /// The metrics the server records as it works.
 #[derive(Clone)]
 pub struct Metrics {
-    known: Arc<HashMap<String, (String, String)>>,
+    known: Arc<HashMap<String, Arc<Method>>>,
+    unknown: Arc<Method>,
     handled: Family<HandledLabels, Counter>,
     handling: Family<RpcLabels, Histogram>,
     decisions: Family<DecisionLabels, Counter>,
@@ -143,6 +170,7 @@ impl Metrics {
     pub fn new(descriptors: &[u8]) -> Self {
         Self {
             known: Arc::new(known_methods(descriptors)),
+            unknown: Arc::new(Method::new("unknown", "unknown")),
             handled: Family::default(),
             handling: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             decisions: Family::default(),
@@ -150,45 +178,46 @@ impl Metrics {
         }
     }
 
-    /// The `(service, method)` of a path, or `("unknown", "unknown")` for a
+    /// The method of a path (`/package.Service/Method`), or `unknown` for a
     /// path the server does not serve.
-    pub fn method(&self, path: &str) -> (&str, &str) {
-        self.known
-            .get(path)
-            .map_or(("unknown", "unknown"), |(s, m)| (s.as_str(), m.as_str()))
+    pub fn method(&self, path: &str) -> &Arc<Method> {
+        self.known.get(path).unwrap_or(&self.unknown)
     }
 
-    /// Records a finished RPC: its path (`/package.Service/Method`), gRPC
-    /// status code and duration.
-    pub fn rpc(&self, path: &str, code: i32, seconds: f64) {
-        let (service, method) = self.method(path);
-        let (service, method) = (service.to_owned(), method.to_owned());
-        let code = usize::try_from(code)
+    /// Records a finished call of `m`: its gRPC status code and duration.
+    pub fn rpc(&self, m: &Method, code: i32, seconds: f64) {
+        // Codes past the known ones count as `UNKNOWN`, in the last slot.
+        let slot = usize::try_from(code)
             .ok()
-            .and_then(|c| CODES.get(c))
-            .copied()
-            .unwrap_or("UNKNOWN");
-        self.handled
-            .get_or_create(&HandledLabels {
-                grpc_service: service.clone(),
-                grpc_method: method.clone(),
-                grpc_code: code,
+            .filter(|c| *c < CODES.len())
+            .unwrap_or(CODES.len());
+        m.handled[slot]
+            .get_or_init(|| {
+                let labels = HandledLabels {
+                    grpc_service: m.service.clone(),
+                    grpc_method: m.method.clone(),
+                    grpc_code: CODES.get(slot).copied().unwrap_or("UNKNOWN"),
+                };
+                self.handled.get_or_create(&labels).clone()
             })
             .inc();
-        self.handling
-            .get_or_create(&RpcLabels {
-                grpc_service: service,
-                grpc_method: method,
+        m.handling
+            .get_or_init(|| {
+                let labels = RpcLabels {
+                    grpc_service: m.service.clone(),
+                    grpc_method: m.method.clone(),
+                };
+                self.handling.get_or_create(&labels).clone()
             })
             .observe(seconds);
     }
 
     /// Records a decision and its reason code.
-    pub fn decision(&self, allowed: bool, reason: &str) {
+    pub fn decision(&self, allowed: bool, reason: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabels {
                 result: if allowed { "allow" } else { "deny" },
-                reason: reason.to_owned(),
+                reason,
             })
             .inc();
     }

@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::store::{WriteContext, WriteTx};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// A resource type no tenant can name (names are `[a-z][a-z0-9_]*`): it
 /// stands for every type that nothing names.
@@ -478,9 +479,12 @@ pub async fn grants_through_team<T: WriteTx>(tx: &mut T, team: &str) -> Result<V
 /// teams), or what a member of a team holds through it.
 pub async fn grants_of_subject<T: WriteTx>(tx: &mut T, s: &SubjectRef) -> Result<Vec<Grant>> {
     match s {
-        SubjectRef::Principal(p) => {
-            Ok(tx.bindings(p).await?.into_iter().map(|b| b.grant).collect())
-        }
+        SubjectRef::Principal(p) => Ok(tx
+            .bindings(p)
+            .await?
+            .into_iter()
+            .map(|b| Arc::unwrap_or_clone(b.grant))
+            .collect()),
         SubjectRef::Team(t) => grants_through_team(tx, t).await,
     }
 }

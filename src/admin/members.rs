@@ -15,6 +15,7 @@ use crate::model::{
     self, Actor, Effect, Grant, Principal, PrincipalStatus, Scope, SubjectRef, Team,
 };
 use crate::store::{Invalidation, WriteContext, WriteTx};
+use std::sync::Arc;
 
 async fn require_principal<T: WriteTx>(tx: &mut T, id: &str) -> Result<Principal> {
     tx.principal(id)
@@ -132,7 +133,7 @@ impl Command for SetPrincipalStatus {
                 .bindings(&principal_id)
                 .await?
                 .into_iter()
-                .map(|b| b.grant)
+                .map(|b| Arc::unwrap_or_clone(b.grant))
                 .filter(|g| g.effect == Effect::Allow)
                 .collect();
             let me = SubjectRef::Principal(principal_id.clone());

@@ -112,7 +112,7 @@ impl<S: Catalog> Admin<S> {
                         .get(&b.grant.role_id)
                         .is_some_and(|role| role.effective_at(b.grant.scope.kind()));
                 AccessEntry {
-                    grant: b.grant,
+                    grant: Arc::unwrap_or_clone(b.grant),
                     via_teams: b.via_teams,
                     effective,
                 }

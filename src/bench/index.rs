@@ -15,6 +15,7 @@ use crate::model::{
     Scope, SubjectRef,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn resident_kib() -> u64 {
@@ -29,7 +30,7 @@ fn resident_kib() -> u64 {
 
 fn binding(subject: &str, role: &str, scope: Scope, effect: Effect) -> Binding {
     Binding {
-        grant: Grant {
+        grant: Arc::new(Grant {
             id: format!("{subject}-{role}-{scope}"),
             subject: SubjectRef::Principal(subject.to_owned()),
             role_id: role.to_owned(),
@@ -37,7 +38,7 @@ fn binding(subject: &str, role: &str, scope: Scope, effect: Effect) -> Binding {
             effect,
             expires_at: None,
             created_at: 0,
-        },
+        }),
         via_teams: Vec::new(),
     }
 }
@@ -157,7 +158,7 @@ pub async fn run(shape: Shape, url: Option<&str>) -> Result<Vec<Row>, String> {
             .iter()
             .filter(|(g, _)| g.subject == SubjectRef::Principal(id.to_owned()))
             .map(|(g, _)| Binding {
-                grant: g.clone(),
+                grant: Arc::new(g.clone()),
                 via_teams: Vec::new(),
             })
             .collect()

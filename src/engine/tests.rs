@@ -20,6 +20,7 @@ use crate::model::{
     Effect, Grant, Millis, Permission, Principal, PrincipalKind, PrincipalStatus, ResourceNode,
     ResourceRef, Role, Scope, SubjectRef,
 };
+use std::sync::Arc;
 
 const NOW: Millis = 1_700_000_000_000;
 
@@ -77,7 +78,7 @@ fn w1_path() -> Vec<ResourceNode> {
 
 fn binding(id: &str, role: &str, scope: Scope, effect: Effect) -> Binding {
     Binding {
-        grant: Grant {
+        grant: Arc::new(Grant {
             id: id.to_owned(),
             subject: SubjectRef::Principal("alice".to_owned()),
             role_id: role.to_owned(),
@@ -85,7 +86,7 @@ fn binding(id: &str, role: &str, scope: Scope, effect: Effect) -> Binding {
             effect,
             expires_at: None,
             created_at: 0,
-        },
+        }),
         via_teams: Vec::new(),
     }
 }
@@ -105,13 +106,13 @@ trait BindingExt {
 
 impl BindingExt for Binding {
     fn expiring(mut self, at: Millis) -> Self {
-        self.grant.expires_at = Some(at);
+        Arc::make_mut(&mut self.grant).expires_at = Some(at);
         self
     }
     fn via(mut self, teams: &[&str]) -> Self {
         self.via_teams = teams.iter().map(|t| (*t).to_owned()).collect();
         if let Some(holder) = teams.last() {
-            self.grant.subject = SubjectRef::Team((*holder).to_owned());
+            Arc::make_mut(&mut self.grant).subject = SubjectRef::Team((*holder).to_owned());
         }
         self
     }

@@ -86,16 +86,31 @@ fn context(ctx: &HashMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// The question of a check, or of item `item` of a batch.
 fn query(
-    prefix: &str,
+    item: Option<usize>,
     principal_id: String,
     action: String,
     resource: Option<pb::ResourceRef>,
 ) -> Result<CheckQuery> {
-    Ok(CheckQuery {
-        subject_id: convert::id(&format!("{prefix}principal_id"), principal_id)?,
-        action: convert::name(&format!("{prefix}action"), action)?,
-        resource: convert::resource(&format!("{prefix}resource"), resource)?,
+    let q = || {
+        Ok(CheckQuery {
+            subject_id: convert::id("principal_id", principal_id)?,
+            action: convert::name("action", action)?,
+            resource: convert::resource("resource", resource)?,
+        })
+    };
+    // The field names the request's own place (`items[3].action`), built
+    // only when there is an error to name it in.
+    q().map_err(|e| match e {
+        Error::InvalidArgument { field, message } => Error::InvalidArgument {
+            field: match item {
+                Some(i) => format!("items[{i}].{field}"),
+                None => field,
+            },
+            message,
+        },
+        e => e,
     })
 }
 
@@ -108,7 +123,7 @@ impl<S: Store> CheckService for CheckApi<S> {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
-        let q = query("", r.principal_id, r.action, r.resource)?;
+        let q = query(None, r.principal_id, r.action, r.resource)?;
         context(&r.context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let (d, revision) = self.authz.check(&tenant, q, min).await?;
@@ -140,14 +155,7 @@ impl<S: Store> CheckService for CheckApi<S> {
             .items
             .into_iter()
             .enumerate()
-            .map(|(i, it)| {
-                query(
-                    &format!("items[{i}]."),
-                    it.principal_id,
-                    it.action,
-                    it.resource,
-                )
-            })
+            .map(|(i, it)| query(Some(i), it.principal_id, it.action, it.resource))
             .collect::<Result<Vec<_>>>()?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let (decisions, revision) = self.authz.check_many(&tenant, &queries, min).await?;

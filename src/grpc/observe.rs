@@ -12,7 +12,7 @@
 
 use super::BoxFuture;
 use crate::cache::{Lookups, LOOKUPS};
-use crate::metrics::Metrics;
+use crate::metrics::{Method, Metrics};
 use http_body::{Body, Frame};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,10 +61,23 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A new request id: a UUIDv7 (time-ordered), its random bits from the
+/// thread's generator rather than the kernel (a system call per request was
+/// a visible share of a warm check's cost).
+fn new_request_id() -> http::HeaderValue {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut text);
+    http::HeaderValue::from_str(text).expect("a UUID is header text")
+}
+
 /// Records the call once, when its answer ends or is dropped.
 struct Finish {
     metrics: Metrics,
-    path: String,
+    method: Arc<Method>,
     started: Instant,
     span: tracing::Span,
     code: Option<i32>,
@@ -76,7 +89,7 @@ impl Drop for Finish {
         // No status: the caller went away before the answer ended.
         let code = self.code.unwrap_or(1);
         let elapsed = self.started.elapsed();
-        self.metrics.rpc(&self.path, code, elapsed.as_secs_f64());
+        self.metrics.rpc(&self.method, code, elapsed.as_secs_f64());
         if self.traced {
             self.span.record("rpc.grpc.status_code", code);
             let _enter = self.span.enter();
@@ -151,31 +164,27 @@ where
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let path = req.uri().path().to_owned();
-        let traced = !super::is_health_check(&path);
+        let path = req.uri().path();
+        let traced = !super::is_health_check(path);
+        let method = self.metrics.method(path).clone();
         // A caller's id if it is sane header text of a sane length, else ours.
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
-            req.headers_mut().insert(REQUEST_ID, v.clone());
-        }
+        let request_id = match req.headers().get(REQUEST_ID) {
+            Some(v) if !v.is_empty() && v.len() <= 128 && v.to_str().is_ok() => v.clone(),
+            _ => new_request_id(),
+        };
+        req.headers_mut().insert(REQUEST_ID, request_id.clone());
         let span = if traced {
             // Only served methods name spans (a caller cannot invent names).
-            let (service, method) = self.metrics.method(&path);
+            let id = request_id.to_str().unwrap_or_default();
             let span = tracing::info_span!(
                 "grpc",
-                otel.name = %format!("{service}/{method}"),
+                otel.name = %method.name,
                 otel.kind = "server",
                 rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
+                rpc.service = %method.service,
+                rpc.method = %method.method,
                 rpc.grpc.status_code = tracing::field::Empty,
-                request_id = %request_id,
+                request_id = %id,
                 tenant = tracing::field::Empty,
                 decision = tracing::field::Empty,
                 cache = tracing::field::Empty,
@@ -187,7 +196,7 @@ where
         };
         let finish = Finish {
             metrics: self.metrics.clone(),
-            path,
+            method,
             started: Instant::now(),
             span: span.clone(),
             code: None,
@@ -202,9 +211,7 @@ where
             // A trailers-only answer (every error) has its status here.
             finish.code = grpc_status(response.headers());
             let (mut parts, body) = response.into_parts();
-            if let Ok(v) = http::HeaderValue::from_str(&request_id) {
-                parts.headers.insert(REQUEST_ID, v);
-            }
+            parts.headers.insert(REQUEST_ID, request_id);
             Ok(http::Response::from_parts(
                 parts,
                 ObservedBody {

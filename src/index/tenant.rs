@@ -30,7 +30,7 @@ pub struct TenantIndex {
     revision: i64,
     tenant: Option<Tenant>,
     tree: Tree,
-    grants: HashMap<String, Grant>,
+    grants: HashMap<String, Arc<Grant>>,
     by_scope: HashMap<Scope, BTreeSet<String>>,
     by_subject: HashMap<SubjectRef, BTreeSet<String>>,
     /// Direct members of each team.
@@ -296,9 +296,10 @@ impl TenantIndex {
             .into_iter()
             .flatten()
             .filter_map(|id| self.grants.get(id))
+            .map(|g| g.as_ref())
     }
 
-    fn grants_of(&self, s: &SubjectRef) -> impl Iterator<Item = &Grant> {
+    fn grants_of(&self, s: &SubjectRef) -> impl Iterator<Item = &Arc<Grant>> {
         self.by_subject
             .get(s)
             .into_iter()
@@ -433,7 +434,7 @@ impl TenantIndex {
             .entry(grant.subject.clone())
             .or_default()
             .insert(grant.id.clone());
-        self.grants.insert(grant.id.clone(), grant);
+        self.grants.insert(grant.id.clone(), Arc::new(grant));
     }
 
     /// Forgets `member`'s direct membership of `team` (the reverse map).

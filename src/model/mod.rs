@@ -12,6 +12,7 @@ pub use roles::{RoleMatch, RoleTable};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest id accepted for tenants, principals, teams, resources and grants.
 pub const MAX_ID_BYTES: usize = 256;
@@ -552,8 +553,9 @@ pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>> {
 /// A grant as held by one principal: directly, or through a chain of teams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    /// The grant.
-    pub grant: Grant,
+    /// The grant (shared: an index hands out the grants it holds without
+    /// copying them).
+    pub grant: Arc<Grant>,
     /// Teams from the principal's direct team to the team holding the grant;
     /// empty when held directly.
     pub via_teams: Vec<String>,

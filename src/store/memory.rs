@@ -222,7 +222,7 @@ impl TenantState {
             .values()
             .filter(|g| g.subject == direct)
             .map(|g| Binding {
-                grant: g.clone(),
+                grant: Arc::new(g.clone()),
                 via_teams: Vec::new(),
             })
             .collect();
@@ -230,7 +230,7 @@ impl TenantState {
             if let SubjectRef::Team(team) = &g.subject {
                 if let Some(chain) = chains.get(team) {
                     out.push(Binding {
-                        grant: g.clone(),
+                        grant: Arc::new(g.clone()),
                         via_teams: chain.clone(),
                     });
                 }
@@ -277,7 +277,7 @@ impl TenantState {
         for g in grants.clone() {
             if let SubjectRef::Principal(p) = &g.subject {
                 by_principal.entry(p.clone()).or_default().push(Binding {
-                    grant: g.clone(),
+                    grant: Arc::new(g.clone()),
                     via_teams: Vec::new(),
                 });
             }
@@ -290,7 +290,7 @@ impl TenantState {
                     .or_insert_with(|| self.principals_in_team(team));
                 for (p, chain) in inside.iter() {
                     by_principal.entry(p.clone()).or_default().push(Binding {
-                        grant: g.clone(),
+                        grant: Arc::new(g.clone()),
                         via_teams: chain.clone(),
                     });
                 }

@@ -1123,7 +1123,7 @@ async fn replaying_the_revision_log_rebuilds_the_tenant_index<S: Ports>(s: &S) {
     let ids = |bs: Vec<Binding>| {
         let mut v: Vec<(String, usize)> = bs
             .into_iter()
-            .map(|b| (b.grant.id, b.via_teams.len()))
+            .map(|b| (b.grant.id.clone(), b.via_teams.len()))
             .collect();
         v.sort();
         v
@@ -1527,7 +1527,7 @@ async fn bindings_come_through_teams_with_their_chains<S: Ports>(s: &S) {
     let b = s.bindings(T, "alice").await.expect("bindings");
     assert_eq!(binding_keys(&b), expect_alice);
     let g = b.iter().find(|b| b.grant.id == "g-eng").expect("g-eng");
-    assert_eq!(g.grant, grant("g-eng", tm("eng"), "editor", on(&f1)));
+    assert_eq!(*g.grant, grant("g-eng", tm("eng"), "editor", on(&f1)));
     assert_eq!(
         binding_keys(&s.bindings(T, "bob").await.expect("bindings")),
         [

@@ -282,7 +282,14 @@ async fn every_answer_carries_a_request_id() {
         .and_then(|v| v.to_str().ok())
         .expect("request id on an error")
         .to_owned();
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+    assert_eq!(parsed.get_version_num(), 7, "time-ordered: {id}");
+    let again = c.check(pb::CheckRequest::default()).await.unwrap_err();
+    assert_ne!(
+        again.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some(id.as_str()),
+        "each call has its own id"
+    );
 }
 
 // ---- traces -------------------------------------------------------------------

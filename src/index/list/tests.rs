@@ -85,7 +85,7 @@ fn bindings(
         .iter()
         .enumerate()
         .map(|(i, (scope, role, deny, expired))| Binding {
-            grant: Grant {
+            grant: std::sync::Arc::new(Grant {
                 id: format!("g{i}"),
                 subject: crate::model::SubjectRef::Principal("alice".to_owned()),
                 role_id: ROLES[*role].to_owned(),
@@ -96,7 +96,7 @@ fn bindings(
                 effect: if *deny { Effect::Deny } else { Effect::Allow },
                 expires_at: expired.then_some(now - 1),
                 created_at: 0,
-            },
+            }),
             via_teams: Vec::new(),
         })
         .collect()

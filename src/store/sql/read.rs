@@ -4,6 +4,7 @@
 use super::*;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// Largest `IN (…)` list sent in one statement.
 const CHUNK: usize = 500;
@@ -221,7 +222,7 @@ pub(super) async fn bindings<C: ConnectionTrait>(
                 SubjectRef::Principal(_) => Vec::new(),
             };
             Binding {
-                grant: g,
+                grant: Arc::new(g),
                 via_teams,
             }
         })
@@ -544,14 +545,14 @@ async fn expand_holders<C: ConnectionTrait>(
 ) -> Result<Vec<(Principal, Vec<Binding>)>> {
     let mut by_principal: HashMap<String, Vec<Binding>> = HashMap::new();
     // Members of each granted team, transitively, with the chain nearest-first.
-    let mut team_grants: HashMap<String, Vec<&Grant>> = HashMap::new();
-    for g in &grants {
+    let mut team_grants: HashMap<String, Vec<Arc<Grant>>> = HashMap::new();
+    for g in grants.into_iter().map(Arc::new) {
         match &g.subject {
             SubjectRef::Principal(p) => by_principal.entry(p.clone()).or_default().push(Binding {
                 grant: g.clone(),
                 via_teams: Vec::new(),
             }),
-            SubjectRef::Team(team) => team_grants.entry(team.clone()).or_default().push(g),
+            SubjectRef::Team(team) => team_grants.entry(team.clone()).or_default().push(g.clone()),
         }
     }
     for (team, gs) in &team_grants {
@@ -559,7 +560,7 @@ async fn expand_holders<C: ConnectionTrait>(
             let entry = by_principal.entry(principal).or_default();
             for g in gs {
                 entry.push(Binding {
-                    grant: (*g).clone(),
+                    grant: g.clone(),
                     via_teams: chain.clone(),
                 });
             }
