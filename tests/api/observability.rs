@@ -286,7 +286,10 @@ async fn every_answer_carries_a_request_id() {
     assert_eq!(parsed.get_version_num(), 7, "time-ordered: {id}");
     let again = c.check(pb::CheckRequest::default()).await.unwrap_err();
     assert_ne!(
-        again.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+        again
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         Some(id.as_str()),
         "each call has its own id"
     );
