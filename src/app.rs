@@ -91,6 +91,8 @@ pub struct App {
     tls: Option<ServerTlsConfig>,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
+    /// The database as the startup line names it (password redacted).
+    database: String,
 }
 
 impl App {
@@ -151,6 +153,7 @@ impl App {
             tls: tls_config(&config.tls)?,
             metrics,
             metrics_listener,
+            database: config.database.redacted_url(),
         })
     }
 
@@ -173,6 +176,9 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
+        let metrics_addr = self
+            .metrics_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
         let (health, health_service) = tonic_health::server::health_reporter();
         let (reflection_v1, reflection_v1alpha) = reflection()?;
 
@@ -259,7 +265,16 @@ impl App {
             .map(|a| a.to_string())
             .unwrap_or_default();
         // Tests and tools read the bound address from this line.
-        tracing::info!(addr = %addr, tls = self.tls.is_some(), "serving gRPC");
+        tracing::info!(
+            addr = %addr,
+            tls = self.tls.is_some(),
+            metrics_addr = %metrics_addr,
+            version = env!("CARGO_PKG_VERSION"),
+            revision = env!("PORTCULLIS_GIT_REVISION"),
+            backend = if self.database.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+            database = %self.database,
+            "serving gRPC"
+        );
         let draining = Arc::new(tokio::sync::Notify::new());
         let signal = drain(
             shutdown,

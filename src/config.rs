@@ -197,6 +197,41 @@ fn default_max_bytes() -> u64 {
     1 << 30
 }
 
+impl DatabaseConfig {
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted_url(&self) -> String {
+        let raw = self.url.expose();
+        match url::Url::parse(raw) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                // Query parameters may carry secrets too (`password=`,
+                // `sslpassword=`).
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let secret = k.contains("password");
+                        (
+                            k.into_owned(),
+                            if secret {
+                                "***".to_owned()
+                            } else {
+                                v.into_owned()
+                            },
+                        )
+                    })
+                    .collect();
+                if !pairs.is_empty() {
+                    u.query_pairs_mut().clear().extend_pairs(pairs);
+                }
+                u.to_string()
+            }
+            Err(_) => "(unparsable URL)".to_owned(),
+        }
+    }
+}
+
 impl CacheConfig {
     /// As cache settings.
     pub fn settings(&self) -> crate::cache::CacheSettings {
@@ -498,5 +533,32 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redacted(url: &str) -> String {
+        let mut c = Config::default();
+        c.database.url = Secret::new(url);
+        c.database.redacted_url()
+    }
+
+    #[test]
+    fn the_database_url_is_logged_without_its_secrets() {
+        let r = redacted("postgres://app:s3cret@db.internal:5432/authz?sslmode=verify-full&password=other&sslpassword=k");
+        assert!(
+            !r.contains("s3cret") && !r.contains("other") && !r.contains("=k"),
+            "{r}"
+        );
+        assert!(r.contains("app:***@db.internal:5432/authz"), "{r}");
+        assert!(r.contains("sslmode=verify-full"), "{r}");
+        assert_eq!(
+            redacted("sqlite://portcullis.db?mode=rwc"),
+            "sqlite://portcullis.db?mode=rwc"
+        );
+        assert_eq!(redacted("postgres://db/authz"), "postgres://db/authz");
     }
 }

@@ -5,6 +5,7 @@ mod actor_tokens;
 mod cache;
 mod client;
 mod conformance;
+mod database_tls;
 mod error_details;
 mod helpers;
 mod process;

@@ -113,6 +113,9 @@ struct PgCtl {
     port: u16,
     /// Run the binaries as the `postgres` user through `runuser` (we are root).
     as_postgres: bool,
+    /// Serve TLS only (`ssl=on` with `server.crt`/`server.key` of the
+    /// instance directory; plaintext TCP connections are rejected).
+    tls: bool,
 }
 
 impl PgCtl {
@@ -208,11 +211,18 @@ impl PgCtl {
         }
         let data = self.data();
         let log = self.log_path();
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=60 -c shared_buffers=16MB",
             self.port,
             self.base.display()
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.base.join("server.crt").display(),
+                self.base.join("server.key").display()
+            ));
+        }
         let out = self.run(
             "pg_ctl",
             &[
@@ -364,6 +374,45 @@ impl PrivatePostgres {
             .map_err(|e| PgError(format!("initdb task: {e}")))?
     }
 
+    /// A new instance that speaks TLS only, with `cert_pem` (the chain) and
+    /// `key_pem` as its certificate: `pg_hba.conf` admits `hostssl` TCP
+    /// connections and rejects plaintext ones, so a connection that works
+    /// is encrypted. Started.
+    pub async fn start_new_tls(cert_pem: &str, key_pem: &str) -> Result<PrivatePostgres, PgError> {
+        let mut pg = Self::new().await?;
+        let base = pg.ctl.base.clone();
+        let write = |name: &str, text: &str| -> Result<(), PgError> {
+            let path = base.join(name);
+            std::fs::write(&path, text)
+                .map_err(|e| PgError(format!("cannot write {}: {e}", path.display())))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| PgError(format!("chmod {}: {e}", path.display())))?;
+            if pg.ctl.as_postgres {
+                let ok = Command::new("chown")
+                    .arg("postgres")
+                    .arg(&path)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return Err(PgError(format!("chown postgres {}", path.display())));
+                }
+            }
+            Ok(())
+        };
+        write("server.crt", cert_pem)?;
+        write("server.key", key_pem)?;
+        let hba = pg.ctl.data().join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .map_err(|e| PgError(format!("cannot write {}: {e}", hba.display())))?;
+        pg.ctl.tls = true;
+        pg.start().await?;
+        Ok(pg)
+    }
+
     /// [`new`](Self::new), then [`start`](Self::start).
     pub async fn start_new() -> Result<PrivatePostgres, PgError> {
         let pg = Self::new().await?;
@@ -427,6 +476,7 @@ impl PrivatePostgres {
             base,
             port,
             as_postgres,
+            tls: false,
         };
         ctl.initdb()?;
         Ok(PrivatePostgres {

@@ -21,12 +21,12 @@ use tonic::Code;
 // ---- certificates ------------------------------------------------------
 
 /// A certificate authority made for the test.
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -36,13 +36,13 @@ impl Ca {
         }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// A leaf certificate with these DNS names, URI names and common name;
     /// (certificate PEM, key PEM).
-    fn leaf(&self, dns: &[&str], uris: &[&str], cn: &str) -> (String, String) {
+    pub(crate) fn leaf(&self, dns: &[&str], uris: &[&str], cn: &str) -> (String, String) {
         let mut params =
             CertificateParams::new(dns.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
                 .expect("params");
