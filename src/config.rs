@@ -3,12 +3,122 @@
 //! `PORTCULLIS_GRPC__ADDR=0.0.0.0:50051`). Validated as a whole at start.
 
 use crate::error::{Error, Result};
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Json, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+/// The prefix of the configuration's environment variables.
+const ENV_PREFIX: &str = "PORTCULLIS_";
+
+/// `PORTCULLIS_*` variables that are not configuration: the configuration
+/// file's path, the CLI's server and key, and the test suite's and deploy
+/// checks' own (matched as prefixes, after `PORTCULLIS_`).
+const NOT_CONFIGURATION: &[&str] = &[
+    "CONFIG", "ADDR", "KEY", "CA_FILE", "TEST_", "DEPLOY_", "REQUIRE_",
+];
+
+/// A configuration error as a user can act on it: an unknown key is named
+/// where it was written (the variable, or the key in the file), with the
+/// nearest known key.
+fn explain(e: figment::Error) -> Error {
+    use figment::error::Kind;
+    let first = e.into_iter().next();
+    let Some(e) = first else {
+        return Error::invalid("config", "invalid configuration");
+    };
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let source = e
+        .metadata
+        .as_ref()
+        .and_then(|m| m.source.as_ref())
+        .map(|s| format!(" in {s}"))
+        .unwrap_or_default();
+    match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            // figment's path ends with the unknown key itself.
+            let mut path = e.path.clone();
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            let hint = nearest(field, expected)
+                .map(|n| {
+                    let mut p = path.clone();
+                    p.pop();
+                    p.push(n.to_owned());
+                    format!("; did you mean {}?", name(&p, from_env))
+                })
+                .unwrap_or_default();
+            // From the environment, the variable as it was set
+            // (`PORTCULLIS_DATABSE__URL` for the unknown `databse`).
+            let written = if from_env {
+                let stem = format!("{ENV_PREFIX}{}", path.join("__").to_uppercase());
+                std::env::vars()
+                    .map(|(k, _)| k)
+                    .filter(|k| {
+                        k.to_uppercase() == stem
+                            || k.to_uppercase().starts_with(&format!("{stem}__"))
+                    })
+                    .min()
+                    .map_or_else(|| name(&path, true), |k| format!("`{k}`"))
+            } else {
+                name(&path, false)
+            };
+            Error::invalid(
+                path.join("."),
+                format!("unknown key {written}{source}{hint}"),
+            )
+        }
+        _ => {
+            let field = if e.path.is_empty() {
+                "config".to_owned()
+            } else {
+                e.path.join(".")
+            };
+            Error::invalid(field, format!("{}{source}", e.kind))
+        }
+    }
+}
+
+/// How a key path is written: `PORTCULLIS_DATABASE__URL` or `database.url`.
+fn name(path: &[String], from_env: bool) -> String {
+    if from_env {
+        format!("`{ENV_PREFIX}{}`", path.join("__").to_uppercase())
+    } else {
+        format!("`{}`", path.join("."))
+    }
+}
+
+/// The known key nearest to `field` by edit distance, when near enough to
+/// be a typo of it.
+fn nearest<'a>(field: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (levenshtein(field, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len().max(field.len()) / 2).max(2))
+        .map(|(_, k)| k)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
 
 /// A secret string that never prints.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +156,7 @@ pub enum KeyScope {
 
 /// One API key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// Name recorded in the audit trail as the caller.
     pub name: String,
@@ -67,6 +178,7 @@ pub struct ApiKey {
 /// (`sub` = the acting principal, `tenant` = its tenant) and the caller
 /// sends it in the `x-portcullis-actor-token` header.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActorTokenConfig {
     /// PEM public key that verifies the tokens (Ed25519 for `EdDSA`, RSA
     /// for `RS256`).
@@ -92,6 +204,7 @@ impl Default for ActorTokenConfig {
 
 /// A calling service identified by its client certificate (mutual TLS).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientIdentity {
     /// Name recorded in the audit trail as the caller.
     pub name: String,
@@ -108,6 +221,7 @@ pub struct ClientIdentity {
 /// TLS for the gRPC listener (rustls). Off unless both `cert_file` and
 /// `key_file` are set; mutual TLS when `client_ca_file` is set too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain of the server.
     pub cert_file: Option<PathBuf>,
@@ -126,6 +240,7 @@ pub struct TlsConfig {
 
 /// The gRPC listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrpcConfig {
     /// Listen address.
     pub addr: SocketAddr,
@@ -157,9 +272,14 @@ fn default_tenant_queue() -> u32 {
 
 /// The database.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://portcullis.db?mode=rwc` (default) or `postgres://…`.
     pub url: Secret,
+    /// A file holding the URL (a Kubernetes secret volume, say); when set,
+    /// it replaces `url`.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
     /// Pool size.
     pub max_connections: u32,
     /// Apply migrations when `serve` starts.
@@ -171,6 +291,7 @@ pub struct DatabaseConfig {
 
 /// The cache of resolved role bindings and its cross-replica polling.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Most principals (with resolved bindings) kept in memory.
     pub max_subjects: u64,
@@ -248,6 +369,7 @@ impl CacheConfig {
 
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `tracing` filter, such as `info` or `portcullis=debug`.
     pub filter: String,
@@ -257,6 +379,7 @@ pub struct LogConfig {
 
 /// Traces (OpenTelemetry), off unless `otlp_endpoint` is set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TracingConfig {
     /// OTLP/gRPC collector, such as `http://otel-collector:4317`.
     pub otlp_endpoint: Option<String>,
@@ -268,6 +391,7 @@ pub struct TracingConfig {
 
 /// The Prometheus endpoint, off unless `addr` is set.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Listen address of `GET /metrics`, such as `0.0.0.0:9090`.
     pub addr: Option<SocketAddr>,
@@ -275,6 +399,7 @@ pub struct MetricsConfig {
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// gRPC.
     pub grpc: GrpcConfig,
@@ -283,6 +408,11 @@ pub struct Config {
     /// API keys; when empty, `serve` binds loopback only and makes an
     /// operator key for the session.
     pub api_keys: Vec<ApiKey>,
+    /// A file holding the API keys, as a JSON array or a TOML file with an
+    /// `api_keys` array (a Kubernetes secret volume, say); not together
+    /// with `api_keys`.
+    #[serde(default)]
+    pub api_keys_file: Option<PathBuf>,
     /// TLS and client certificates.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -313,11 +443,13 @@ impl Default for Config {
             },
             database: DatabaseConfig {
                 url: Secret::new("sqlite://portcullis.db?mode=rwc"),
+                url_file: None,
                 max_connections: 16,
                 migrate_on_start: true,
                 connect_timeout_ms: 5_000,
             },
             api_keys: Vec::new(),
+            api_keys_file: None,
             tls: TlsConfig::default(),
             cache: CacheConfig {
                 max_subjects: 100_000,
@@ -343,7 +475,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults, then `file` (when given), then `PORTCULLIS_*` variables.
+    /// Defaults, then `file` (when given; TOML, or JSON when it ends in
+    /// `.json`), then `PORTCULLIS_*` variables, then the secrets named by
+    /// `*_file` keys. An unknown key or variable is an error naming it and
+    /// the nearest known one.
     pub fn load(file: Option<&Path>) -> Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
@@ -353,14 +488,85 @@ impl Config {
                     format!("file `{}` does not exist", f.display()),
                 ));
             }
-            fig = fig.merge(Toml::file(f));
+            fig = if f.extension().is_some_and(|e| e == "json") {
+                fig.merge(Json::file(f))
+            } else {
+                fig.merge(Toml::file(f))
+            };
         }
-        let cfg: Config = fig
-            .merge(Env::prefixed("PORTCULLIS_").split("__"))
-            .extract()
-            .map_err(|e| Error::invalid("config", e.to_string()))?;
+        // A list or table in JSON (`PORTCULLIS_API_KEYS='[{"name": …}]'`) is
+        // read as JSON; figment's own syntax for variables is TOML's inline
+        // one, which is read as before.
+        let mut json = std::collections::HashSet::new();
+        for (name, value) in std::env::vars() {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let trimmed = value.trim_start();
+            if !(trimmed.starts_with('[') || trimmed.starts_with('{')) {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&value) {
+                let path = key.to_lowercase().replace("__", ".");
+                fig = fig.merge(Serialized::default(&path, v));
+                json.insert(path);
+            }
+        }
+        // The filter sees the key after the prefix, with `__` as `.`.
+        let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |k| {
+            let k = k.as_str().to_lowercase();
+            !json.contains(&k)
+                && !NOT_CONFIGURATION
+                    .iter()
+                    .any(|p| k.starts_with(&p.to_lowercase()))
+        });
+        let mut cfg: Config = fig.merge(env).extract().map_err(explain)?;
+        cfg.read_secret_files()?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Replaces values named by `*_file` keys with the files' contents.
+    fn read_secret_files(&mut self) -> Result<()> {
+        let read = |field: &str, path: &Path| {
+            std::fs::read_to_string(path).map_err(|e| {
+                Error::invalid(field, format!("cannot read `{}`: {e}", path.display()))
+            })
+        };
+        if let Some(path) = &self.database.url_file {
+            self.database.url = Secret::new(read("database.url_file", path)?.trim());
+        }
+        if let Some(path) = &self.api_keys_file {
+            if !self.api_keys.is_empty() {
+                return Err(Error::invalid(
+                    "api_keys_file",
+                    "set either `api_keys` or `api_keys_file`, not both",
+                ));
+            }
+            let text = read("api_keys_file", path)?;
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Keys {
+                api_keys: Vec<ApiKey>,
+            }
+            let parsed = if text.trim_start().starts_with('[') {
+                serde_json::from_str::<Vec<ApiKey>>(&text).map_err(|e| e.to_string())
+            } else {
+                toml::from_str::<Keys>(&text)
+                    .map(|k| k.api_keys)
+                    .map_err(|e| e.to_string())
+            };
+            self.api_keys = parsed.map_err(|e| {
+                Error::invalid(
+                    "api_keys_file",
+                    format!(
+                        "`{}`: not a JSON array of keys nor a TOML file with `api_keys`: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Checks every value; the first bad one is named.

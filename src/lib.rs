@@ -38,6 +38,7 @@ pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;

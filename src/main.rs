@@ -1,7 +1,9 @@
-//! The `portcullis` binary: `serve` and `migrate`.
+//! The `portcullis` binary: `serve`, `migrate`, and the operator's commands
+//! (`src/cli.rs`).
 
 use clap::{Parser, Subcommand};
 use portcullis::app::{App, StartupError};
+use portcullis::cli::{self, CliError, Conn, Output};
 use portcullis::config::{ApiKey, Config, KeyScope, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,8 +33,75 @@ enum Cmd {
         #[arg(long)]
         no_migrate: bool,
     },
-    /// Apply database migrations and exit.
-    Migrate,
+    /// Apply database migrations and exit (`migrate status`: list them).
+    Migrate {
+        #[command(subcommand)]
+        cmd: Option<MigrateCmd>,
+    },
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Ask a server for one decision (exit 0 when allowed, 3 when denied).
+    Check {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant.
+        #[arg(long, short)]
+        tenant: String,
+        /// Principal asking.
+        principal: String,
+        /// Action, such as `view`.
+        action: String,
+        /// Resource as `type:id`, such as `workflow:w1`.
+        #[arg(value_parser = cli::parse_resource)]
+        resource: portcullis::grpc::pb::ResourceRef,
+        /// Say which grant decided, or why none did.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List every resource of a type the principal may act on (all pages).
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant.
+        #[arg(long, short)]
+        tenant: String,
+        /// Principal.
+        principal: String,
+        /// Action, such as `view`.
+        action: String,
+        /// Resource type, such as `workflow`.
+        resource_type: String,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Ask a server's health service (exit 0 when SERVING, 1 otherwise): a
+    /// container health check.
+    Health {
+        #[command(flatten)]
+        conn: Conn,
+        /// Health service name: empty for the server's readiness,
+        /// `liveness` for the process.
+        #[arg(long, default_value = "")]
+        service: String,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Make a new API key.
+    Keygen {
+        /// Name of the key in the configuration entry printed with it.
+        #[arg(long, default_value = "new-key")]
+        name: String,
+        /// `check`, `admin` or `operator`.
+        #[arg(long, default_value = "check", value_parser = ["check", "admin", "operator"])]
+        scope: String,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     #[cfg(feature = "bench")]
     /// Seed a benchmark dataset into an empty database, start a server on it
     /// and measure it over gRPC (run it under `taskset -c 1`).
@@ -64,9 +133,104 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum MigrateCmd {
+    /// Each migration and whether the database has it (exit 0 when none is
+    /// pending, 1 otherwise).
+    Status {
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Load and validate the configuration; print it with secrets redacted.
+    Check {
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// The commands that need no configuration: they talk to a server or make
+/// a key. `None` for the others.
+async fn without_config(command: &Cmd) -> Option<Result<bool, CliError>> {
+    Some(match command {
+        Cmd::Check {
+            conn,
+            tenant,
+            principal,
+            action,
+            resource,
+            explain,
+            output,
+        } => {
+            cli::check(
+                conn,
+                tenant.clone(),
+                principal.clone(),
+                action.clone(),
+                resource.clone(),
+                *explain,
+                *output,
+            )
+            .await
+        }
+        Cmd::List {
+            conn,
+            tenant,
+            principal,
+            action,
+            resource_type,
+            output,
+        } => cli::list(
+            conn,
+            tenant.clone(),
+            principal.clone(),
+            action.clone(),
+            resource_type.clone(),
+            *output,
+        )
+        .await
+        .map(|()| true),
+        Cmd::Health {
+            conn,
+            service,
+            output,
+        } => cli::health(conn, service.clone(), *output).await,
+        Cmd::Keygen {
+            name,
+            scope,
+            output,
+        } => {
+            cli::keygen(name, scope, *output);
+            Ok(true)
+        }
+        _ => return None,
+    })
+}
+
+/// The exit status of a command that ran: 0 when it worked (and, for
+/// `check`, allowed), 3 for a `check` that was denied, 1 for any other "no".
+fn exit(command_is_check: bool, result: Result<bool, CliError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if command_is_check => ExitCode::from(3),
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let is_check = matches!(cli.command, Cmd::Check { .. });
+    if let Some(result) = without_config(&cli.command).await {
+        return exit(is_check, result);
+    }
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -112,7 +276,14 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         #[cfg(feature = "bench")]
         Cmd::Bench { .. } => Ok(()),
-        Cmd::Migrate => migrate(&config).await,
+        Cmd::Config {
+            cmd: ConfigCmd::Check { output },
+        } => return exit(false, cli::config_check(&config, output).map(|()| true)),
+        Cmd::Migrate {
+            cmd: Some(MigrateCmd::Status { output }),
+        } => return exit(false, cli::migrate_status(&config, output).await),
+        Cmd::Check { .. } | Cmd::List { .. } | Cmd::Health { .. } | Cmd::Keygen { .. } => Ok(()),
+        Cmd::Migrate { cmd: None } => migrate(&config).await,
         Cmd::Serve { no_migrate } => {
             let migrate = !no_migrate && config.database.migrate_on_start;
             serve(&mut config, migrate).await

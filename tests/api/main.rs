@@ -3,6 +3,7 @@
 
 mod actor_tokens;
 mod cache;
+mod cli;
 mod client;
 mod conformance;
 mod database_tls;

@@ -62,6 +62,18 @@ impl SqlStore {
     }
 
     /// Applies every pending migration.
+    /// Every migration the binary knows, in order, with whether the
+    /// database has it applied: `(name, applied)`. Writes nothing but
+    /// sea-orm's bookkeeping table, when the database has none yet.
+    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>> {
+        use sea_orm_migration::MigrationStatus;
+        Ok(Migrator::get_migration_with_status(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| (m.name().to_owned(), m.status() == MigrationStatus::Applied))
+            .collect())
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         Migrator::up(&self.db, None).await?;
         Ok(())
