@@ -13,6 +13,14 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // The PostgreSQL variants of the tests are marked ignored (and reported
+    // so) unless a test database is configured: `cargo test` never counts
+    // a test it did not run as passed.
+    println!("cargo:rustc-check-cfg=cfg(portcullis_pg)");
+    println!("cargo:rerun-if-env-changed=PORTCULLIS_TEST_DATABASE_URL");
+    if env::var("PORTCULLIS_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+        println!("cargo:rustc-cfg=portcullis_pg");
+    }
     // The commit the binary was built from, for its startup line; `unknown`
     // outside a git checkout (a source tarball, a container build context
     // without `.git`).

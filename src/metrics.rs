@@ -57,8 +57,9 @@ pub struct QueryLabels {
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    // 50 µs to ~1.6 s.
-    exponential_buckets(0.000_05, 2.0, 16)
+    // 50 µs to ~13 s: past the default call timeout (10 s), so that the
+    // slowest calls land in a bucket of their own rather than in `+Inf`.
+    exponential_buckets(0.000_05, 2.0, 19)
 }
 
 /// A served method (or `unknown`): its labels, its span name and, once
@@ -234,7 +235,10 @@ impl Metrics {
     /// The registry to scrape: these metrics and the live gauges read from
     /// `sources` at scrape time.
     pub fn registry(&self, sources: Sources) -> Registry {
-        let mut r = Registry::with_prefix("portcullis");
+        // `process_*` as every Prometheus client names them, unprefixed.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(Process));
+        let r = root.sub_registry_with_prefix("portcullis");
         r.register(
             "grpc_server_handled",
             "RPCs completed, by method and gRPC status code",
@@ -258,7 +262,125 @@ impl Metrics {
             self.queries.clone(),
         );
         r.register_collector(Box::new(Live(sources)));
-        r
+        root
+    }
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` at scrape time
+/// (Linux; elsewhere nothing is reported).
+#[derive(Debug)]
+struct Process;
+
+/// Clock ticks per second of `/proc`'s times (`sysconf(_SC_CLK_TCK)`, which
+/// is 100 on every Linux this runs on; reading it would take `unsafe`).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// What the process metrics are made of.
+#[derive(Debug, Default, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    virtual_bytes: i64,
+    start_time_seconds: f64,
+    open_fds: i64,
+    max_fds: i64,
+    threads: i64,
+}
+
+impl ProcessStats {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // `pid (comm) state ...`: fields counted from the state, after the
+        // command name (which may hold spaces and parentheses).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+                .map(|k| k * 1024)
+        };
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+            })
+            .unwrap_or(0);
+        Some(ProcessStats {
+            cpu_seconds: (field(14)? + field(15)?) / CLOCK_TICKS,
+            resident_bytes: kib("VmRSS:")?,
+            virtual_bytes: kib("VmSize:")?,
+            start_time_seconds: boot + field(22)? / CLOCK_TICKS,
+            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64),
+            max_fds,
+            threads: field(20)? as i64,
+        })
+    }
+}
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let e = &mut encoder;
+        single(
+            e,
+            "process_cpu_seconds",
+            "User and system CPU time spent",
+            None,
+            ConstCounter::new(p.cpu_seconds),
+        )?;
+        single(
+            e,
+            "process_resident_memory_bytes",
+            "Resident memory size",
+            None,
+            ConstGauge::new(p.resident_bytes),
+        )?;
+        single(
+            e,
+            "process_virtual_memory_bytes",
+            "Virtual memory size",
+            None,
+            ConstGauge::new(p.virtual_bytes),
+        )?;
+        single(
+            e,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch",
+            None,
+            ConstGauge::new(p.start_time_seconds),
+        )?;
+        single(
+            e,
+            "process_open_fds",
+            "Open file descriptors",
+            None,
+            ConstGauge::new(p.open_fds),
+        )?;
+        single(
+            e,
+            "process_max_fds",
+            "Most open file descriptors allowed",
+            None,
+            ConstGauge::new(p.max_fds),
+        )?;
+        single(
+            e,
+            "process_threads",
+            "OS threads",
+            None,
+            ConstGauge::new(p.threads),
+        )
     }
 }
 

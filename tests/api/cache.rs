@@ -1351,6 +1351,10 @@ mod two_replicas_answer_like_the_database_with_the_latest_token_in_random_sequen
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(portcullis_pg),
+        ignore = "PostgreSQL: set PORTCULLIS_TEST_DATABASE_URL when building and running the tests"
+    )]
     async fn postgres() {
         if let Some(b) = crate::helpers::Backend::postgres() {
             super::two_replicas_answer_like_the_database_with_the_latest_token_in_random_sequences(
@@ -1551,6 +1555,10 @@ async fn denial_without_token(
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(portcullis_pg),
+    ignore = "PostgreSQL: set PORTCULLIS_TEST_DATABASE_URL when building and running the tests"
+)]
 async fn a_revoke_on_one_replica_is_seen_by_another() {
     let Some(Backend::Postgres(base)) = Backend::postgres() else {
         eprintln!("a_revoke_on_one_replica_is_seen_by_another: skipped (PostgreSQL only; PORTCULLIS_TEST_DATABASE_URL is unset)");

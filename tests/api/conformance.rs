@@ -2350,6 +2350,7 @@ macro_rules! conformance {
                 }
 
                 #[tokio::test]
+                #[cfg_attr(not(portcullis_pg), ignore = "PostgreSQL: set PORTCULLIS_TEST_DATABASE_URL when building and running the tests")]
                 async fn postgres() {
                     let Some(backend) = super::Backend::postgres() else {
                         eprintln!(concat!(

@@ -61,6 +61,7 @@ macro_rules! on_every_backend {
                     super::$name($crate::helpers::Backend::Sqlite).await
                 }
                 #[tokio::test]
+                #[cfg_attr(not(portcullis_pg), ignore = "PostgreSQL: set PORTCULLIS_TEST_DATABASE_URL when building and running the tests")]
                 async fn postgres() {
                     if let Some(b) = $crate::helpers::Backend::postgres() {
                         super::$name(b).await
@@ -142,6 +143,7 @@ pub async fn fresh_database(backend: &Backend, dir: &std::path::Path) -> String 
             let db = sea_orm::Database::connect(base.as_str())
                 .await
                 .expect("connect to PostgreSQL");
+            drop_stale_test_databases(&db).await;
             db.execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("create test database");
@@ -154,6 +156,46 @@ pub async fn fresh_database(backend: &Backend, dir: &std::path::Path) -> String 
             format!("{prefix}/{name}{query}")
         }
     }
+}
+
+/// Drops, once per test process, the `pc_test_*` databases that earlier
+/// runs left behind: those whose name (a UUIDv7, which starts with its
+/// creation time) is more than an hour old, so that no database of a run
+/// still going is touched.
+async fn drop_stale_test_databases(db: &sea_orm::DatabaseConnection) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let rows = db
+            .query_all(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT datname FROM pg_database WHERE datname LIKE 'pc\\_test\\_%'",
+            ))
+            .await
+            .unwrap_or_default();
+        let hour_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(3_600_000);
+        for row in rows {
+            let Ok(name) = row.try_get::<String>("", "datname") else {
+                continue;
+            };
+            let created = name
+                .strip_prefix("pc_test_")
+                .and_then(|hex| uuid::Uuid::parse_str(hex).ok())
+                .and_then(|u| u.get_timestamp())
+                .map(|t| {
+                    let (s, n) = t.to_unix();
+                    s * 1000 + u64::from(n) / 1_000_000
+                });
+            if created.is_some_and(|c| c < hour_ago) {
+                let _ = db
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        }
+    })
+    .await;
 }
 
 /// A server on SQLite with tenant `acme` and its account admin `root-admin`.

@@ -108,6 +108,7 @@ macro_rules! hostile_tests {
                 Box::pin(super::$name($crate::helpers::Backend::Sqlite)).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(portcullis_pg), ignore = "PostgreSQL: set PORTCULLIS_TEST_DATABASE_URL when building and running the tests")]
             async fn postgres() {
                 if let Some(b) = $crate::helpers::Backend::postgres() {
                     Box::pin(super::$name(b)).await

@@ -233,12 +233,37 @@ async fn the_metrics_endpoint_reports_rpcs_decisions_cache_and_database() {
         ),
         Some(1.0)
     );
-    // Prometheus naming: snake_case, the `portcullis_` prefix, counters end
-    // in `_total`, units in the name.
+    // The standard process metrics, read from /proc: this process's own
+    // (the server runs in the test process).
+    let rss = sample(&body, "process_resident_memory_bytes").expect("resident memory");
+    assert!(rss > 1e6, "resident {rss}");
+    assert!(sample(&body, "process_cpu_seconds_total").is_some_and(|s| s > 0.0));
+    assert!(sample(&body, "process_open_fds").is_some_and(|n| n >= 3.0));
+    assert!(sample(&body, "process_max_fds").is_some_and(|n| n >= 3.0));
+    assert!(sample(&body, "process_threads").is_some_and(|n| n >= 1.0));
+    let started = sample(&body, "process_start_time_seconds").expect("start time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started} vs {now}"
+    );
+    // Latency buckets reach past the default 10 s call timeout.
+    assert!(
+        body.contains(r#"le="13.1072""#),
+        "a bucket past 10 s in the latency histogram"
+    );
+    // Prometheus naming: snake_case, the `portcullis_` prefix (but for the
+    // standard `process_*`), counters end in `_total`, units in the name.
     for line in body.lines().filter(|l| l.starts_with("# TYPE")) {
         let mut parts = line.split_whitespace().skip(2);
         let (name, kind) = (parts.next().expect("name"), parts.next().expect("type"));
-        assert!(name.starts_with("portcullis_"), "{line}");
+        assert!(
+            name.starts_with("portcullis_") || name.starts_with("process_"),
+            "{line}"
+        );
         assert!(
             name.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
