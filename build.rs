@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "portcullis/v1/list_accessible_service.proto",
     "portcullis/v1/admin_service.proto",
     "portcullis/v1/operator_service.proto",
+    "portcullis/v1/watch_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -15,6 +15,7 @@ use crate::grpc::fairness::TenantShares;
 use crate::grpc::observe::Observe;
 use crate::grpc::operator::OperatorApi;
 use crate::grpc::pb;
+use crate::grpc::watch::WatchApi;
 use crate::metrics::{Gauge, Metrics, Sources};
 use crate::store::sql::SqlStore;
 use std::future::Future;
@@ -34,12 +35,13 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// `liveness` reports SERVING for as long as the process serves.
 pub const LIVENESS_SERVICE: &str = "liveness";
 
-const READINESS_SERVICES: [&str; 5] = [
+const READINESS_SERVICES: [&str; 6] = [
     "",
     "portcullis.v1.CheckService",
     "portcullis.v1.ListAccessibleService",
     "portcullis.v1.AdminService",
     "portcullis.v1.OperatorService",
+    "portcullis.v1.WatchService",
 ];
 
 /// Why the server could not start or keep serving: configuration, the
@@ -222,6 +224,15 @@ impl App {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             self.credentials.interceptor(KeyScope::Admin),
         );
+        let (watch_stop, watch_stopped) = tokio::sync::watch::channel(false);
+        let watch = InterceptedService::new(
+            pb::watch_service_server::WatchServiceServer::new(WatchApi::new(
+                self.store.clone(),
+                self.cache.poll_interval,
+                watch_stopped,
+            )),
+            self.credentials.interceptor(KeyScope::Admin),
+        );
 
         let admission = Admission::new(
             self.grpc.max_in_flight,
@@ -283,6 +294,7 @@ impl App {
                 health: health.clone(),
                 admission: admission.clone(),
                 draining: draining.clone(),
+                watches: watch_stop,
                 grace,
             },
         );
@@ -305,6 +317,7 @@ impl App {
             .add_service(check)
             .add_service(list)
             .add_service(admin)
+            .add_service(watch)
             .add_service(operator)
             .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(server);
@@ -383,6 +396,9 @@ struct Drain {
     health: HealthReporter,
     admission: Admission,
     draining: Arc<tokio::sync::Notify>,
+    /// Turned true at shutdown: watch streams end (they are not calls in
+    /// flight, which the grace period waits for).
+    watches: tokio::sync::watch::Sender<bool>,
     grace: Duration,
 }
 
@@ -399,6 +415,7 @@ async fn drain(shutdown: impl Future<Output = ()>, d: Drain) {
         .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
         .await;
     d.admission.close();
+    d.watches.send_replace(true);
     d.draining.notify_one();
     tracing::info!(
         in_flight = d.admission.in_flight(),

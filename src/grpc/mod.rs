@@ -10,6 +10,7 @@ pub mod fairness;
 pub mod observe;
 pub mod operator;
 mod status;
+pub mod watch;
 
 /// Whether a request path is a health check: never limited by the admission
 /// layer, never traced or logged per call (probes are many).

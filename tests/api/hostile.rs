@@ -3868,7 +3868,7 @@ async fn huge_requests(b: Backend) {
     let item = |i: usize| pb::BatchCheckItem {
         principal_id: "alice".into(),
         action: "view".into(),
-        resource: Some(res(if i % 3 == 0 {
+        resource: Some(res(if i.is_multiple_of(3) {
             "folder:f1"
         } else {
             "workspace:ws1"

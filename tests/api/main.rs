@@ -27,4 +27,5 @@ mod seed_openfn;
 mod smoke;
 mod surface;
 mod trust;
+mod watch;
 mod why_delegation;
