@@ -93,6 +93,8 @@ pub struct App {
     tls: Option<ServerTlsConfig>,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
+    /// Plaintext grpc.health.v1 only, for probes that cannot speak TLS.
+    health_listener: Option<TcpListener>,
     /// The database as the startup line names it (password redacted).
     database: String,
 }
@@ -121,6 +123,19 @@ impl App {
                         .await
                         .map_err(|source| StartupError::Bind {
                             addr: format!("metrics address {addr}"),
+                            source,
+                        })?,
+                )
+            }
+        };
+        let health_listener = match config.grpc.health_addr {
+            None => None,
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartupError::Bind {
+                            addr: format!("health address {addr}"),
                             source,
                         })?,
                 )
@@ -155,6 +170,7 @@ impl App {
             tls: tls_config(&config.tls)?,
             metrics,
             metrics_listener,
+            health_listener,
             database: config.database.redacted_url(),
         })
     }
@@ -180,6 +196,11 @@ impl App {
     ) -> Result<(), StartupError> {
         let metrics_addr = self
             .metrics_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        let health_addr = self
+            .health_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
             .map_or_else(|| "off".to_owned(), |a| a.to_string());
         let (health, health_service) = tonic_health::server::health_reporter();
         let (reflection_v1, reflection_v1alpha) = reflection()?;
@@ -280,6 +301,7 @@ impl App {
             addr = %addr,
             tls = self.tls.is_some(),
             metrics_addr = %metrics_addr,
+            health_addr = %health_addr,
             version = env!("CARGO_PKG_VERSION"),
             revision = env!("PORTCULLIS_GIT_REVISION"),
             backend = if self.database.starts_with("sqlite:") { "sqlite" } else { "postgres" },
@@ -302,6 +324,20 @@ impl App {
         // to every message that spans several segments (batches, lists).
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // The plaintext health port: the same health service (so it turns
+        // NOT_SERVING at shutdown like the main port), nothing else; it stops
+        // last.
+        let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
+        let health_server = self.health_listener.map(|listener| {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service.clone())
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = health_stopped.await;
+                    }),
+            )
+        });
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls {
             builder = builder
@@ -336,6 +372,10 @@ impl App {
         readiness.abort();
         let _ = metrics_stop.send(());
         let _ = poll_stop.send(());
+        let _ = health_stop.send(());
+        if let Some(h) = health_server {
+            let _ = h.await;
+        }
         stop_background(metrics_server, poller).await;
         served
     }

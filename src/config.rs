@@ -260,6 +260,11 @@ pub struct GrpcConfig {
     /// On SIGTERM, how long calls in flight may take to finish before the
     /// process exits anyway.
     pub shutdown_grace_ms: u64,
+    /// An extra plaintext listener serving grpc.health.v1 only, for probes
+    /// (the kubelet's, a container health check) that cannot speak the TLS
+    /// of `addr`; off by default.
+    #[serde(default)]
+    pub health_addr: Option<SocketAddr>,
 }
 
 fn default_tenant_share() -> u32 {
@@ -440,6 +445,7 @@ impl Default for Config {
                 max_in_flight_per_tenant: default_tenant_share(),
                 max_queued_per_tenant: default_tenant_queue(),
                 shutdown_grace_ms: 20_000,
+                health_addr: None,
             },
             database: DatabaseConfig {
                 url: Secret::new("sqlite://portcullis.db?mode=rwc"),

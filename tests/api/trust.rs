@@ -921,3 +921,110 @@ async fn a_replayed_revoke_is_still_seen_by_the_replica_that_replays_it() {
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(!check(&a, String::new()).await);
 }
+
+/// With TLS on the gRPC port, `grpc.health_addr` serves grpc.health.v1 (and
+/// nothing else) in plaintext, for probes that cannot speak TLS; the
+/// `portcullis health` command reaches either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_health_port_answers_probes_when_grpc_is_tls_only() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("portcullis test server CA");
+    let (cert, key) = ca.leaf(&["localhost"], &[], "portcullis");
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write pem");
+        p
+    };
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    cfg.tls.cert_file = Some(write("server.pem", &cert));
+    cfg.tls.key_file = Some(write("server.key", &key));
+    let ca_file = write("ca.pem", &ca.pem());
+    let health_port = crate::process::free_port().await;
+    let health = SocketAddr::from(([127, 0, 0, 1], health_port));
+    cfg.grpc.health_addr = Some(health);
+    cfg.validate().expect("valid config");
+    let app = App::build(&cfg, true).await.expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+
+    let plain = Endpoint::from_shared(format!("http://{health}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("plaintext connection to the health port");
+    for service in ["", "liveness"] {
+        let s = HealthClient::new(plain.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(s, ServingStatus::Serving as i32, "service `{service}`");
+    }
+    // Health only: the authorization services are not on it.
+    let other = CheckServiceClient::new(plain)
+        .check(pb::CheckRequest::default())
+        .await
+        .expect_err("no CheckService on the health port");
+    assert_eq!(other.code(), Code::Unimplemented);
+    // The gRPC port stays TLS-only.
+    let refused = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map(|c| HealthClient::new(c));
+    match refused {
+        Err(_) => {}
+        Ok(mut c) => {
+            let r = c
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            assert!(r.is_err(), "plaintext on the TLS port: {r:?}");
+        }
+    }
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env_remove("PORTCULLIS_ADDR")
+            .env_remove("PORTCULLIS_CA_FILE")
+            .output()
+            .expect("run portcullis")
+    };
+    let h = format!("http://{health}");
+    let o = cli(&["health", "--addr", &h]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tls = format!("https://localhost:{}", addr.port());
+    let o = cli(&[
+        "health",
+        "--addr",
+        &tls,
+        "--ca-file",
+        ca_file.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        o.status.success(),
+        "over TLS: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = cli(&["health", "--addr", &tls, "--timeout-ms", "2000"]);
+    assert!(
+        !o.status.success(),
+        "an untrusted server certificate is refused"
+    );
+}
