@@ -985,7 +985,7 @@ async fn a_plaintext_health_port_answers_probes_when_grpc_is_tls_only() {
         .timeout(Duration::from_secs(2))
         .connect()
         .await
-        .map(|c| HealthClient::new(c));
+        .map(HealthClient::new);
     match refused {
         Err(_) => {}
         Ok(mut c) => {
