@@ -5,7 +5,7 @@
 use crate::admin::{Admin, OnCommit};
 use crate::auth::Credentials;
 use crate::cache::{CacheSettings, CacheStats, CachedStore};
-use crate::config::{Config, GrpcConfig, KeyScope, TlsConfig};
+use crate::config::{Config, GrpcConfig, KeyScope};
 use crate::engine::authorizer::Authorizer;
 use crate::error::{Error, Result};
 use crate::grpc::admin::AdminApi;
@@ -18,12 +18,12 @@ use crate::grpc::pb;
 use crate::grpc::watch::WatchApi;
 use crate::metrics::{Gauge, Metrics, Sources};
 use crate::store::sql::SqlStore;
+use crate::tls::ReloadingTls;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -90,7 +90,7 @@ pub struct App {
     credentials: Credentials,
     cache: CacheSettings,
     grpc: GrpcConfig,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<ReloadingTls>>,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
     /// Plaintext grpc.health.v1 only, for probes that cannot speak TLS.
@@ -167,7 +167,14 @@ impl App {
             credentials: Credentials::new(&config.api_keys, &config.tls.clients),
             cache: config.cache.settings(),
             grpc: config.grpc.clone(),
-            tls: tls_config(&config.tls)?,
+            tls: {
+                let tls =
+                    ReloadingTls::load(&config.tls).map_err(|e| StartupError::config("tls", e))?;
+                if let Some(t) = &tls {
+                    t.watch(Duration::from_millis(config.tls.reload_interval_ms));
+                }
+                tls
+            },
             metrics,
             metrics_listener,
             health_listener,
@@ -320,10 +327,6 @@ impl App {
                 grace,
             },
         );
-        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms
-        // to every message that spans several segments (batches, lists).
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         // The plaintext health port: the same health service (so it turns
         // NOT_SERVING at shutdown like the main port), nothing else; it stops
         // last.
@@ -338,13 +341,7 @@ impl App {
                     }),
             )
         });
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = self.tls {
-            builder = builder
-                .tls_config(tls)
-                .map_err(|e| StartupError::config("tls", e.to_string()))?;
-        }
-        let server = builder
+        let router = tonic::transport::Server::builder()
             .layer(Observe::new(self.metrics.clone()))
             .layer(admission.clone())
             .add_service(health_service)
@@ -354,9 +351,22 @@ impl App {
             .add_service(list)
             .add_service(admin)
             .add_service(watch)
-            .add_service(operator)
-            .serve_with_incoming_shutdown(incoming, signal);
-        tokio::pin!(server);
+            .add_service(operator);
+        let mut server: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + '_>,
+        > = match self.tls {
+            // TLS ours (src/tls.rs), so that its files can be reloaded.
+            Some(tls) => {
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), signal))
+            }
+            // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
+            // ~40 ms to every message that spans several segments (batches,
+            // lists).
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                signal,
+            )),
+        };
         // The grace period bounds the whole shutdown, however slow the
         // connections are to close.
         let served = tokio::select! {
@@ -615,22 +625,4 @@ async fn follow_store(
 fn read_pem(field: &str, path: &std::path::Path) -> Result<Vec<u8>, StartupError> {
     std::fs::read(path)
         .map_err(|e| StartupError::config(field, format!("cannot read `{}`: {e}", path.display())))
-}
-
-/// The rustls configuration of the listener, when TLS is configured.
-fn tls_config(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, StartupError> {
-    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
-        return Ok(None);
-    };
-    let identity = Identity::from_pem(
-        read_pem("tls.cert_file", cert)?,
-        read_pem("tls.key_file", key)?,
-    );
-    let mut cfg = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &tls.client_ca_file {
-        cfg = cfg
-            .client_ca_root(Certificate::from_pem(read_pem("tls.client_ca_file", ca)?))
-            .client_auth_optional(tls.client_auth_optional);
-    }
-    Ok(Some(cfg))
 }

@@ -220,7 +220,7 @@ pub struct ClientIdentity {
 
 /// TLS for the gRPC listener (rustls). Off unless both `cert_file` and
 /// `key_file` are set; mutual TLS when `client_ca_file` is set too.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain of the server.
@@ -236,6 +236,28 @@ pub struct TlsConfig {
     /// Identities that client certificates may prove.
     #[serde(default)]
     pub clients: Vec<ClientIdentity>,
+    /// How often the certificate, key and client CA files are checked for
+    /// changes (a renewed certificate is then used for new connections);
+    /// 0 turns reloading off.
+    #[serde(default = "default_tls_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_tls_reload_ms() -> u64 {
+    10_000
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            client_auth_optional: false,
+            clients: Vec::new(),
+            reload_interval_ms: default_tls_reload_ms(),
+        }
+    }
 }
 
 /// The gRPC listener.

@@ -49,3 +49,4 @@ pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

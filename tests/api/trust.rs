@@ -1028,3 +1028,94 @@ async fn a_plaintext_health_port_answers_probes_when_grpc_is_tls_only() {
         "an untrusted server certificate is refused"
     );
 }
+
+/// A renewed certificate (written over the files, as cert-manager or a
+/// secret volume does) is used for new connections without a restart;
+/// connections already open keep working; files that do not load leave the
+/// last good certificate in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_used_for_new_connections() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let dir = tempfile::tempdir().expect("dir");
+    let replace = |name: &str, body: &str| {
+        // Written aside, then renamed over: a reader never sees half a file.
+        let p = dir.path().join(name);
+        let tmp = dir.path().join(format!("{name}.tmp"));
+        std::fs::write(&tmp, body).expect("write pem");
+        std::fs::rename(&tmp, &p).expect("rename");
+        p
+    };
+    let first = Ca::new("first CA");
+    let (cert, key) = first.leaf(&["localhost"], &[], "portcullis");
+    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
+    let mut cfg = test_config(&url);
+    cfg.tls.cert_file = Some(replace("server.pem", &cert));
+    cfg.tls.key_file = Some(replace("server.key", &key));
+    cfg.tls.reload_interval_ms = 100;
+    cfg.validate().expect("valid config");
+    let app = App::build(&cfg, true).await.expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    let connect = |ca: &Ca| {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.pem()))
+            .domain_name("localhost");
+        async move {
+            Endpoint::from_shared(format!("https://{addr}"))
+                .expect("endpoint")
+                .tls_config(tls)
+                .expect("tls")
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await
+        }
+    };
+    let healthy = |c: Channel| async move {
+        HealthClient::new(c)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+    };
+    let old = connect(&first).await.expect("the first certificate");
+    assert!(healthy(old.clone()).await);
+
+    let renewed = Ca::new("renewed CA");
+    let (cert, key) = renewed.leaf(&["localhost"], &[], "portcullis");
+    replace("server.key", &key);
+    replace("server.pem", &cert);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(c) = connect(&renewed).await {
+            if healthy(c).await {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate was not served within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        connect(&first).await.is_err(),
+        "new connections get the renewed certificate"
+    );
+    assert!(healthy(old).await, "an open connection keeps working");
+
+    // A broken renewal: the last good certificate stays.
+    replace("server.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = connect(&renewed)
+        .await
+        .expect("still the renewed certificate");
+    assert!(healthy(c).await);
+}
