@@ -234,31 +234,8 @@ pub fn generate_key() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The client side: a tonic interceptor adding `authorization: Bearer <key>`
-/// to every call (used by `portcullis bench` and the tests; a sibling
-/// service in Rust can use it too).
-#[derive(Clone)]
-pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl Bearer {
-    /// `None` when the key is not valid header text.
-    pub fn new(key: &str) -> Option<Self> {
-        format!("Bearer {key}").parse().ok().map(Bearer)
-    }
-}
-
-impl std::fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Bearer(***)")
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
+/// The client side's `Bearer` interceptor, where it always was.
+pub use crate::client::Bearer;
 
 /// The metadata header carrying an actor token.
 pub const ACTOR_TOKEN_HEADER: &str = "x-portcullis-actor-token";

@@ -2,7 +2,10 @@
 //! channel shared by every call (HTTP/2 multiplexes them), a deadline on
 //! every call, and retries on `UNAVAILABLE` only (a store outage, a replica
 //! shutting down, a connection being set up): every other code is an
-//! answer, and a denial is not an error at all.
+//! answer, and a denial is not an error at all. [`Client`] covers Check,
+//! BatchCheck, ListAccessible (a page, or every page), ListSubjects and
+//! Watch. Without the server: `portcullis = { default-features = false,
+//! features = ["client"] }` (tonic, prost and tokio only).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tonic::Status> {
@@ -14,13 +17,15 @@
 //! # Ok(()) }
 //! ```
 
-use crate::auth::Bearer;
 use crate::grpc::pb;
 use pb::check_service_client::CheckServiceClient;
+use pb::list_accessible_service_client::ListAccessibleServiceClient;
+use pb::watch_service_client::WatchServiceClient;
 use std::future::Future;
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
 use tonic::{Code, Status};
 
 /// Deadline and retries of every call.
@@ -70,14 +75,23 @@ where
     }
 }
 
-/// A CheckService client over one shared channel.
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// A client of the calls a sibling service makes (Check, BatchCheck,
+/// ListAccessible, ListSubjects, Watch) over one shared channel: every
+/// unary call with the policy's deadline and retries.
 #[derive(Debug, Clone)]
-pub struct CheckClient {
-    inner: CheckServiceClient<InterceptedService<Channel, Bearer>>,
+pub struct Client {
+    inner: CheckServiceClient<Authed>,
+    lists: ListAccessibleServiceClient<Authed>,
+    watches: WatchServiceClient<Authed>,
     policy: RetryPolicy,
 }
 
-impl CheckClient {
+/// The name this client had when it only made checks.
+pub type CheckClient = Client;
+
+impl Client {
     /// A client of `endpoint` (`http://host:port`, or `https://` with TLS
     /// configured on an [`Endpoint`] and [`CheckClient::from_channel`]). The
     /// channel connects lazily and reconnects by itself.
@@ -95,9 +109,117 @@ impl CheckClient {
     pub fn from_channel(channel: Channel, key: &str, policy: RetryPolicy) -> Result<Self, String> {
         let bearer = Bearer::new(key).ok_or("the key is not valid header text")?;
         Ok(Self {
-            inner: CheckServiceClient::with_interceptor(channel, bearer),
+            inner: CheckServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            lists: ListAccessibleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            watches: WatchServiceClient::with_interceptor(channel, bearer),
             policy,
         })
+    }
+
+    /// Runs a unary call with the deadline (sent as `grpc-timeout` too) and
+    /// the retries of the policy.
+    async fn unary<Req, Res, F, Fut>(&self, req: Req, call: F) -> Result<Res, Status>
+    where
+        Req: Clone,
+        F: Fn(tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Res>, Status>>,
+    {
+        let deadline = self.policy.deadline;
+        with_retries(self.policy, || {
+            let mut r = tonic::Request::new(req.clone());
+            r.set_timeout(deadline);
+            let fut = call(r);
+            async move { fut.await.map(tonic::Response::into_inner) }
+        })
+        .await
+        .0
+    }
+
+    /// Many questions of one tenant at once.
+    pub async fn batch_check(
+        &self,
+        req: pb::BatchCheckRequest,
+    ) -> Result<pb::BatchCheckResponse, Status> {
+        self.unary(req, |r| {
+            let mut c = self.inner.clone();
+            async move { c.batch_check(r).await }
+        })
+        .await
+    }
+
+    /// One page of the resources the principal may act on.
+    pub async fn list_accessible(
+        &self,
+        req: pb::ListAccessibleRequest,
+    ) -> Result<pb::ListAccessibleResponse, Status> {
+        self.unary(req, |r| {
+            let mut c = self.lists.clone();
+            async move { c.list_accessible(r).await }
+        })
+        .await
+    }
+
+    /// Every resource of `resource_type` the principal may do `action` on:
+    /// all pages, each at least at the first page's revision.
+    pub async fn list_all_accessible(
+        &self,
+        tenant: &str,
+        principal: &str,
+        action: &str,
+        resource_type: &str,
+    ) -> Result<Vec<String>, Status> {
+        let mut ids = Vec::new();
+        let mut req = pb::ListAccessibleRequest {
+            tenant_id: tenant.to_owned(),
+            principal_id: principal.to_owned(),
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            page_size: 1_000,
+            ..Default::default()
+        };
+        loop {
+            let page = self.list_accessible(req.clone()).await?;
+            ids.extend(page.resource_ids);
+            if page.next_page_token.is_empty() {
+                return Ok(ids);
+            }
+            req.page_token = page.next_page_token;
+            req.consistency_token = page.consistency_token;
+        }
+    }
+
+    /// One page of the principals who may do an action on a resource.
+    pub async fn list_subjects(
+        &self,
+        req: pb::ListSubjectsRequest,
+    ) -> Result<pb::ListSubjectsResponse, Status> {
+        self.unary(req, |r| {
+            let mut c = self.lists.clone();
+            async move { c.list_subjects(r).await }
+        })
+        .await
+    }
+
+    /// The tenant's changes after `after_revision` (empty: from now on), as
+    /// a stream; opening it is retried like a unary call, the stream itself
+    /// has no deadline. To resume after an error, call again with the last
+    /// `revision` received.
+    pub async fn watch(
+        &self,
+        tenant: &str,
+        after_revision: &str,
+    ) -> Result<tonic::Streaming<pb::WatchResponse>, Status> {
+        let req = pb::WatchRequest {
+            tenant_id: tenant.to_owned(),
+            after_revision: after_revision.to_owned(),
+        };
+        with_retries(self.policy, || {
+            let mut c = self.watches.clone();
+            let r = tonic::Request::new(req.clone());
+            async move { c.watch(r).await.map(tonic::Response::into_inner) }
+        })
+        .await
+        .0
     }
 
     /// Whether `subject` may do `action` on the resource.
@@ -140,5 +262,31 @@ impl CheckClient {
             async move { inner.check(r).await.map(tonic::Response::into_inner) }
         })
         .await
+    }
+}
+
+/// The client side: a tonic interceptor adding `authorization: Bearer <key>`
+/// to every call (used by `portcullis bench` and the tests; a sibling
+/// service in Rust can use it too).
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// `None` when the key is not valid header text.
+    pub fn new(key: &str) -> Option<Self> {
+        format!("Bearer {key}").parse().ok().map(Bearer)
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(***)")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
     }
 }

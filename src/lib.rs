@@ -22,7 +22,8 @@
 //!   limits.
 //! - [`metrics`]: Prometheus metrics and their endpoint; live values come from
 //!   closures handed in by `app`.
-//! - [`client`]: the recommended way for a Rust service to call Check.
+//! - [`client`]: the recommended way for a Rust service to call Portcullis
+//!   (also alone: `default-features = false, features = ["client"]`).
 //! - [`config`], [`telemetry`], [`app`]: configuration, logs and traces,
 //!   wiring (and [`app::StartupError`]).
 //! - `bench` (cargo feature `bench`): `portcullis bench`, the dataset seeder
@@ -32,21 +33,36 @@
 //! `UNAVAILABLE`, never a decision; every admin write is one transaction with
 //! its audit record and revision bump.
 
+#[cfg(feature = "server")]
 pub mod admin;
+#[cfg(feature = "server")]
 pub mod app;
+#[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "server")]
 pub mod cache;
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(any(feature = "client", feature = "server"))]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod engine;
+#[cfg(feature = "server")]
 pub mod error;
 pub mod grpc;
+#[cfg(feature = "server")]
 pub mod index;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod model;
+#[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "server")]
 pub mod tls;

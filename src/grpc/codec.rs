@@ -47,11 +47,10 @@ impl<U: prost::Message + Default> Decoder for InvalidIsInvalid<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|s| {
-            if s.code() == Code::Internal {
-                Status::from(crate::error::Error::invalid(
-                    "request",
-                    format!("not a valid protobuf message: {}", s.message()),
-                ))
+            // On the server, a request that does not decode is the caller's
+            // error; a client keeps tonic's code for a bad response.
+            if cfg!(feature = "server") && s.code() == Code::Internal {
+                invalid_request(&s)
             } else {
                 s
             }
@@ -61,4 +60,17 @@ impl<U: prost::Message + Default> Decoder for InvalidIsInvalid<U> {
     fn buffer_settings(&self) -> BufferSettings {
         self.0.buffer_settings()
     }
+}
+
+#[cfg(feature = "server")]
+fn invalid_request(s: &Status) -> Status {
+    Status::from(crate::error::Error::invalid(
+        "request",
+        format!("not a valid protobuf message: {}", s.message()),
+    ))
+}
+
+#[cfg(not(feature = "server"))]
+fn invalid_request(s: &Status) -> Status {
+    s.clone()
 }

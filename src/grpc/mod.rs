@@ -1,24 +1,35 @@
 //! grpc: thin handlers that validate, call the engine or the store, and
 //! convert; `status.rs` is the one place errors become gRPC codes.
 
+#[cfg(feature = "server")]
 pub mod admin;
+#[cfg(feature = "server")]
 pub mod admission;
+#[cfg(feature = "server")]
 pub mod check;
 pub mod codec;
+#[cfg(feature = "server")]
 pub mod convert;
+#[cfg(feature = "server")]
 pub mod fairness;
+#[cfg(feature = "server")]
 pub mod observe;
+#[cfg(feature = "server")]
 pub mod operator;
+#[cfg(feature = "server")]
 mod status;
+#[cfg(feature = "server")]
 pub mod watch;
 
 /// Whether a request path is a health check: never limited by the admission
 /// layer, never traced or logged per call (probes are many).
+#[cfg(feature = "server")]
 fn is_health_check(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
 }
 
 /// The future of the tower layers in front of the services.
+#[cfg(feature = "server")]
 type BoxFuture<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
 
 /// Generated protobuf and tonic code for `portcullis.v1`.

@@ -114,3 +114,70 @@ async fn only_unavailable_is_retried_and_every_attempt_has_a_deadline() {
     assert_eq!(r.unwrap_err().code(), Code::DeadlineExceeded);
     assert_eq!(attempts, 1);
 }
+
+/// The client covers what a sibling service calls: BatchCheck, every page
+/// of ListAccessible, ListSubjects and Watch (resumable), with an admin key
+/// for the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_covers_batches_lists_subjects_and_the_change_feed() {
+    use portcullis::client::Client;
+    let app = spawn_app().await;
+    app.user("alice").await;
+    app.resource("folder:f", None).await;
+    for i in 0..1_205 {
+        app.resource(&format!("workflow:w{i:04}"), Some("folder:f"))
+            .await;
+    }
+    app.grant("alice", "viewer", "folder:f").await;
+    let addr = format!("http://{}", app.addr);
+    let client = Client::connect(&addr, CHECK_KEY, RetryPolicy::default()).expect("client");
+
+    let batch = client
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: TENANT.into(),
+            items: ["view", "edit"]
+                .iter()
+                .map(|a| pb::BatchCheckItem {
+                    principal_id: "alice".into(),
+                    action: (*a).into(),
+                    resource: Some(res("workflow:w0001")),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("batch");
+    let allowed: Vec<bool> = batch.results.iter().map(|r| r.allowed).collect();
+    assert_eq!(allowed, [true, false]);
+
+    let all = client
+        .list_all_accessible(TENANT, "alice", "view", "workflow")
+        .await
+        .expect("every page");
+    assert_eq!(all.len(), 1_205, "two pages of 1,000 and the rest");
+    let subjects = client
+        .list_subjects(pb::ListSubjectsRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res("workflow:w0007")),
+            action: "view".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("subjects");
+    assert!(subjects.principal_ids.contains(&"alice".to_owned()));
+
+    // The change feed needs an admin key; resuming from a revision replays
+    // what came after it.
+    let refused = client.watch(TENANT, "").await.expect_err("check key");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let admin = Client::connect(&addr, ADMIN_KEY, RetryPolicy::default()).expect("client");
+    let before = app.resource("workflow:x1", None).await;
+    let after = app.resource("workflow:x2", None).await;
+    let mut feed = admin.watch(TENANT, &before).await.expect("watch");
+    let first = tokio::time::timeout(Duration::from_secs(10), feed.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a revision");
+    assert_eq!(first.revision, after);
+}
