@@ -12,6 +12,7 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::admission::Admission;
 use crate::grpc::check::CheckApi;
 use crate::grpc::fairness::TenantShares;
+use crate::grpc::json::JsonLayer;
 use crate::grpc::observe::Observe;
 use crate::grpc::operator::OperatorApi;
 use crate::grpc::pb;
@@ -342,8 +343,11 @@ impl App {
             )
         });
         let router = tonic::transport::Server::builder()
+            // HTTP/1.1 as well as HTTP/2, for the JSON form of the calls.
+            .accept_http1(true)
             .layer(Observe::new(self.metrics.clone()))
             .layer(admission.clone())
+            .layer(JsonLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -88,7 +88,8 @@ impl Files {
         let mut cfg = builder
             .with_single_cert(certs, key)
             .map_err(|e| format!("tls: the certificate and key do not make a pair: {e}"))?;
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        // HTTP/1.1 too, for JSON calls (`grpc/json.rs`).
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
 }

@@ -13,6 +13,8 @@ pub mod convert;
 #[cfg(feature = "server")]
 pub mod fairness;
 #[cfg(feature = "server")]
+pub mod json;
+#[cfg(feature = "server")]
 pub mod observe;
 #[cfg(feature = "server")]
 pub mod operator;

@@ -14,6 +14,7 @@ mod process;
 mod hostile;
 mod invariants;
 mod isolation;
+mod json_http;
 mod lifecycle;
 mod masks_and_pages;
 mod observability;
