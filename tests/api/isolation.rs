@@ -251,6 +251,12 @@ impl Ctx {
             self.bearer(),
         )
     }
+    fn watcher(&self) -> pb::watch_service_client::WatchServiceClient<Authed> {
+        pb::watch_service_client::WatchServiceClient::with_interceptor(
+            self.ch.clone(),
+            self.bearer(),
+        )
+    }
     fn t(&self) -> String {
         self.tenant.clone()
     }
@@ -1210,6 +1216,38 @@ fn every_rpc() -> Vec<Rpc> {
                         })
                         .await,
                 )
+            }),
+        ),
+        rpc(
+            "WatchService/Watch",
+            Admin,
+            Read,
+            call!(|c| {
+                // The first revision of the whole history (or the refusal).
+                let opened = c
+                    .watcher()
+                    .watch(pb::WatchRequest {
+                        tenant_id: c.t(),
+                        after_revision: "0".into(),
+                    })
+                    .await;
+                match opened {
+                    Err(s) => Err(s),
+                    Ok(r) => {
+                        let mut stream = r.into_inner();
+                        match tokio::time::timeout(
+                            std::time::Duration::from_secs(5),
+                            stream.message(),
+                        )
+                        .await
+                        {
+                            Ok(Ok(Some(m))) => Ok(format!("{m:?}")),
+                            Ok(Ok(None)) => Ok("the stream ended".to_owned()),
+                            Ok(Err(s)) => Err(s),
+                            Err(_) => Ok("no revision within 5 s".to_owned()),
+                        }
+                    }
+                }
             }),
         ),
         rpc(
@@ -3072,7 +3110,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 37);
+    assert_eq!(declared.len(), 38);
 }
 
 // ---- a side channel -----------------------------------------------------------
