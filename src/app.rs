@@ -202,14 +202,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
-        let metrics_addr = self
-            .metrics_addr()
-            .map_or_else(|| "off".to_owned(), |a| a.to_string());
-        let health_addr = self
-            .health_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        let startup = self.startup_line(&listener);
         let (health, health_service) = tonic_health::server::health_reporter();
         let (reflection_v1, reflection_v1alpha) = reflection()?;
 
@@ -276,46 +269,13 @@ impl App {
                 cache_stats.clone(),
                 &admission,
             )));
-            let addr = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            tracing::info!(addr = %addr, "serving metrics");
             tokio::spawn(crate::metrics::serve(listener, registry, async {
                 let _ = metrics_stopped.await;
             }))
         });
-        // Readiness follows the store: SERVING while polls reach it (the store
-        // is migrated, App::build, before anything reports SERVING).
-        // Held while readiness is set, so that the store coming back cannot
-        // turn readiness SERVING again once shutdown has set NOT_SERVING.
-        let shutting_down = Arc::new(tokio::sync::Mutex::new(false));
-        health
-            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
-            .await;
-        set_readiness(&health, ServingStatus::Serving).await;
-        let readiness = tokio::spawn(follow_store(
-            health.clone(),
-            cache_reachable,
-            shutting_down.clone(),
-        ));
+        let (shutting_down, readiness) = start_health(&health, cache_reachable).await;
 
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        // Tests and tools read the bound address from this line.
-        tracing::info!(
-            addr = %addr,
-            tls = self.tls.is_some(),
-            metrics_addr = %metrics_addr,
-            health_addr = %health_addr,
-            version = env!("CARGO_PKG_VERSION"),
-            revision = env!("PORTCULLIS_GIT_REVISION"),
-            backend = if self.database.starts_with("sqlite:") { "sqlite" } else { "postgres" },
-            database = %self.database,
-            "serving gRPC"
-        );
+        startup();
         let draining = Arc::new(tokio::sync::Notify::new());
         let signal = drain(
             shutdown,
@@ -328,20 +288,8 @@ impl App {
                 grace,
             },
         );
-        // The plaintext health port: the same health service (so it turns
-        // NOT_SERVING at shutdown like the main port), nothing else; it stops
-        // last.
-        let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
-        let health_server = self.health_listener.map(|listener| {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(health_service.clone())
-                    .serve_with_incoming_shutdown(incoming, async {
-                        let _ = health_stopped.await;
-                    }),
-            )
-        });
+        let (health_stop, health_server) =
+            spawn_health_port(self.health_listener, health_service.clone());
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 as well as HTTP/2, for the JSON form of the calls.
             .accept_http1(true)
@@ -375,13 +323,7 @@ impl App {
         // connections are to close.
         let served = tokio::select! {
             r = &mut server => r.map_err(|e| StartupError::Server(e.to_string())),
-            _ = async {
-                draining.notified().await;
-                tokio::time::sleep(grace + Duration::from_millis(100)).await;
-            } => {
-                tracing::warn!("grace period over; exiting");
-                Ok(())
-            }
+            () = grace_over(&draining, grace) => Ok(()),
         };
         readiness.abort();
         let _ = metrics_stop.send(());
@@ -393,6 +335,95 @@ impl App {
         stop_background(metrics_server, poller).await;
         served
     }
+}
+
+impl App {
+    /// What the startup line says (the version, revision, backend, the
+    /// database with secrets redacted, every address), to be logged once
+    /// the server is about to serve. Tests and tools read the bound address
+    /// from it.
+    fn startup_line(&self, listener: &TcpListener) -> impl FnOnce() {
+        let addr =
+            |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        let grpc = addr(listener.local_addr().ok());
+        let metrics = addr(self.metrics_addr());
+        let health = addr(
+            self.health_listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok()),
+        );
+        let tls = self.tls.is_some();
+        let database = self.database.clone();
+        move || {
+            tracing::info!(
+                addr = %grpc,
+                tls,
+                metrics_addr = %metrics,
+                health_addr = %health,
+                version = env!("CARGO_PKG_VERSION"),
+                revision = env!("PORTCULLIS_GIT_REVISION"),
+                backend = if database.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+                database = %database,
+                "serving gRPC"
+            );
+        }
+    }
+}
+
+/// The plaintext health port, when configured: the same health service (so
+/// it turns NOT_SERVING at shutdown like the main port), nothing else. It
+/// stops when the sender is used (last, after the main port).
+fn spawn_health_port(
+    listener: Option<TcpListener>,
+    service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = listener.map(|listener| {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                }),
+        )
+    });
+    (stop, server)
+}
+
+/// Health turns SERVING and readiness then follows the store: SERVING while
+/// polls reach it (the store is migrated, App::build, before anything
+/// reports SERVING). The flag is held while readiness is set, so that the
+/// store coming back cannot turn readiness SERVING again once shutdown has
+/// set NOT_SERVING.
+async fn start_health(
+    health: &HealthReporter,
+    reachable: tokio::sync::watch::Receiver<bool>,
+) -> (Arc<tokio::sync::Mutex<bool>>, tokio::task::JoinHandle<()>) {
+    let shutting_down = Arc::new(tokio::sync::Mutex::new(false));
+    health
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
+    set_readiness(health, ServingStatus::Serving).await;
+    let readiness = tokio::spawn(follow_store(
+        health.clone(),
+        reachable,
+        shutting_down.clone(),
+    ));
+    (shutting_down, readiness)
+}
+
+/// Completes a little after the grace period that starts when draining
+/// begins.
+async fn grace_over(draining: &tokio::sync::Notify, grace: Duration) {
+    draining.notified().await;
+    tokio::time::sleep(grace + Duration::from_millis(100)).await;
+    tracing::warn!("grace period over; exiting");
 }
 
 /// The reflection services (v1 and v1alpha, for older grpcurl) over
