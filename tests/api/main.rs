@@ -19,6 +19,7 @@ mod lifecycle;
 mod masks_and_pages;
 mod observability;
 mod properties;
+mod python_client;
 mod runbook;
 mod seed_flow_builder;
 mod seed_monday;
