@@ -116,32 +116,8 @@ impl App {
         if migrate {
             store.migrate().await.map_err(StartupError::Store)?;
         }
-        let metrics_listener = match config.metrics.addr {
-            None => None,
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| StartupError::Bind {
-                            addr: format!("metrics address {addr}"),
-                            source,
-                        })?,
-                )
-            }
-        };
-        let health_listener = match config.grpc.health_addr {
-            None => None,
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| StartupError::Bind {
-                            addr: format!("health address {addr}"),
-                            source,
-                        })?,
-                )
-            }
-        };
+        let metrics_listener = bind_extra("metrics", config.metrics.addr).await?;
+        let health_listener = bind_extra("health", config.grpc.health_addr).await?;
         let actor_tokens = match &config.actor_tokens.public_key_file {
             None => None,
             Some(path) => {
@@ -368,6 +344,23 @@ impl App {
             );
         }
     }
+}
+
+/// The listener of an extra port (`what`: metrics, health), when configured.
+async fn bind_extra(
+    what: &str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<TcpListener>, StartupError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| StartupError::Bind {
+            addr: format!("{what} address {addr}"),
+            source,
+        })
 }
 
 /// The plaintext health port, when configured: the same health service (so

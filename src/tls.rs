@@ -25,6 +25,10 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// Longest a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most handshakes under way at once; connections past it are closed at
+/// once (a flood of connections that never finish their handshake costs a
+/// bounded number of tasks and sockets).
+const MAX_HANDSHAKES: usize = 1024;
 
 /// The TLS files of the listener.
 #[derive(Debug, Clone)]
@@ -168,6 +172,7 @@ impl ReloadingTls {
         listener: TcpListener,
     ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
         let (tx, rx) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -183,11 +188,18 @@ impl ReloadingTls {
                         continue;
                     }
                 };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::warn!("too many TLS handshakes under way; connection closed");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = tokio_rustls::TlsAcceptor::from(self.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(stream)).await;
                         }

@@ -946,16 +946,7 @@ async fn a_plaintext_health_port_answers_probes_when_grpc_is_tls_only() {
     let health_port = crate::process::free_port().await;
     let health = SocketAddr::from(([127, 0, 0, 1], health_port));
     cfg.grpc.health_addr = Some(health);
-    cfg.validate().expect("valid config");
-    let app = App::build(&cfg, true).await.expect("build");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async {
-        let _ = rx.await;
-    }));
+    let (addr, _stop) = serve_config(&cfg).await;
 
     let plain = Endpoint::from_shared(format!("http://{health}"))
         .expect("endpoint")
@@ -1053,16 +1044,7 @@ async fn renewed_certificates_are_used_for_new_connections() {
     cfg.tls.cert_file = Some(replace("server.pem", &cert));
     cfg.tls.key_file = Some(replace("server.key", &key));
     cfg.tls.reload_interval_ms = 100;
-    cfg.validate().expect("valid config");
-    let app = App::build(&cfg, true).await.expect("build");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async {
-        let _ = rx.await;
-    }));
+    let (addr, _stop) = serve_config(&cfg).await;
     let connect = |ca: &Ca| {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca.pem()))
@@ -1118,4 +1100,19 @@ async fn renewed_certificates_are_used_for_new_connections() {
         .await
         .expect("still the renewed certificate");
     assert!(healthy(c).await);
+}
+
+/// Serves `cfg` on a loopback port until the sender is dropped.
+async fn serve_config(cfg: &Config) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    cfg.validate().expect("valid config");
+    let app = App::build(cfg, true).await.expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    (addr, stop)
 }
