@@ -116,10 +116,6 @@ fn print(output: Output, text: String, value: serde_json::Value) {
     }
 }
 
-fn reason_name(reason: i32) -> &'static str {
-    pb::Reason::try_from(reason).map_or("REASON_UNSPECIFIED", |r| r.as_str_name())
-}
-
 /// `portcullis check`: one decision. `Ok(true)` when allowed.
 pub async fn check(
     conn: &Conn,
@@ -143,7 +139,7 @@ pub async fn check(
         })
         .await?
         .into_inner();
-    let reason = reason_name(r.reason);
+    let reason = crate::grpc::reason_name(r.reason);
     let verdict = if r.allowed { "ALLOWED" } else { "DENIED" };
     let mut text = format!("{verdict}: {principal} {action} {shown} ({reason})");
     let explanation = r.explanation.as_ref().map(|e| {

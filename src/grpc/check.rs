@@ -64,10 +64,7 @@ impl<S: Store> CheckApi<S> {
     }
 
     fn count(&self, allowed: bool, reason: i32) {
-        let reason = pb::Reason::try_from(reason)
-            .map(|r| r.as_str_name())
-            .unwrap_or("REASON_UNSPECIFIED");
-        self.metrics.decision(allowed, reason);
+        self.metrics.decision(allowed, super::reason_name(reason));
     }
 }
 

@@ -440,10 +440,6 @@ fn encode(method: &str, v: Value) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-fn reason(r: i32) -> &'static str {
-    pb::Reason::try_from(r).map_or("REASON_UNSPECIFIED", |r| r.as_str_name())
-}
-
 fn explanation(e: &Option<pb::Explanation>) -> Option<Value> {
     e.as_ref().map(|e| {
         json!({
@@ -464,7 +460,7 @@ fn decode(method: &str, bytes: &[u8]) -> Result<Value, prost::DecodeError> {
             let r = pb::CheckResponse::decode(bytes)?;
             let mut v = json!({
                 "allowed": r.allowed,
-                "reason": reason(r.reason),
+                "reason": super::reason_name(r.reason),
                 "consistencyToken": r.consistency_token,
             });
             if let Some(e) = explanation(&r.explanation) {
@@ -478,7 +474,8 @@ fn decode(method: &str, bytes: &[u8]) -> Result<Value, prost::DecodeError> {
                 .results
                 .iter()
                 .map(|x| {
-                    let mut v = json!({"allowed": x.allowed, "reason": reason(x.reason)});
+                    let mut v =
+                        json!({"allowed": x.allowed, "reason": super::reason_name(x.reason)});
                     if let Some(e) = explanation(&x.explanation) {
                         v["explanation"] = e;
                     }

@@ -34,6 +34,13 @@ fn is_health_check(path: &str) -> bool {
 #[cfg(feature = "server")]
 type BoxFuture<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
 
+/// The name of a `Reason` number (`REASON_GRANTED`), as the protobuf JSON
+/// mapping writes it; `REASON_UNSPECIFIED` for a number this build does not
+/// know.
+pub fn reason_name(reason: i32) -> &'static str {
+    pb::Reason::try_from(reason).map_or("REASON_UNSPECIFIED", |r| r.as_str_name())
+}
+
 /// Generated protobuf and tonic code for `portcullis.v1`.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
