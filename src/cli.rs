@@ -6,13 +6,12 @@
 //! `--output json` for scripts; the exit status says whether it worked
 //! (and, for `check`, whether the answer was an allow).
 
-use crate::auth::Bearer;
+use crate::client::{Client, RetryPolicy};
 use crate::config::{Config, Secret};
 use crate::grpc::pb;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// How output is printed.
@@ -63,8 +62,6 @@ pub enum CliError {
     Store(#[from] crate::error::Error),
 }
 
-type Authed = InterceptedService<Channel, Bearer>;
-
 impl Conn {
     async fn channel(&self) -> Result<Channel, CliError> {
         let mut endpoint = Endpoint::from_shared(self.addr.clone())
@@ -88,13 +85,18 @@ impl Conn {
             .map_err(|e| CliError::Connect(format!("{}: {e}", self.addr)))
     }
 
-    async fn authed(&self) -> Result<Authed, CliError> {
+    /// The Rust client over this connection: the key, and the deadline on
+    /// every call, without retries (an operator sees the first answer).
+    async fn client(&self) -> Result<Client, CliError> {
         let key = self.key.as_deref().ok_or_else(|| {
             CliError::Usage("an API key is needed: --key or PORTCULLIS_KEY".to_owned())
         })?;
-        let bearer = Bearer::new(key)
-            .ok_or_else(|| CliError::Usage("the key is not valid header text".to_owned()))?;
-        Ok(InterceptedService::new(self.channel().await?, bearer))
+        let policy = RetryPolicy {
+            deadline: Duration::from_millis(self.timeout_ms),
+            attempts: 1,
+            backoff: Duration::ZERO,
+        };
+        Client::from_channel(self.channel().await?, key, policy).map_err(CliError::Usage)
     }
 }
 
@@ -126,10 +128,11 @@ pub async fn check(
     explain: bool,
     output: Output,
 ) -> Result<bool, CliError> {
-    let mut c = pb::check_service_client::CheckServiceClient::new(conn.authed().await?);
     let shown = format!("{}:{}", resource.r#type, resource.id);
-    let r = c
-        .check(pb::CheckRequest {
+    let r = conn
+        .client()
+        .await?
+        .check_request(pb::CheckRequest {
             tenant_id: tenant,
             principal_id: principal.clone(),
             action: action.clone(),
@@ -137,8 +140,7 @@ pub async fn check(
             explain,
             ..Default::default()
         })
-        .await?
-        .into_inner();
+        .await?;
     let reason = crate::grpc::reason_name(r.reason);
     let verdict = if r.allowed { "ALLOWED" } else { "DENIED" };
     let mut text = format!("{verdict}: {principal} {action} {shown} ({reason})");
@@ -192,32 +194,12 @@ pub async fn list(
     resource_type: String,
     output: Output,
 ) -> Result<(), CliError> {
-    let mut c =
-        pb::list_accessible_service_client::ListAccessibleServiceClient::new(conn.authed().await?);
-    let mut ids = Vec::new();
-    let mut token = String::new();
-    let mut consistency = String::new();
-    loop {
-        let page = c
-            .list_accessible(pb::ListAccessibleRequest {
-                tenant_id: tenant.clone(),
-                principal_id: principal.clone(),
-                action: action.clone(),
-                resource_type: resource_type.clone(),
-                page_size: 1_000,
-                page_token: token,
-                // Every page at least at the first page's revision.
-                consistency_token: consistency.clone(),
-            })
-            .await?
-            .into_inner();
-        ids.extend(page.resource_ids);
-        consistency = page.consistency_token;
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let all = conn
+        .client()
+        .await?
+        .list_all_accessible(&tenant, &principal, &action, &resource_type)
+        .await?;
+    let (ids, consistency) = (all.resource_ids, all.consistency_token);
     let text = ids
         .iter()
         .map(|id| format!("{resource_type}:{id}"))

@@ -117,8 +117,8 @@ impl Client {
     }
 
     /// Runs a unary call with the deadline (sent as `grpc-timeout` too) and
-    /// the retries of the policy.
-    async fn unary<Req, Res, F, Fut>(&self, req: Req, call: F) -> Result<Res, Status>
+    /// the retries of the policy; the answer and the attempts it took.
+    async fn unary_counted<Req, Res, F, Fut>(&self, req: Req, call: F) -> (Result<Res, Status>, u32)
     where
         Req: Clone,
         F: Fn(tonic::Request<Req>) -> Fut,
@@ -132,7 +132,16 @@ impl Client {
             async move { fut.await.map(tonic::Response::into_inner) }
         })
         .await
-        .0
+    }
+
+    /// [`Client::unary_counted`], the answer only.
+    async fn unary<Req, Res, F, Fut>(&self, req: Req, call: F) -> Result<Res, Status>
+    where
+        Req: Clone,
+        F: Fn(tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Res>, Status>>,
+    {
+        self.unary_counted(req, call).await.0
     }
 
     /// Many questions of one tenant at once.
@@ -160,14 +169,15 @@ impl Client {
     }
 
     /// Every resource of `resource_type` the principal may do `action` on:
-    /// all pages, each at least at the first page's revision.
+    /// all pages, each at least at the first page's revision, as one answer
+    /// (with the last page's consistency token and no next page).
     pub async fn list_all_accessible(
         &self,
         tenant: &str,
         principal: &str,
         action: &str,
         resource_type: &str,
-    ) -> Result<Vec<String>, Status> {
+    ) -> Result<pb::ListAccessibleResponse, Status> {
         let mut ids = Vec::new();
         let mut req = pb::ListAccessibleRequest {
             tenant_id: tenant.to_owned(),
@@ -181,7 +191,11 @@ impl Client {
             let page = self.list_accessible(req.clone()).await?;
             ids.extend(page.resource_ids);
             if page.next_page_token.is_empty() {
-                return Ok(ids);
+                return Ok(pb::ListAccessibleResponse {
+                    resource_ids: ids,
+                    next_page_token: String::new(),
+                    consistency_token: page.consistency_token,
+                });
             }
             req.page_token = page.next_page_token;
             req.consistency_token = page.consistency_token;
@@ -254,12 +268,9 @@ impl Client {
         &self,
         req: pb::CheckRequest,
     ) -> (Result<pb::CheckResponse, Status>, u32) {
-        let deadline = self.policy.deadline;
-        with_retries(self.policy, || {
-            let mut inner = self.inner.clone();
-            let mut r = tonic::Request::new(req.clone());
-            r.set_timeout(deadline);
-            async move { inner.check(r).await.map(tonic::Response::into_inner) }
+        self.unary_counted(req, |r| {
+            let mut c = self.inner.clone();
+            async move { c.check(r).await }
         })
         .await
     }

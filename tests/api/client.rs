@@ -154,7 +154,13 @@ async fn the_client_covers_batches_lists_subjects_and_the_change_feed() {
         .list_all_accessible(TENANT, "alice", "view", "workflow")
         .await
         .expect("every page");
-    assert_eq!(all.len(), 1_205, "two pages of 1,000 and the rest");
+    assert_eq!(
+        all.resource_ids.len(),
+        1_205,
+        "two pages of 1,000 and the rest"
+    );
+    assert!(all.next_page_token.is_empty());
+    assert!(!all.consistency_token.is_empty());
     let subjects = client
         .list_subjects(pb::ListSubjectsRequest {
             tenant_id: TENANT.into(),
