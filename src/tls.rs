@@ -51,9 +51,7 @@ impl Files {
 
     /// The server configuration the files make, or what is wrong with them.
     fn load(&self) -> Result<ServerConfig, String> {
-        let certs = CertificateDer::pem_file_iter(&self.cert)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("tls.cert_file `{}`: {e}", self.cert.display()))?;
+        let certs = certificates("tls.cert_file", &self.cert)?;
         if certs.is_empty() {
             return Err(format!(
                 "tls.cert_file `{}`: no certificate",
@@ -70,10 +68,7 @@ impl Files {
             None => builder.with_no_client_auth(),
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
-                let cas = CertificateDer::pem_file_iter(ca)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("tls.client_ca_file `{}`: {e}", ca.display()))?;
-                for c in cas {
+                for c in certificates("tls.client_ca_file", ca)? {
                     roots
                         .add(c)
                         .map_err(|e| format!("tls.client_ca_file `{}`: {e}", ca.display()))?;
@@ -96,6 +91,16 @@ impl Files {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
+}
+
+/// Every certificate of the PEM file at `path` (named `field` in errors).
+fn certificates(
+    field: &str,
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{field} `{}`: {e}", path.display()))
 }
 
 /// The listener's TLS configuration, current as of the last change to its

@@ -93,12 +93,23 @@ impl Drop for Slot {
     }
 }
 
-fn resync(message: String) -> Status {
-    Error::FailedPrecondition {
-        rule: "watch_resync",
-        message,
-    }
-    .into()
+/// The end of a stream that cannot go on from where it is: why, and what
+/// the client does next.
+fn resync(why: String) -> End {
+    End::Status(
+        Error::FailedPrecondition {
+            rule: "watch_resync",
+            message: format!("{why}; reread and watch from the revision read at"),
+        }
+        .into(),
+    )
+}
+
+/// A revision the log does not hold (pruned, or never recorded).
+fn gap(missing: i64) -> End {
+    resync(format!(
+        "the log does not hold revision {missing} of the tenant"
+    ))
 }
 
 #[tonic::async_trait]
@@ -202,10 +213,10 @@ impl<S: Store + RevisionLog> Follow<S> {
             Err(e) => return Err(End::Status(e.into())),
         };
         if head - *cursor > MAX_LAG {
-            return Err(End::Status(resync(format!(
-                "the stream is {} revisions behind the tenant (at most {MAX_LAG}); reread and watch from the revision read at",
+            return Err(resync(format!(
+                "the stream is {} revisions behind the tenant (at most {MAX_LAG})",
                 head - *cursor
-            ))));
+            )));
         }
         if head <= *cursor {
             return Ok(false);
@@ -218,15 +229,12 @@ impl<S: Store + RevisionLog> Follow<S> {
             .map_err(|e| End::Status(e.into()))?;
         for (revision, inv) in entries {
             if revision != *cursor + 1 {
-                return Err(End::Status(resync(format!(
-                    "the log does not hold revision {} of the tenant; reread and watch from the revision read at",
-                    *cursor + 1
-                ))));
+                return Err(gap(*cursor + 1));
             }
             let response = response(revision, &inv).ok_or_else(|| {
-                End::Status(resync(format!(
-                    "revision {revision} was written before changes were recorded; reread and watch from the revision read at"
-                )))
+                resync(format!(
+                    "revision {revision} was written before changes were recorded"
+                ))
             })?;
             match self.tx.send_timeout(Ok(response), STALLED).await {
                 Ok(()) => *cursor = revision,
@@ -234,10 +242,7 @@ impl<S: Store + RevisionLog> Follow<S> {
             }
         }
         if *cursor < upto {
-            return Err(End::Status(resync(format!(
-                "the log does not hold revision {} of the tenant; reread and watch from the revision read at",
-                *cursor + 1
-            ))));
+            return Err(gap(*cursor + 1));
         }
         Ok(*cursor < head)
     }
