@@ -61,7 +61,8 @@ impl Ca {
 struct TlsServer {
     addr: SocketAddr,
     ca: Ca,
-    _dir: tempfile::TempDir,
+    /// The certificates and the database; removed on drop.
+    dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -69,6 +70,16 @@ impl TlsServer {
     /// A server with TLS (server certificate for `localhost`); with
     /// `client_ca`, mutual TLS against it with these identities.
     async fn start(client_ca: Option<&Ca>, clients: Vec<ClientIdentity>, optional: bool) -> Self {
+        Self::start_with(client_ca, clients, optional, |_| {}).await
+    }
+
+    /// [`TlsServer::start`], with `tweak` applied to its configuration.
+    async fn start_with(
+        client_ca: Option<&Ca>,
+        clients: Vec<ClientIdentity>,
+        optional: bool,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let ca = Ca::new("portcullis test server CA");
         let (cert, key) = ca.leaf(&["localhost"], &[], "portcullis");
@@ -86,25 +97,13 @@ impl TlsServer {
             cfg.tls.client_auth_optional = optional;
         }
         cfg.tls.clients = clients;
-        cfg.validate().expect("valid config");
-        let app = App::build(&cfg, true).await.expect("build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = app
-                .serve(listener, async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        tweak(&mut cfg);
+        let (addr, stop) = serve_config(&cfg).await;
         TlsServer {
             addr,
             ca,
-            _dir: dir,
-            _stop: tx,
+            dir,
+            _stop: stop,
         }
     }
 
@@ -930,23 +929,15 @@ async fn a_plaintext_health_port_answers_probes_when_grpc_is_tls_only() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
-    let dir = tempfile::tempdir().expect("dir");
-    let ca = Ca::new("portcullis test server CA");
-    let (cert, key) = ca.leaf(&["localhost"], &[], "portcullis");
-    let write = |name: &str, body: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, body).expect("write pem");
-        p
-    };
-    let url = fresh_database(&Backend::Sqlite, dir.path()).await;
-    let mut cfg = test_config(&url);
-    cfg.tls.cert_file = Some(write("server.pem", &cert));
-    cfg.tls.key_file = Some(write("server.key", &key));
-    let ca_file = write("ca.pem", &ca.pem());
     let health_port = crate::process::free_port().await;
     let health = SocketAddr::from(([127, 0, 0, 1], health_port));
-    cfg.grpc.health_addr = Some(health);
-    let (addr, _stop) = serve_config(&cfg).await;
+    let server = TlsServer::start_with(None, vec![], false, |cfg| {
+        cfg.grpc.health_addr = Some(health);
+    })
+    .await;
+    let addr = server.addr;
+    let ca_file = server.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, server.ca.pem()).expect("write CA");
 
     let plain = Endpoint::from_shared(format!("http://{health}"))
         .expect("endpoint")
