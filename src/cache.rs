@@ -284,7 +284,13 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
         let i = &self.inner;
         let _gate = i.fill_gate.write();
         i.generation.fetch_add(1, Ordering::SeqCst);
-        if inv.everything {
+        if inv.deleted {
+            if let Ok(mut k) = i.known.write() {
+                k.remove(tenant);
+            }
+            i.indexes.drop_tenant(tenant);
+        }
+        if inv.everything || inv.deleted {
             let t = tenant.to_owned();
             let _ = i.subjects.invalidate_entries_if(move |k, _| k.0 == t);
             let t = tenant.to_owned();
@@ -319,6 +325,9 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
     /// earlier revision has not reached this replica yet).
     pub async fn applied_locally(&self, tenant: &str, revision: i64, inv: &Invalidation) {
         self.invalidate(tenant, inv);
+        if inv.deleted {
+            return;
+        }
         self.follow(tenant, &[(revision, inv.clone())], true).await;
         // Advance only if no earlier revision (from another replica) is
         // still unapplied; otherwise the poller catches up in order.
@@ -402,6 +411,26 @@ impl<S: Store + RevisionLog + Clone> CachedStore<S> {
                 None => Vec::new(),
             },
         };
+        // Tenants gone from the store (deleted): forget everything of them.
+        let gone: Vec<String> = match self.inner.known.read() {
+            Ok(k) => k
+                .keys()
+                .filter(|t| only.is_none_or(|o| o == t.as_str()))
+                .filter(|t| !revisions.iter().any(|(r, _)| r == *t))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for t in gone {
+            tracing::info!(tenant = %t, "tenant gone from the store; forgetting it");
+            self.invalidate(
+                &t,
+                &Invalidation {
+                    deleted: true,
+                    ..Invalidation::default()
+                },
+            );
+        }
         let mut lag = 0;
         let mut fetched: Vec<Fetched> = Vec::new();
         for (tenant, current) in revisions {

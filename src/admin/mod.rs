@@ -14,7 +14,9 @@
 //! (principals and teams), [`roles`], [`grants`]; [`reads`] holds the
 //! administrative queries.
 
+pub mod apply;
 pub mod authz;
+pub mod bulk;
 pub mod delegation;
 pub mod grants;
 pub mod invariants;
@@ -159,6 +161,27 @@ impl<S: WriteStore> Admin<S> {
             output: change.output,
             revision,
         })
+    }
+}
+
+impl<S: WriteStore> Admin<S> {
+    /// Runs one command as one write and rolls it back: whether it would
+    /// be accepted, and its output. Nothing is written or recorded.
+    pub async fn preview<C: Command>(&self, ctx: &WriteContext, cmd: C) -> Result<C::Output> {
+        let ctx = WriteContext {
+            request: None,
+            ..ctx.clone()
+        };
+        let mut tx = match self.store.begin(&ctx, C::CREATES_TENANT).await? {
+            Begun::Open(tx) => tx,
+            Begun::Replayed { .. } => {
+                return Err(Error::Internal("a preview replayed a request id".to_owned()))
+            }
+        };
+        let (change, _) = delegation::tracking(cmd.run(&mut tx, &ctx)).await;
+        // Dropping the transaction rolls it back.
+        drop(tx);
+        Ok(change?.output)
     }
 }
 

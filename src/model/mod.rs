@@ -38,6 +38,24 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
+/// A time as RFC 3339 (UTC), as protobuf's JSON mapping writes it.
+pub fn format_millis(ms: Millis) -> String {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+    .to_string()
+}
+
+/// An RFC 3339 time (`2027-01-31T00:00:00Z`), INVALID_ARGUMENT naming `field`
+/// otherwise.
+pub fn parse_time(field: &str, s: &str) -> Result<Millis> {
+    let t: prost_types::Timestamp = s.parse().map_err(|_| {
+        Error::invalid(field, format!("`{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))
+    })?;
+    Ok(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
 /// Checks an id chosen by the platform: 1 to 256 bytes, no control characters.
 pub fn validate_id(field: &str, value: &str) -> Result<()> {
     if value.is_empty() {

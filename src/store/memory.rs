@@ -397,6 +397,8 @@ impl TenantState {
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
     tenants: Arc<RwLock<BTreeMap<String, Arc<TenantState>>>>,
+    /// Deleted tenants and the revision each reached.
+    tombstones: Arc<RwLock<BTreeMap<String, i64>>>,
     write: Arc<Mutex<()>>,
 }
 
@@ -413,6 +415,14 @@ impl MemStore {
             .read()
             .map_err(|_| Error::Internal("in-memory store lock poisoned".to_owned()))?;
         Ok(tenants.get(tenant).cloned())
+    }
+
+    fn tombstone_of(&self, tenant: &str) -> Result<Option<i64>> {
+        let t = self
+            .tombstones
+            .read()
+            .map_err(|_| Error::Internal("in-memory store lock poisoned".to_owned()))?;
+        Ok(t.get(tenant).copied())
     }
 
     /// Runs `f` over the tenant's committed state, or returns `absent`.
@@ -722,6 +732,24 @@ impl Catalog for MemStore {
     async fn resource_rows(&self, tenant: &str) -> Result<Vec<crate::store::ResourceRow>> {
         self.read(tenant, || Ok(Vec::new()), |s| Ok(s.resource_rows()))
     }
+
+    async fn export(&self, tenant: &str) -> Result<Option<super::TenantDump>> {
+        self.read(
+            tenant,
+            || Ok(None),
+            |s| {
+                Ok(Self::rows(s).map(|rows| {
+                    super::TenantDump::from_rows(rows, |r| {
+                        s.resources.get(r).map(|n| n.created_at).unwrap_or_default()
+                    })
+                }))
+            },
+        )
+    }
+
+    async fn tombstone(&self, tenant: &str) -> Result<Option<i64>> {
+        self.tombstone_of(tenant)
+    }
 }
 
 /// The first attempt of a retried request id, if any.
@@ -762,7 +790,7 @@ impl WriteStore for MemStore {
                 });
             }
             (true, None) => TenantState {
-                revision: 1,
+                revision: self.tombstone_of(t)?.unwrap_or(0) + 1,
                 ..TenantState::default()
             },
             (false, None) => return Err(Error::not_found(format!("tenant `{t}`"))),
@@ -783,6 +811,7 @@ impl WriteStore for MemStore {
             now: model::now_millis(),
             state,
             deltas: Vec::new(),
+            deleting: false,
         }))
     }
 }
@@ -798,6 +827,8 @@ pub struct MemTx {
     now: Millis,
     state: TenantState,
     deltas: Vec<Delta>,
+    /// `delete_tenant` ran: the commit removes the tenant.
+    deleting: bool,
 }
 
 impl MemTx {
@@ -854,6 +885,7 @@ impl WriteTx for MemTx {
             now,
             mut state,
             deltas,
+            deleting,
             ..
         } = self;
         record.invalidation.deltas = deltas;
@@ -905,8 +937,60 @@ impl WriteTx for MemTx {
             .tenants
             .write()
             .map_err(|_| Error::Internal("in-memory store lock poisoned".to_owned()))?;
-        tenants.insert(ctx.tenant_id.clone(), Arc::new(state));
+        if deleting {
+            // Only the deletion's own audit event and log entry outlive it.
+            tenants.remove(&ctx.tenant_id);
+            let mut tombs = store
+                .tombstones
+                .write()
+                .map_err(|_| Error::Internal("in-memory store lock poisoned".to_owned()))?;
+            tombs.insert(ctx.tenant_id.clone(), revision);
+        } else {
+            tenants.insert(ctx.tenant_id.clone(), Arc::new(state));
+        }
         Ok(())
+    }
+
+    async fn delete_tenant(&mut self) -> Result<()> {
+        self.deleting = true;
+        Ok(())
+    }
+
+    async fn erase_display_name(&mut self, principal: &str, pseudonym: &str) -> Result<u64> {
+        let st = &mut self.state;
+        let current: Vec<String> = st
+            .principals
+            .get(principal)
+            .map(|p| vec![p.display_name.clone()])
+            .unwrap_or_default();
+        if let Some(p) = st.principals.get_mut(principal) {
+            p.display_name = pseudonym.to_owned();
+            let p = p.clone();
+            self.deltas.push(Delta::Principal { principal: p });
+        }
+        let mut changed = 0;
+        for e in st.audit.values_mut() {
+            let before = super::pseudonymize_json(&e.before_json, principal, &current, pseudonym);
+            let after = super::pseudonymize_json(&e.after_json, principal, &current, pseudonym);
+            if before.is_some() || after.is_some() {
+                changed += 1;
+            }
+            if let Some(b) = before {
+                e.before_json = b;
+            }
+            if let Some(a) = after {
+                e.after_json = a;
+            }
+        }
+        for inv in st.changes.values_mut() {
+            let json = serde_json::to_string(&*inv).unwrap_or_default();
+            if let Some(new) = super::pseudonymize_json(&json, principal, &current, pseudonym) {
+                *inv = serde_json::from_str(&new).map_err(|_| corrupt("change record"))?;
+            }
+        }
+        let quoted = serde_json::to_string(principal).unwrap_or_default();
+        st.requests.retain(|_, r| !r.outcome.contains(&quoted));
+        Ok(changed)
     }
 
     // ---- reads ----

@@ -53,6 +53,9 @@ pub struct Invalidation {
     /// Single resources that came into existence.
     #[serde(default)]
     pub resources: Vec<ResourceRef>,
+    /// The tenant was deleted: forget it (its revision, caches and index).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     /// The write's row-level changes, in order (filled in by the store when
     /// the write commits).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -201,6 +204,140 @@ pub struct TenantRows {
     pub grants: Vec<Grant>,
 }
 
+/// A whole tenant as export writes it and import reads it: every row,
+/// each record after the records it names (roles after the roles they
+/// inherit, resources after their parents).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDump {
+    /// The revision the rows are at (0 for a dump that is not from storage).
+    pub revision: i64,
+    /// The tenant's settings.
+    pub tenant: Tenant,
+    /// Custom roles, each after the roles it inherits.
+    pub roles: Vec<Role>,
+    /// Principals, in id order.
+    pub principals: Vec<Principal>,
+    /// Teams, in id order.
+    pub teams: Vec<Team>,
+    /// Direct memberships `(team, member)`.
+    pub members: Vec<(String, SubjectRef)>,
+    /// Resources, each after its parent.
+    pub resources: Vec<Resource>,
+    /// Grants, in id order.
+    pub grants: Vec<Grant>,
+}
+
+impl TenantDump {
+    /// The dump of `rows`, with each resource's creation time from `created`.
+    pub fn from_rows(rows: TenantRows, created: impl Fn(&ResourceRef) -> Millis) -> Self {
+        let TenantRows {
+            revision,
+            tenant,
+            resources,
+            mut principals,
+            mut teams,
+            mut members,
+            roles,
+            mut grants,
+        } = rows;
+        principals.sort_by(|a, b| a.id.cmp(&b.id));
+        teams.sort_by(|a, b| a.id.cmp(&b.id));
+        members.sort();
+        grants.sort_by(|a, b| a.id.cmp(&b.id));
+        let resources = parents_first(resources)
+            .into_iter()
+            .map(|(r, parent, private)| Resource {
+                created_at: created(&r),
+                resource: r,
+                parent,
+                private,
+            })
+            .collect();
+        Self {
+            revision,
+            tenant,
+            roles: inherited_first(roles),
+            principals,
+            teams,
+            members,
+            resources,
+            grants,
+        }
+    }
+
+    /// The rows the permission index is built from.
+    pub fn rows(&self) -> TenantRows {
+        TenantRows {
+            revision: self.revision,
+            tenant: self.tenant.clone(),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| (r.resource.clone(), r.parent.clone(), r.private))
+                .collect(),
+            principals: self.principals.clone(),
+            teams: self.teams.clone(),
+            members: self.members.clone(),
+            roles: self.roles.clone(),
+            grants: self.grants.clone(),
+        }
+    }
+}
+
+/// Resources ordered so that each comes after its parent (top-level ones
+/// first, then level by level, each level in `(type, id)` order). Resources
+/// whose parent is missing, or that sit in a cycle, come last.
+pub fn parents_first(mut rows: Vec<ResourceRow>) -> Vec<ResourceRow> {
+    use std::collections::{HashMap, HashSet};
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut children: HashMap<&ResourceRef, Vec<usize>> = HashMap::new();
+    let mut order: Vec<usize> = Vec::with_capacity(rows.len());
+    for (i, (_, parent, _)) in rows.iter().enumerate() {
+        match parent {
+            Some(p) => children.entry(p).or_default().push(i),
+            None => order.push(i),
+        }
+    }
+    let mut next = 0;
+    while next < order.len() {
+        if let Some(c) = children.remove(&rows[order[next]].0) {
+            order.extend(c);
+        }
+        next += 1;
+    }
+    let placed: HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..rows.len()).filter(|i| !placed.contains(i)));
+    let mut slots: Vec<Option<ResourceRow>> = rows.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// Custom roles ordered so that each comes after the custom roles it
+/// inherits (in id order otherwise); roles in a cycle come last.
+pub fn inherited_first(mut roles: Vec<Role>) -> Vec<Role> {
+    use std::collections::HashSet;
+    roles.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: HashSet<String> = roles.iter().map(|r| r.id.clone()).collect();
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(roles.len());
+    loop {
+        let before = out.len();
+        let (ready, rest): (Vec<Role>, Vec<Role>) = roles.into_iter().partition(|r| {
+            r.inherits
+                .iter()
+                .all(|p| !ids.contains(p) || placed.contains(p))
+        });
+        roles = rest;
+        for r in ready {
+            placed.insert(r.id.clone());
+            out.push(r);
+        }
+        if roles.is_empty() || out.len() == before {
+            out.extend(roles);
+            return out;
+        }
+    }
+}
+
 /// Filters of an audit query.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -315,6 +452,12 @@ pub trait Catalog: Send + Sync + 'static {
         &self,
         tenant: &str,
     ) -> impl Future<Output = Result<Vec<(Principal, Vec<Binding>)>>> + Send;
+    /// Every row of the tenant with creation times, read in one snapshot
+    /// (what `ExportTenant` streams); `None` when the tenant does not exist.
+    fn export(&self, tenant: &str) -> impl Future<Output = Result<Option<TenantDump>>> + Send;
+    /// The revision a tenant deleted with `DeleteTenant` had reached, if
+    /// any: a tenant created again with its id continues after it.
+    fn tombstone(&self, tenant: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
 }
 
 /// A resource, its parent and whether it is private.
@@ -549,4 +692,95 @@ pub trait WriteTx: Send + Sized {
     fn delete_grants(&mut self, ids: &[String]) -> impl Future<Output = Result<u64>> + Send;
     /// Deletes every grant of a role; returns how many.
     fn delete_grants_of_role(&mut self, role: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    // ---- whole tenants ----
+    /// Writes every record of `dump` but the tenant's settings (already
+    /// inserted), in its order, with its ids and creation times; the caller
+    /// has checked it. The default goes row by row; SQL adapters write
+    /// large batches and record no row-level changes (the write's
+    /// invalidation is `everything`).
+    fn insert_dump(&mut self, dump: &TenantDump) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            for r in &dump.roles {
+                self.insert_role(r).await?;
+            }
+            for p in &dump.principals {
+                self.insert_principal(p).await?;
+            }
+            for t in &dump.teams {
+                self.insert_team(t).await?;
+            }
+            for (team, m) in &dump.members {
+                self.add_member(team, m).await?;
+            }
+            for r in &dump.resources {
+                self.insert_resource(r).await?;
+            }
+            for g in &dump.grants {
+                self.insert_grant(g).await?;
+            }
+            Ok(())
+        }
+    }
+    /// Deletes every row of the tenant (its audit trail too) and leaves a
+    /// tombstone at this write's revision, so that a tenant created again
+    /// with the id continues after it; `commit` then records only the
+    /// deletion's audit event.
+    fn delete_tenant(&mut self) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a principal's display name by `pseudonym` in its record, in
+    /// every audit event and revision-log entry that shows it, and forgets
+    /// the request ids whose stored results show it; returns how many audit
+    /// events changed.
+    fn erase_display_name(
+        &mut self,
+        principal: &str,
+        pseudonym: &str,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// `json` with every object whose `id` is `principal` and that has a
+/// `display_name` given `pseudonym` as display name, and every string equal
+/// to one of those names (or to `also`) replaced by `pseudonym`; `None` when
+/// nothing changed or `json` is not JSON.
+pub fn pseudonymize_json(json: &str, principal: &str, also: &[String], pseudonym: &str) -> Option<String> {
+    fn names(v: &serde_json::Value, principal: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("id").and_then(|i| i.as_str()) == Some(principal) {
+                    if let Some(n) = m.get("display_name").and_then(|n| n.as_str()) {
+                        out.push(n.to_owned());
+                    }
+                }
+                m.values().for_each(|x| names(x, principal, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| names(x, principal, out)),
+            _ => {}
+        }
+    }
+    fn replace(v: &mut serde_json::Value, names: &[String], pseudonym: &str) -> bool {
+        match v {
+            serde_json::Value::String(s) if names.iter().any(|n| n == s) => {
+                *s = pseudonym.to_owned();
+                true
+            }
+            serde_json::Value::Object(m) => m
+                .values_mut()
+                .fold(false, |c, x| replace(x, names, pseudonym) | c),
+            serde_json::Value::Array(a) => a
+                .iter_mut()
+                .fold(false, |c, x| replace(x, names, pseudonym) | c),
+            _ => false,
+        }
+    }
+    if json.is_empty() {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut found: Vec<String> = also.iter().filter(|n| !n.is_empty()).cloned().collect();
+    names(&v, principal, &mut found);
+    found.retain(|n| !n.is_empty() && n != pseudonym);
+    if found.is_empty() {
+        return None;
+    }
+    replace(&mut v, &found, pseudonym).then(|| v.to_string())
 }

@@ -11,3 +11,4 @@ pub mod role;
 pub mod team;
 pub mod team_member;
 pub mod tenant;
+pub mod tombstone;

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "bench")]
 mod bulk;
+mod dump;
 mod read;
 mod tx;
 
@@ -256,6 +257,17 @@ impl Catalog for SqlStore {
     async fn tenant_holders(&self, tenant: &str) -> Result<Vec<(Principal, Vec<Binding>)>> {
         read::tenant_holders(&self.db, tenant).await
     }
+
+    async fn export(&self, tenant: &str) -> Result<Option<crate::store::TenantDump>> {
+        let txn = self.snapshot_txn().await?;
+        let dump = dump::export(&txn, tenant).await?;
+        txn.commit().await?;
+        Ok(dump)
+    }
+
+    async fn tombstone(&self, tenant: &str) -> Result<Option<i64>> {
+        dump::tombstone(&self.db, tenant).await
+    }
 }
 
 impl RevisionLog for SqlStore {
@@ -294,10 +306,20 @@ impl RevisionLog for SqlStore {
     }
 
     async fn snapshot(&self, tenant: &str) -> Result<Option<crate::store::TenantRows>> {
+        let txn = self.snapshot_txn().await?;
+        let rows = read::tenant_rows(&txn, tenant).await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
+}
+
+impl SqlStore {
+    /// A read-only transaction that sees one snapshot: PostgreSQL's
+    /// REPEATABLE READ; SQLite's read transaction (which takes no isolation
+    /// settings) is one already.
+    async fn snapshot_txn(&self) -> Result<sea_orm::DatabaseTransaction> {
         use sea_orm::{AccessMode, DatabaseBackend, IsolationLevel, TransactionTrait};
-        // One snapshot: PostgreSQL's REPEATABLE READ; SQLite's read
-        // transaction (which takes no isolation settings) is one already.
-        let txn = match self.db.get_database_backend() {
+        Ok(match self.db.get_database_backend() {
             DatabaseBackend::Postgres => {
                 self.db
                     .begin_with_config(
@@ -307,10 +329,7 @@ impl RevisionLog for SqlStore {
                     .await?
             }
             _ => self.db.begin().await?,
-        };
-        let rows = read::tenant_rows(&txn, tenant).await?;
-        txn.commit().await?;
-        Ok(rows)
+        })
     }
 }
 

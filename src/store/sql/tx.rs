@@ -35,7 +35,8 @@ impl WriteStore for SqlStore {
         let txn = self.db.begin().await?;
         let t = ctx.tenant_id.as_str();
         let revision = if creating {
-            1
+            // A tenant deleted before continues after its last revision.
+            super::dump::tombstone(&txn, t).await?.unwrap_or(0) + 1
         } else {
             // The first statement, so that it takes the tenant's row lock
             // (PostgreSQL) or the write lock (SQLite) before anything is
@@ -201,6 +202,25 @@ impl WriteTx for SqlTx {
 
     async fn tenant(&mut self) -> Result<Option<Tenant>> {
         read::tenant(&self.txn, self.t()).await
+    }
+
+    async fn insert_dump(&mut self, dump: &crate::store::TenantDump) -> Result<()> {
+        let (t, now) = (self.ctx.tenant_id.clone(), self.now);
+        super::dump::insert(&self.txn, &t, now, dump).await
+    }
+
+    async fn delete_tenant(&mut self) -> Result<()> {
+        let (t, now) = (self.ctx.tenant_id.clone(), self.now);
+        super::dump::delete(&self.txn, &t, self.revision, now).await
+    }
+
+    async fn erase_display_name(&mut self, principal: &str, pseudonym: &str) -> Result<u64> {
+        let t = self.ctx.tenant_id.clone();
+        let n = super::dump::erase(&self.txn, &t, principal, pseudonym).await?;
+        if let Some(p) = read::principal(&self.txn, &t, principal).await? {
+            self.deltas.push(Delta::Principal { principal: p });
+        }
+        Ok(n)
     }
 
     async fn principal(&mut self, id: &str) -> Result<Option<Principal>> {

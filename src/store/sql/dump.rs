@@ -1,0 +1,351 @@
+//! Whole tenants: the export read, the bulk insert of an import, deletion
+//! with its tombstone, and the erasure of a principal's display name.
+
+use super::*;
+use crate::model::Millis;
+use crate::store::entity::{change, request, tombstone};
+use crate::store::{pseudonymize_json, TenantDump};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
+    Statement,
+};
+use std::collections::HashMap;
+
+/// Rows per multi-row `INSERT`: under SQLite's 32,766 and PostgreSQL's
+/// 65,535 bound parameters with the widest row (9 columns).
+const BATCH: usize = 2_000;
+
+/// Every row of the tenant with creation times (the caller makes it one
+/// snapshot).
+pub(super) async fn export<C: ConnectionTrait>(c: &C, t: &str) -> Result<Option<TenantDump>> {
+    let Some(rows) = read::tenant_rows(c, t).await? else {
+        return Ok(None);
+    };
+    let created: HashMap<(String, String), Millis> = resource::Entity::find()
+        .select_only()
+        .column(resource::Column::Rtype)
+        .column(resource::Column::Rid)
+        .column(resource::Column::CreatedAt)
+        .filter(resource::Column::TenantId.eq(t))
+        .into_tuple::<(String, String, i64)>()
+        .all(c)
+        .await?
+        .into_iter()
+        .map(|(rtype, id, at)| ((rtype, id), at))
+        .collect();
+    Ok(Some(TenantDump::from_rows(rows, |r| {
+        created
+            .get(&(r.rtype.clone(), r.id.clone()))
+            .copied()
+            .unwrap_or_default()
+    })))
+}
+
+/// The revision a deleted tenant had reached.
+pub(super) async fn tombstone<C: ConnectionTrait>(c: &C, t: &str) -> Result<Option<i64>> {
+    Ok(tombstone::Entity::find_by_id(t.to_owned())
+        .one(c)
+        .await?
+        .map(|r| r.revision))
+}
+
+/// The first `n` keys for new resources. PostgreSQL hands them out from the
+/// table's sequence (safe beside concurrent writers); SQLite continues after
+/// the largest key ever used, which no one else can take while this
+/// transaction holds the database's write lock (it has written already).
+async fn resource_keys<C: ConnectionTrait>(c: &C, n: usize) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = c.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        let rows = c
+            .query_all(Statement::from_sql_and_values(
+                backend,
+                "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) AS pk FROM generate_series(1, $1)",
+                [(n as i64).into()],
+            ))
+            .await?;
+        return rows
+            .iter()
+            .map(|r| r.try_get::<i64>("", "pk").map_err(Error::from))
+            .collect();
+    }
+    let max = c
+        .query_one(Statement::from_string(
+            backend,
+            "SELECT MAX(m) AS m FROM (SELECT MAX(pk) AS m FROM resources UNION ALL SELECT seq AS m FROM sqlite_sequence WHERE name = 'resources')",
+        ))
+        .await?
+        .and_then(|r| r.try_get::<Option<i64>>("", "m").ok().flatten())
+        .unwrap_or(0);
+    Ok((1..=n as i64).map(|i| max + i).collect())
+}
+
+/// Writes every record of `d` in multi-row inserts.
+pub(super) async fn insert<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    now: Millis,
+    d: &TenantDump,
+) -> Result<()> {
+    for chunk in d.roles.chunks(BATCH) {
+        role::Entity::insert_many(chunk.iter().map(|r| role::ActiveModel {
+            tenant_id: Set(t.to_owned()),
+            id: Set(r.id.clone()),
+            display_name: Set(r.display_name.clone()),
+            definition: Set(role_definition_json(r)),
+            created_at: Set(now),
+        }))
+        .exec(c)
+        .await?;
+    }
+    for chunk in d.principals.chunks(BATCH) {
+        principal::Entity::insert_many(chunk.iter().map(|p| principal::ActiveModel {
+            tenant_id: Set(t.to_owned()),
+            id: Set(p.id.clone()),
+            kind: Set(p.kind.as_str().to_owned()),
+            status: Set(p.status.as_str().to_owned()),
+            display_name: Set(p.display_name.clone()),
+            created_at: Set(p.created_at),
+        }))
+        .exec(c)
+        .await?;
+    }
+    for chunk in d.teams.chunks(BATCH) {
+        team::Entity::insert_many(chunk.iter().map(|m| team::ActiveModel {
+            tenant_id: Set(t.to_owned()),
+            id: Set(m.id.clone()),
+            display_name: Set(m.display_name.clone()),
+            created_at: Set(now),
+        }))
+        .exec(c)
+        .await?;
+    }
+    for chunk in d.members.chunks(BATCH) {
+        team_member::Entity::insert_many(chunk.iter().map(|(team, m)| {
+            team_member::ActiveModel {
+                tenant_id: Set(t.to_owned()),
+                team_id: Set(team.clone()),
+                member_kind: Set(m.kind_str().to_owned()),
+                member_id: Set(m.id().to_owned()),
+            }
+        }))
+        .exec(c)
+        .await?;
+    }
+    // Keys first, so that each row names its parent's key and path.
+    let keys = resource_keys(c, d.resources.len()).await?;
+    let mut placed: HashMap<&ResourceRef, (i64, String)> = HashMap::with_capacity(keys.len());
+    let mut rows = Vec::with_capacity(d.resources.len());
+    for (r, pk) in d.resources.iter().zip(keys) {
+        let (parent_pk, ancestors) = match &r.parent {
+            None => (None, "/".to_owned()),
+            Some(p) => {
+                let (ppk, ppath) = placed
+                    .get(p)
+                    .ok_or_else(|| Error::Internal(format!("`{p}` is not before its child")))?;
+                (Some(*ppk), format!("{ppath}{ppk}/"))
+            }
+        };
+        rows.push(resource::ActiveModel {
+            pk: Set(pk),
+            tenant_id: Set(t.to_owned()),
+            rtype: Set(r.resource.rtype.clone()),
+            rid: Set(r.resource.id.clone()),
+            parent_pk: Set(parent_pk),
+            ancestors: Set(ancestors.clone()),
+            is_private: Set(r.private),
+            created_at: Set(r.created_at),
+        });
+        placed.insert(&r.resource, (pk, ancestors));
+    }
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<resource::ActiveModel> = rows.by_ref().take(BATCH).collect();
+        resource::Entity::insert_many(chunk).exec(c).await?;
+    }
+    for chunk in d.grants.chunks(BATCH) {
+        let models = chunk
+            .iter()
+            .map(|g| {
+                let scope_pk = match &g.scope {
+                    Scope::Tenant => None,
+                    Scope::Resource(r) => Some(
+                        placed
+                            .get(r)
+                            .map(|(pk, _)| *pk)
+                            .ok_or_else(|| Error::Internal(format!("grant scope `{r}` missing")))?,
+                    ),
+                };
+                Ok(grant::ActiveModel {
+                    id: Set(g.id.clone()),
+                    tenant_id: Set(t.to_owned()),
+                    subject_kind: Set(g.subject.kind_str().to_owned()),
+                    subject_id: Set(g.subject.id().to_owned()),
+                    role_id: Set(g.role_id.clone()),
+                    scope_pk: Set(scope_pk),
+                    effect: Set(g.effect.as_str().to_owned()),
+                    expires_at: Set(g.expires_at),
+                    created_at: Set(g.created_at),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        grant::Entity::insert_many(models).exec(c).await?;
+    }
+    Ok(())
+}
+
+/// Deletes every row of the tenant and records its tombstone at `revision`.
+pub(super) async fn delete<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    revision: i64,
+    now: Millis,
+) -> Result<()> {
+    grant::Entity::delete_many()
+        .filter(grant::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    team_member::Entity::delete_many()
+        .filter(team_member::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    team::Entity::delete_many()
+        .filter(team::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    principal::Entity::delete_many()
+        .filter(principal::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    role::Entity::delete_many()
+        .filter(role::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    resource::Entity::delete_many()
+        .filter(resource::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    request::Entity::delete_many()
+        .filter(request::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    change::Entity::delete_many()
+        .filter(change::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    audit_event::Entity::delete_many()
+        .filter(audit_event::Column::TenantId.eq(t))
+        .exec(c)
+        .await?;
+    tenant::Entity::delete_many()
+        .filter(tenant::Column::Id.eq(t))
+        .exec(c)
+        .await?;
+    tombstone::Entity::delete_many()
+        .filter(tombstone::Column::Id.eq(t))
+        .exec(c)
+        .await?;
+    tombstone::Entity::insert(tombstone::ActiveModel {
+        id: Set(t.to_owned()),
+        revision: Set(revision),
+        deleted_at: Set(now),
+    })
+    .exec(c)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the principal's display name by `pseudonym` everywhere it is
+/// kept; returns how many audit events changed.
+pub(super) async fn erase<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    principal_id: &str,
+    pseudonym: &str,
+) -> Result<u64> {
+    let current: Vec<String> = read::principal(c, t, principal_id)
+        .await?
+        .map(|p| vec![p.display_name])
+        .unwrap_or_default();
+    principal::Entity::update_many()
+        .col_expr(principal::Column::DisplayName, Expr::value(pseudonym))
+        .filter(principal::Column::TenantId.eq(t))
+        .filter(principal::Column::Id.eq(principal_id))
+        .exec(c)
+        .await?;
+    // Only rows that mention the id can show the principal's record.
+    let quoted = serde_json::to_string(principal_id).unwrap_or_default();
+    let pattern = format!("%{}%", like_escape(&quoted));
+    let mut changed = 0;
+    let events = audit_event::Entity::find()
+        .filter(audit_event::Column::TenantId.eq(t))
+        .filter(
+            sea_orm::Condition::any()
+                .add(Expr::col(audit_event::Column::BeforeJson).like(like(&pattern)))
+                .add(Expr::col(audit_event::Column::AfterJson).like(like(&pattern))),
+        )
+        .all(c)
+        .await?;
+    for e in events {
+        let before = pseudonymize_json(&e.before_json, principal_id, &current, pseudonym);
+        let after = pseudonymize_json(&e.after_json, principal_id, &current, pseudonym);
+        if before.is_none() && after.is_none() {
+            continue;
+        }
+        audit_event::Entity::update_many()
+            .col_expr(
+                audit_event::Column::BeforeJson,
+                Expr::value(before.unwrap_or(e.before_json)),
+            )
+            .col_expr(
+                audit_event::Column::AfterJson,
+                Expr::value(after.unwrap_or(e.after_json)),
+            )
+            .filter(audit_event::Column::Id.eq(e.id))
+            .exec(c)
+            .await?;
+        changed += 1;
+    }
+    let logged = change::Entity::find()
+        .filter(change::Column::TenantId.eq(t))
+        .filter(Expr::col(change::Column::Invalidation).like(like(&pattern)))
+        .all(c)
+        .await?;
+    for row in logged {
+        if let Some(inv) = pseudonymize_json(&row.invalidation, principal_id, &current, pseudonym) {
+            change::Entity::update_many()
+                .col_expr(change::Column::Invalidation, Expr::value(inv))
+                .filter(change::Column::TenantId.eq(t))
+                .filter(change::Column::Revision.eq(row.revision))
+                .exec(c)
+                .await?;
+        }
+    }
+    // A retried request would get its first result back, name included:
+    // forget those results (the writes themselves stay).
+    request::Entity::delete_many()
+        .filter(request::Column::TenantId.eq(t))
+        .filter(Expr::col(request::Column::Outcome).like(like(&pattern)))
+        .exec(c)
+        .await?;
+    Ok(changed)
+}
+
+fn like(pattern: &str) -> sea_orm::sea_query::LikeExpr {
+    sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')
+}
+
+/// `s` with LIKE's wildcards and the escape character escaped.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
