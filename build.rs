@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "portcullis/v1/admin_service.proto",
     "portcullis/v1/operator_service.proto",
     "portcullis/v1/watch_service.proto",
+    "portcullis/v1/tenant_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

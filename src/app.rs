@@ -30,6 +30,9 @@ use tonic_health::ServingStatus;
 
 /// Largest request message accepted (a full BatchCheck fits easily).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest TenantService message (an apply carries a whole tenant file; an
+/// import sends many messages).
+pub const MAX_TENANT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Health service names: `""` and each Portcullis service report
 /// readiness (the store is reachable and the server is not shutting down);
@@ -217,6 +220,11 @@ impl App {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             self.credentials.interceptor(KeyScope::Check),
         );
+        let tenant = InterceptedService::new(
+            pb::tenant_service_server::TenantServiceServer::new(admin_api.clone())
+                .max_decoding_message_size(MAX_TENANT_MESSAGE_BYTES),
+            self.credentials.interceptor(KeyScope::Admin),
+        );
         let admin = InterceptedService::new(
             pb::admin_service_server::AdminServiceServer::new(admin_api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -232,9 +240,10 @@ impl App {
             self.credentials.interceptor(KeyScope::Admin),
         );
 
-        let admission = Admission::new(
+        let admission = Admission::with_bulk_timeout(
             self.grpc.max_in_flight,
             Duration::from_millis(self.grpc.request_timeout_ms),
+            Duration::from_millis(self.grpc.bulk_request_timeout_ms),
         );
         let grace = Duration::from_millis(self.grpc.shutdown_grace_ms);
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -278,6 +287,7 @@ impl App {
             .add_service(check)
             .add_service(list)
             .add_service(admin)
+            .add_service(tenant)
             .add_service(watch)
             .add_service(operator);
         let mut server: std::pin::Pin<

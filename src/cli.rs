@@ -6,6 +6,15 @@
 //! `--output json` for scripts; the exit status says whether it worked
 //! (and, for `check`, whether the answer was an allow).
 
+mod tenant;
+
+pub use tenant::{apply, schema, split, test};
+
+/// `portcullis tenant …` commands.
+pub mod tenants {
+    pub use super::tenant::{delete, erase, export, import};
+}
+
 use crate::client::{Client, RetryPolicy};
 use crate::config::{Config, Secret};
 use crate::grpc::pb;
@@ -111,7 +120,7 @@ pub fn parse_resource(s: &str) -> Result<pb::ResourceRef, String> {
     }
 }
 
-fn print(output: Output, text: String, value: serde_json::Value) {
+pub(crate) fn print(output: Output, text: String, value: serde_json::Value) {
     match output {
         Output::Text => println!("{text}"),
         Output::Json => println!("{value}"),

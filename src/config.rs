@@ -271,6 +271,10 @@ pub struct GrpcConfig {
     pub max_in_flight: u32,
     /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
     pub request_timeout_ms: u64,
+    /// Longest a whole-tenant call (TenantService: import, export, apply,
+    /// delete) may run.
+    #[serde(default = "default_bulk_timeout")]
+    pub bulk_request_timeout_ms: u64,
     /// Most calls of one tenant at work at once (its share of the server);
     /// more wait in the tenant's own queue.
     #[serde(default = "default_tenant_share")]
@@ -287,6 +291,10 @@ pub struct GrpcConfig {
     /// of `addr`; off by default.
     #[serde(default)]
     pub health_addr: Option<SocketAddr>,
+}
+
+fn default_bulk_timeout() -> u64 {
+    600_000
 }
 
 fn default_tenant_share() -> u32 {
@@ -464,6 +472,7 @@ impl Default for Config {
                 addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 max_in_flight: 512,
                 request_timeout_ms: 10_000,
+                bulk_request_timeout_ms: default_bulk_timeout(),
                 max_in_flight_per_tenant: default_tenant_share(),
                 max_queued_per_tenant: default_tenant_queue(),
                 shutdown_grace_ms: 20_000,
@@ -732,6 +741,12 @@ impl Config {
             return Err(Error::invalid(
                 "grpc.request_timeout_ms",
                 "must be at least 10",
+            ));
+        }
+        if self.grpc.bulk_request_timeout_ms < self.grpc.request_timeout_ms {
+            return Err(Error::invalid(
+                "grpc.bulk_request_timeout_ms",
+                "must be at least `grpc.request_timeout_ms`",
             ));
         }
         if self.cache.max_staleness_ms < 2 * self.cache.poll_interval_ms {

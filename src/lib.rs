@@ -24,6 +24,9 @@
 //!   closures handed in by `app`.
 //! - [`client`]: the recommended way for a Rust service to call Portcullis
 //!   (also alone: `default-features = false, features = ["client"]`).
+//! - [`tenant_file`]: a whole tenant as a TOML or JSON file with assertions
+//!   (what `portcullis tenant export|import`, `apply` and `test` read and
+//!   write); `test` runs the assertions in an embedded in-memory instance.
 //! - [`config`], [`telemetry`], [`app`]: configuration, logs and traces,
 //!   wiring (and [`app::StartupError`]).
 //! - `bench` (cargo feature `bench`): `portcullis bench`, the dataset seeder
@@ -64,5 +67,7 @@ pub mod model;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "server")]
+pub mod tenant_file;
 #[cfg(feature = "server")]
 pub mod tls;

@@ -102,6 +102,42 @@ enum Cmd {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Whole tenants: export, import, delete, erase a name, the file schema.
+    Tenant {
+        #[command(subcommand)]
+        cmd: TenantCmd,
+    },
+    /// Make a tenant what a tenant file says (`--dry-run`: print the
+    /// changes and who gains or loses which access, write nothing; exit 1
+    /// when the apply would be refused).
+    Apply {
+        #[command(flatten)]
+        conn: Conn,
+        /// The tenant file (TOML, or JSON for `.json`).
+        file: PathBuf,
+        /// Tenant (default: the file's `tenant.id`).
+        #[arg(long, short)]
+        tenant: Option<String>,
+        /// The acting principal (each change is authorized as them); none
+        /// for an operator key acting as super user.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Plan and check only.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Check tenant files' assertions in an embedded in-memory instance, no
+    /// server needed (exit 0 when every file loads and every assertion
+    /// holds, 1 otherwise): the CI step for a repository of tenant files.
+    Test {
+        /// Tenant files, or files of assertions naming a `tenant_file`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     #[cfg(feature = "bench")]
     /// Seed a benchmark dataset into an empty database, start a server on it
     /// and measure it over gRPC (run it under `taskset -c 1`).
@@ -141,6 +177,67 @@ enum MigrateCmd {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Write a tenant as a file (TOML by default).
+    Export {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant.
+        tenant: String,
+        /// The acting principal (needs tenant.manage); none for an operator key.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Write here instead of standard output (JSON for `.json`).
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a tenant from a file (operator key), in one transaction.
+    Import {
+        #[command(flatten)]
+        conn: Conn,
+        /// The tenant file.
+        file: PathBuf,
+        /// The new tenant's id (default: the file's `tenant.id`).
+        #[arg(long, short)]
+        tenant: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Delete a tenant and everything in it (operator key).
+    Delete {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant.
+        tenant: String,
+        /// Confirm.
+        #[arg(long, required = true)]
+        yes: bool,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Replace a principal's display name by a pseudonym everywhere.
+    Erase {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant.
+        #[arg(long, short)]
+        tenant: String,
+        /// The principal.
+        principal: String,
+        /// The acting principal; none for an operator key.
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the JSON Schema of tenant files.
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -206,6 +303,44 @@ async fn without_config(command: &Cmd) -> Option<Result<bool, CliError>> {
             cli::keygen(name, scope, *output);
             Ok(true)
         }
+        Cmd::Tenant { cmd } => match cmd {
+            TenantCmd::Export {
+                conn,
+                tenant,
+                actor,
+                file,
+                json,
+            } => cli::tenants::export(conn, tenant.clone(), actor.clone(), file.clone(), *json).await,
+            TenantCmd::Import {
+                conn,
+                file,
+                tenant,
+                output,
+            } => cli::tenants::import(conn, file, tenant.clone(), *output).await,
+            TenantCmd::Delete {
+                conn,
+                tenant,
+                yes: _,
+                output,
+            } => cli::tenants::delete(conn, tenant.clone(), *output).await,
+            TenantCmd::Erase {
+                conn,
+                tenant,
+                principal,
+                actor,
+                output,
+            } => cli::tenants::erase(conn, tenant.clone(), principal.clone(), actor.clone(), *output).await,
+            TenantCmd::Schema => Ok(cli::schema()),
+        },
+        Cmd::Apply {
+            conn,
+            file,
+            tenant,
+            actor,
+            dry_run,
+            output,
+        } => cli::apply(conn, file, tenant.clone(), actor.clone(), *dry_run, *output).await,
+        Cmd::Test { files, output } => cli::test(files, *output).await,
         _ => return None,
     })
 }
@@ -282,7 +417,13 @@ async fn main() -> ExitCode {
         Cmd::Migrate {
             cmd: Some(MigrateCmd::Status { output }),
         } => return exit(false, cli::migrate_status(&config, output).await),
-        Cmd::Check { .. } | Cmd::List { .. } | Cmd::Health { .. } | Cmd::Keygen { .. } => Ok(()),
+        Cmd::Check { .. }
+        | Cmd::List { .. }
+        | Cmd::Health { .. }
+        | Cmd::Keygen { .. }
+        | Cmd::Tenant { .. }
+        | Cmd::Apply { .. }
+        | Cmd::Test { .. } => Ok(()),
         Cmd::Migrate { cmd: None } => migrate(&config).await,
         Cmd::Serve { no_migrate } => {
             let migrate = !no_migrate && config.database.migrate_on_start;

@@ -44,10 +44,20 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
         }
     }
 
+    /// The administrative service.
+    pub(super) fn admin(&self) -> &Admin<S> {
+        &self.admin
+    }
+
+    /// Every tenant's share of the server.
+    pub(super) fn shares(&self) -> &TenantShares {
+        &self.shares
+    }
+
     /// The tenant a read is about, once it has a slot of the tenant's
     /// share, and the actor it names (proven when the credential requires
     /// it), as a viewer: `None` when it names none.
-    async fn enter(
+    pub(super) async fn enter(
         &self,
         caller: &Caller,
         token: Option<&str>,
@@ -92,7 +102,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
 
     /// A write request's context (tenant and actor taken out of it), its
     /// actor proven when the credential requires it; and the rest of it.
-    fn proven_write<M: WriteRequest>(
+    pub(super) fn proven_write<M: WriteRequest>(
         &self,
         caller: &Caller,
         req: Request<M>,
@@ -132,7 +142,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
 }
 
 /// The request's actor token, if any.
-fn actor_token<M>(req: &Request<M>) -> Option<String> {
+pub(super) fn actor_token<M>(req: &Request<M>) -> Option<String> {
     req.metadata()
         .get(ACTOR_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -141,10 +151,10 @@ fn actor_token<M>(req: &Request<M>) -> Option<String> {
 
 /// A write request's request id, tenant and acting principal (`None` where
 /// the request has no actor: only operators create tenants).
-type WriteFields<'a> = (&'a mut String, &'a mut String, Option<&'a mut String>);
+pub(super) type WriteFields<'a> = (&'a mut String, &'a mut String, Option<&'a mut String>);
 
 /// Write requests carry an optional client request id.
-trait WriteRequest: prost::Message + Sized {
+pub(super) trait WriteRequest: prost::Message + Sized {
     fn write_fields(&mut self) -> WriteFields<'_>;
 }
 
@@ -183,7 +193,15 @@ write_requests!(
     DeleteRoleRequest,
     CreateGrantRequest,
     DeleteGrantRequest,
+    ApplyTenantRequest,
+    ErasePrincipalRequest,
 );
+
+impl WriteRequest for pb::DeleteTenantRequest {
+    fn write_fields(&mut self) -> WriteFields<'_> {
+        (&mut self.request_id, &mut self.tenant_id, None)
+    }
+}
 
 /// The write context of a write request: its request key (fingerprinted
 /// with the tenant and actor still in the message), then its tenant and
@@ -232,7 +250,7 @@ fn request_key<M: WriteRequest>(msg: &mut M) -> Result<Option<RequestKey>> {
     }))
 }
 
-fn require_operator(caller: &Caller) -> Result<()> {
+pub(super) fn require_operator(caller: &Caller) -> Result<()> {
     if caller.scope != KeyScope::Operator {
         return Err(Error::PermissionDenied(
             "this call needs an operator key".to_owned(),

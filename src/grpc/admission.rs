@@ -30,6 +30,7 @@ struct State {
     in_flight: AtomicU32,
     max_in_flight: u32,
     timeout: Duration,
+    bulk_timeout: Duration,
     closed: AtomicBool,
 }
 
@@ -51,12 +52,18 @@ impl std::fmt::Debug for Admission {
 impl Admission {
     /// At most `max_in_flight` calls at once, each for at most `timeout`.
     pub fn new(max_in_flight: u32, timeout: Duration) -> Self {
+        Self::with_bulk_timeout(max_in_flight, timeout, timeout)
+    }
+
+    /// As [`Admission::new`], whole-tenant calls for at most `bulk_timeout`.
+    pub fn with_bulk_timeout(max_in_flight: u32, timeout: Duration, bulk_timeout: Duration) -> Self {
         Self {
             state: Arc::new(State {
                 permits: Arc::new(Semaphore::new(max_in_flight as usize)),
                 in_flight: AtomicU32::new(0),
                 max_in_flight,
                 timeout,
+                bulk_timeout,
                 closed: AtomicBool::new(false),
             }),
         }
@@ -169,7 +176,11 @@ where
             tracing::debug!(path = req.uri().path(), "shed: too many calls in flight");
             return Box::pin(async move { Ok(refuse(status)) });
         };
-        let timeout = state.timeout;
+        let timeout = if super::is_bulk(req.uri().path()) {
+            state.bulk_timeout
+        } else {
+            state.timeout
+        };
         let ticket = Ticket::count(self.admission.state.clone(), permit);
         let fut = inner.call(req);
         Box::pin(async move {

@@ -21,6 +21,8 @@ pub mod operator;
 #[cfg(feature = "server")]
 mod status;
 #[cfg(feature = "server")]
+pub mod tenant;
+#[cfg(feature = "server")]
 pub mod watch;
 
 /// Whether a request path is a health check: never limited by the admission
@@ -28,6 +30,13 @@ pub mod watch;
 #[cfg(feature = "server")]
 fn is_health_check(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
+}
+
+/// Whether a request path is a whole-tenant call (import, export, apply,
+/// delete): bounded by the bulk timeout rather than the per-call one.
+#[cfg(feature = "server")]
+fn is_bulk(path: &str) -> bool {
+    path.starts_with("/portcullis.v1.TenantService/")
 }
 
 /// The future of the tower layers in front of the services.
