@@ -310,7 +310,9 @@ async fn without_config(command: &Cmd) -> Option<Result<bool, CliError>> {
                 actor,
                 file,
                 json,
-            } => cli::tenants::export(conn, tenant.clone(), actor.clone(), file.clone(), *json).await,
+            } => {
+                cli::tenants::export(conn, tenant.clone(), actor.clone(), file.clone(), *json).await
+            }
             TenantCmd::Import {
                 conn,
                 file,
@@ -329,7 +331,16 @@ async fn without_config(command: &Cmd) -> Option<Result<bool, CliError>> {
                 principal,
                 actor,
                 output,
-            } => cli::tenants::erase(conn, tenant.clone(), principal.clone(), actor.clone(), *output).await,
+            } => {
+                cli::tenants::erase(
+                    conn,
+                    tenant.clone(),
+                    principal.clone(),
+                    actor.clone(),
+                    *output,
+                )
+                .await
+            }
             TenantCmd::Schema => Ok(cli::schema()),
         },
         Cmd::Apply {

@@ -86,7 +86,11 @@ fn grant_str(g: &Grant) -> String {
     let mut s = format!(
         "{} {}{} on {}",
         g.subject,
-        if g.effect == Effect::Deny { "denied " } else { "" },
+        if g.effect == Effect::Deny {
+            "denied "
+        } else {
+            ""
+        },
         g.role_id,
         scope_str(&g.scope)
     );
@@ -133,7 +137,9 @@ impl Op {
                 "resource.move",
                 format!(
                     "{r} to {}",
-                    p.as_ref().map(|p| p.to_string()).unwrap_or("the top".into())
+                    p.as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or("the top".into())
                 ),
             ),
             Op::SetPrivate(r, p) => (
@@ -201,9 +207,11 @@ impl Op {
                 .run(tx, ctx)
                 .await?,
             ),
-            Op::SetPrivate(resource, private) => {
-                drop(SetResourcePrivate { resource, private }.run(tx, ctx).await?)
-            }
+            Op::SetPrivate(resource, private) => drop(
+                SetResourcePrivate { resource, private }
+                    .run(tx, ctx)
+                    .await?,
+            ),
             Op::DeleteResource(resource) => drop(DeleteResource { resource }.run(tx, ctx).await?),
             Op::CreateGrant(g) => drop(
                 CreateGrant {
@@ -305,13 +313,20 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
                 if old.kind != p.kind {
                     return Err(Error::invalid(
                         "principals.kind",
-                        format!("`{}` is a {}; a principal's kind cannot change", p.id, old.kind.as_str()),
+                        format!(
+                            "`{}` is a {}; a principal's kind cannot change",
+                            p.id,
+                            old.kind.as_str()
+                        ),
                     ));
                 }
                 if old.display_name != p.display_name {
                     return Err(Error::invalid(
                         "principals.display_name",
-                        format!("`{}`: a principal's display name cannot be changed by apply", p.id),
+                        format!(
+                            "`{}`: a principal's display name cannot be changed by apply",
+                            p.id
+                        ),
                     ));
                 }
                 if old.status != p.status {
@@ -321,7 +336,8 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
         }
     }
     // Teams and memberships.
-    let now_teams: HashMap<&str, &model::Team> = now.teams.iter().map(|t| (t.id.as_str(), t)).collect();
+    let now_teams: HashMap<&str, &model::Team> =
+        now.teams.iter().map(|t| (t.id.as_str(), t)).collect();
     let want_teams: HashSet<&str> = want.teams.iter().map(|t| t.id.as_str()).collect();
     for t in &want.teams {
         match now_teams.get(t.id.as_str()) {
@@ -329,7 +345,10 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             Some(old) if old.display_name != t.display_name => {
                 return Err(Error::invalid(
                     "teams.display_name",
-                    format!("`{}`: a team's display name cannot be changed by apply", t.id),
+                    format!(
+                        "`{}`: a team's display name cannot be changed by apply",
+                        t.id
+                    ),
                 ))
             }
             Some(_) => {}
@@ -404,7 +423,8 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             continue;
         }
         let on_removed = matches!(&g.scope, Scope::Resource(r) if removed_set.contains(r));
-        let of_removed_team = matches!(&g.subject, SubjectRef::Team(t) if !want_teams.contains(t.as_str()));
+        let of_removed_team =
+            matches!(&g.subject, SubjectRef::Team(t) if !want_teams.contains(t.as_str()));
         if !on_removed && !of_removed_team {
             ops.push(Op::DeleteGrant(g.clone()));
         }
@@ -431,7 +451,10 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             ops.push(Op::DeleteResource((*r).clone()));
         }
     }
-    for r in crate::store::inherited_first(now.roles.clone()).iter().rev() {
+    for r in crate::store::inherited_first(now.roles.clone())
+        .iter()
+        .rev()
+    {
         if !want_roles.contains(r.id.as_str()) {
             ops.push(Op::DeleteRole(r.id.clone()));
         }
@@ -598,7 +621,8 @@ fn access_of(
                     action: a,
                     now,
                 };
-                let page = accessible_within(idx.tree(), roles, q, after.as_deref(), 10_000, *budget);
+                let page =
+                    accessible_within(idx.tree(), roles, q, after.as_deref(), 10_000, *budget);
                 *budget = budget.saturating_sub(page.visited.max(1));
                 out.extend(page.resources.iter().map(|r| (a.clone(), r.to_string())));
                 match page.next {

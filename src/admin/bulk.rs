@@ -187,10 +187,16 @@ pub fn check_dump(d: &TenantDump, _now: model::Millis) -> Result<()> {
             return Err(dup("grant", &g.id));
         }
         if !exists(&g.subject) {
-            return Err(Error::not_found(format!("grants[{i}]: subject `{}`", g.subject)));
+            return Err(Error::not_found(format!(
+                "grants[{i}]: subject `{}`",
+                g.subject
+            )));
         }
         if table.get(&g.role_id).is_none() {
-            return Err(Error::not_found(format!("grants[{i}]: role `{}`", g.role_id)));
+            return Err(Error::not_found(format!(
+                "grants[{i}]: role `{}`",
+                g.role_id
+            )));
         }
         if let Scope::Resource(r) = &g.scope {
             if !depth.contains_key(r) {
@@ -353,7 +359,10 @@ impl Command for ErasePrincipal {
         if tx.principal(&id).await?.is_none() {
             return Err(Error::not_found(format!("principal `{id}`")));
         }
-        let pseudonym = format!("erased-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let pseudonym = format!(
+            "erased-{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
         let audit_events = tx.erase_display_name(&id, &pseudonym).await?;
         let out = Erased {
             pseudonym,

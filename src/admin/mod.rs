@@ -175,7 +175,9 @@ impl<S: WriteStore> Admin<S> {
         let mut tx = match self.store.begin(&ctx, C::CREATES_TENANT).await? {
             Begun::Open(tx) => tx,
             Begun::Replayed { .. } => {
-                return Err(Error::Internal("a preview replayed a request id".to_owned()))
+                return Err(Error::Internal(
+                    "a preview replayed a request id".to_owned(),
+                ))
             }
         };
         let (change, _) = delegation::tracking(cmd.run(&mut tx, &ctx)).await;

@@ -21,12 +21,14 @@ fn file_error(e: crate::tenant_file::FileError) -> CliError {
 impl Conn {
     /// The tenant service over this connection; whole-tenant calls get at
     /// least ten minutes.
-    async fn tenants(&self) -> Result<TenantServiceClient<InterceptedService<Channel, Bearer>>, CliError> {
+    async fn tenants(
+        &self,
+    ) -> Result<TenantServiceClient<InterceptedService<Channel, Bearer>>, CliError> {
         let key = self.key.as_deref().ok_or_else(|| {
             CliError::Usage("an API key is needed: --key or PORTCULLIS_KEY".to_owned())
         })?;
-        let bearer =
-            Bearer::new(key).ok_or_else(|| CliError::Usage("the key is not valid header text".to_owned()))?;
+        let bearer = Bearer::new(key)
+            .ok_or_else(|| CliError::Usage("the key is not valid header text".to_owned()))?;
         let bulk = Conn {
             timeout_ms: self.timeout_ms.max(600_000),
             ..self.clone()

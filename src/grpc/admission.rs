@@ -56,7 +56,11 @@ impl Admission {
     }
 
     /// As [`Admission::new`], whole-tenant calls for at most `bulk_timeout`.
-    pub fn with_bulk_timeout(max_in_flight: u32, timeout: Duration, bulk_timeout: Duration) -> Self {
+    pub fn with_bulk_timeout(
+        max_in_flight: u32,
+        timeout: Duration,
+        bulk_timeout: Duration,
+    ) -> Self {
         Self {
             state: Arc::new(State {
                 permits: Arc::new(Semaphore::new(max_in_flight as usize)),

@@ -121,11 +121,10 @@ pub fn add_records(d: &mut TenantDump, r: pb::TenantRecords, now: Millis) -> Res
     for (i, g) in r.grants.into_iter().enumerate() {
         let f = |n: &str| format!("grants[{i}].{n}");
         d.grants.push(Grant {
-            id: if g.id.is_empty() {
-                uuid::Uuid::now_v7().to_string()
-            } else {
-                id(&f("id"), g.id)?
-            },
+            // Minted here, as CreateGrant does: grant ids are unique across
+            // tenants, so a chosen one could collide with (and so reveal)
+            // another tenant's.
+            id: uuid::Uuid::now_v7().to_string(),
             subject: subject(&f("subject"), g.subject)?,
             role_id: name(&f("role_id"), g.role_id)?,
             scope: scope(&f("scope"), g.scope)?,
@@ -281,7 +280,9 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             match msg.part {
                 Some(Part::Records(r)) => add_records(&mut dump, r, now)?,
                 Some(Part::Header(_)) => {
-                    return Err(Error::invalid("header", "only the first message is a header").into())
+                    return Err(
+                        Error::invalid("header", "only the first message is a header").into(),
+                    )
                 }
                 None => {}
             }
@@ -352,7 +353,9 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
         let caller = caller(&req)?;
         let (ctx, r) = self.proven_write(&caller, req)?;
         if r.dry_run && ctx.request.is_some() {
-            return Err(Error::invalid("request_id", "a dry run writes nothing; leave it empty").into());
+            return Err(
+                Error::invalid("request_id", "a dry run writes nothing; leave it empty").into(),
+            );
         }
         let limit = match r.access_page_size {
             0 => 100,
@@ -382,7 +385,11 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             resources: Vec::new(),
             grants: Vec::new(),
         };
-        add_records(&mut want, r.records.unwrap_or_default(), model::now_millis())?;
+        add_records(
+            &mut want,
+            r.records.unwrap_or_default(),
+            model::now_millis(),
+        )?;
         crate::admin::bulk::check_dump(&want, model::now_millis())?;
         let ops = plan(&now_dump, &want)?;
         // Comparing access walks both trees: off the async threads.

@@ -51,7 +51,10 @@ pub fn format_millis(ms: Millis) -> String {
 /// otherwise.
 pub fn parse_time(field: &str, s: &str) -> Result<Millis> {
     let t: prost_types::Timestamp = s.parse().map_err(|_| {
-        Error::invalid(field, format!("`{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))
+        Error::invalid(
+            field,
+            format!("`{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"),
+        )
     })?;
     Ok(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }

@@ -742,7 +742,12 @@ pub trait WriteTx: Send + Sized {
 /// `display_name` given `pseudonym` as display name, and every string equal
 /// to one of those names (or to `also`) replaced by `pseudonym`; `None` when
 /// nothing changed or `json` is not JSON.
-pub fn pseudonymize_json(json: &str, principal: &str, also: &[String], pseudonym: &str) -> Option<String> {
+pub fn pseudonymize_json(
+    json: &str,
+    principal: &str,
+    also: &[String],
+    pseudonym: &str,
+) -> Option<String> {
     fn names(v: &serde_json::Value, principal: &str, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(m) => {

@@ -108,10 +108,18 @@ impl Assertion {
                 let (principal, allowed, rest) = match words.as_slice() {
                     [p, "may", "not", rest @ ..] => (p, false, rest),
                     [p, "may", rest @ ..] => (p, true, rest),
-                    _ => return Err(bad(i, format!("`{c}`: expected `PRINCIPAL may [not] ACTION TYPE:ID`"))),
+                    _ => {
+                        return Err(bad(
+                            i,
+                            format!("`{c}`: expected `PRINCIPAL may [not] ACTION TYPE:ID`"),
+                        ))
+                    }
                 };
                 let [action, resource] = rest else {
-                    return Err(bad(i, format!("`{c}`: expected `PRINCIPAL may [not] ACTION TYPE:ID`")));
+                    return Err(bad(
+                        i,
+                        format!("`{c}`: expected `PRINCIPAL may [not] ACTION TYPE:ID`"),
+                    ));
                 };
                 Ok(Claim::Check {
                     principal: (*principal).to_owned(),
@@ -123,7 +131,10 @@ impl Assertion {
             (None, Some(l), None) => {
                 let words: Vec<&str> = l.split_whitespace().collect();
                 let [principal, "may", action, rtype] = words.as_slice() else {
-                    return Err(bad(i, format!("`{l}`: expected `PRINCIPAL may ACTION TYPE`")));
+                    return Err(bad(
+                        i,
+                        format!("`{l}`: expected `PRINCIPAL may ACTION TYPE`"),
+                    ));
                 };
                 Ok(Claim::List {
                     principal: (*principal).to_owned(),
@@ -205,7 +216,9 @@ pub async fn run(path: &Path) -> Result<Report, FileError> {
         load_error: None,
         outcomes: Vec::new(),
     };
-    let tenant = tenant_file.tenant_id(None).unwrap_or_else(|_| "test".to_owned());
+    let tenant = tenant_file
+        .tenant_id(None)
+        .unwrap_or_else(|_| "test".to_owned());
     let store = MemStore::new();
     if let Err(e) = load(&store, &tenant, &tenant_file).await {
         report.load_error = Some(e);
@@ -236,7 +249,8 @@ async fn load(store: &MemStore, tenant: &str, f: &TenantFile) -> Result<(), Stri
     let now = model::now_millis();
     let settings = f.settings().map_err(|e| e.0)?;
     let records = f.records().map_err(|e| e.0)?;
-    let mut dump = crate::grpc::tenant::dump_of(tenant, settings, now).map_err(|e| e.to_string())?;
+    let mut dump =
+        crate::grpc::tenant::dump_of(tenant, settings, now).map_err(|e| e.to_string())?;
     crate::grpc::tenant::add_records(&mut dump, records, now).map_err(|e| e.to_string())?;
     let admin = Admin::new(store.clone(), Arc::new(|_, _, _| Box::pin(async {})));
     let ctx = WriteContext {

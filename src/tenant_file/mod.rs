@@ -119,8 +119,8 @@ pub struct RoleEntry {
     /// Roles whose permissions this one includes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inherits: Vec<String>,
-    /// Scope types where the role is effective (`tenant`, `workspace`…);
-    /// empty: everywhere.
+    /// Scope kinds where the role is effective (`tenant`, a resource type,
+    /// or `*`); absent: `["*"]`, everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effective_at: Vec<String>,
 }
@@ -214,12 +214,11 @@ pub struct ResourceEntry {
 }
 
 /// A role granted to a principal or a team on the tenant or a resource.
+/// Grants have no id in a file: the server mints one when it creates the
+/// grant, and apply matches grants by what they grant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantEntry {
-    /// Grant id (exports carry it; apply matches grants by what they grant).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
     /// The principal holding it (or `team`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
@@ -253,14 +252,15 @@ fn err(s: impl Into<String>) -> FileError {
 
 /// Whether `path` is JSON (by extension); otherwise TOML.
 fn is_json(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 impl TenantFile {
     /// Reads a file (TOML, or JSON for `.json`).
     pub fn read(path: &Path) -> Result<Self, FileError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         Self::parse(&text, is_json(path)).map_err(|e| err(format!("{}: {}", path.display(), e.0)))
     }
 
@@ -344,7 +344,11 @@ impl TenantFile {
                 permissions: r.permissions.clone(),
                 excluded_permissions: r.excluded_permissions.clone(),
                 inherits: r.inherits.clone(),
-                effective_at: r.effective_at.clone(),
+                effective_at: if r.effective_at.is_empty() {
+                    vec!["*".to_owned()]
+                } else {
+                    r.effective_at.clone()
+                },
                 locked: false,
             });
         }
@@ -377,10 +381,12 @@ impl TenantFile {
                 member: Some(pb::SubjectRef { kind: Some(kind) }),
             };
             for m in &t.members {
-                out.members.push(member(pb::subject_ref::Kind::PrincipalId(m.clone())));
+                out.members
+                    .push(member(pb::subject_ref::Kind::PrincipalId(m.clone())));
             }
             for m in &t.teams {
-                out.members.push(member(pb::subject_ref::Kind::TeamId(m.clone())));
+                out.members
+                    .push(member(pb::subject_ref::Kind::TeamId(m.clone())));
             }
         }
         let mut rows = Vec::with_capacity(self.resources.len());
@@ -410,10 +416,15 @@ impl TenantFile {
             let subject = match (&g.principal, &g.team) {
                 (Some(p), None) => K::PrincipalId(p.clone()),
                 (None, Some(t)) => K::TeamId(t.clone()),
-                _ => return Err(err(format!("{}: name a `principal` or a `team`", at("subject")))),
+                _ => {
+                    return Err(err(format!(
+                        "{}: name a `principal` or a `team`",
+                        at("subject")
+                    )))
+                }
             };
             out.grants.push(pb::Grant {
-                id: g.id.clone().unwrap_or_default(),
+                id: String::new(),
                 subject: Some(pb::SubjectRef {
                     kind: Some(subject),
                 }),
@@ -460,22 +471,23 @@ impl TenantFile {
                 inherits: r.inherits,
                 effective_at: r.effective_at,
             }));
-            f.principals.extend(r.principals.into_iter().map(|p| PrincipalEntry {
-                kind: if p.kind == pb::PrincipalKind::ServiceAccount as i32 {
-                    Kind::ServiceAccount
-                } else {
-                    Kind::User
-                },
-                status: match pb::PrincipalStatus::try_from(p.status) {
-                    Ok(pb::PrincipalStatus::Invited) => Status::Invited,
-                    Ok(pb::PrincipalStatus::Suspended) => Status::Suspended,
-                    Ok(pb::PrincipalStatus::Removed) => Status::Removed,
-                    _ => Status::Active,
-                },
-                id: p.id,
-                display_name: p.display_name,
-                created_at: p.create_time.map(|t| t.to_string()),
-            }));
+            f.principals
+                .extend(r.principals.into_iter().map(|p| PrincipalEntry {
+                    kind: if p.kind == pb::PrincipalKind::ServiceAccount as i32 {
+                        Kind::ServiceAccount
+                    } else {
+                        Kind::User
+                    },
+                    status: match pb::PrincipalStatus::try_from(p.status) {
+                        Ok(pb::PrincipalStatus::Invited) => Status::Invited,
+                        Ok(pb::PrincipalStatus::Suspended) => Status::Suspended,
+                        Ok(pb::PrincipalStatus::Removed) => Status::Removed,
+                        _ => Status::Active,
+                    },
+                    id: p.id,
+                    display_name: p.display_name,
+                    created_at: p.create_time.map(|t| t.to_string()),
+                }));
             f.teams.extend(r.teams.into_iter().map(|t| TeamEntry {
                 id: t.id,
                 display_name: t.display_name,
@@ -499,7 +511,6 @@ impl TenantFile {
                     None => (None, None),
                 };
                 GrantEntry {
-                    id: Some(g.id),
                     principal,
                     team,
                     role: g.role_id,
@@ -549,8 +560,11 @@ pub fn reference(place: &str, s: &str) -> Result<model::ResourceRef, FileError> 
 fn time(place: &str, s: &Option<String>) -> Result<Option<prost_types::Timestamp>, FileError> {
     s.as_deref()
         .map(|s| {
-            s.parse::<prost_types::Timestamp>()
-                .map_err(|_| err(format!("{place}: `{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z")))
+            s.parse::<prost_types::Timestamp>().map_err(|_| {
+                err(format!(
+                    "{place}: `{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                ))
+            })
         })
         .transpose()
 }

@@ -9,7 +9,7 @@ use crate::process::ServerProcess;
 use std::process::{Command, Output, Stdio};
 
 /// Runs the binary with a clean `PORTCULLIS_*` environment plus `envs`.
-fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("PORTCULLIS_")) {
@@ -23,15 +23,15 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("run portcullis")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn json(o: &Output) -> serde_json::Value {
+pub(crate) fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}\n{}", stdout(o), stderr(o)))
 }

@@ -28,6 +28,7 @@ mod seed_oneflow;
 mod seed_openfn;
 mod smoke;
 mod surface;
+mod tenants;
 mod trust;
 mod watch;
 mod why_delegation;

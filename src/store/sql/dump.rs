@@ -124,13 +124,11 @@ pub(super) async fn insert<C: ConnectionTrait>(
         .await?;
     }
     for chunk in d.members.chunks(BATCH) {
-        team_member::Entity::insert_many(chunk.iter().map(|(team, m)| {
-            team_member::ActiveModel {
-                tenant_id: Set(t.to_owned()),
-                team_id: Set(team.clone()),
-                member_kind: Set(m.kind_str().to_owned()),
-                member_id: Set(m.id().to_owned()),
-            }
+        team_member::Entity::insert_many(chunk.iter().map(|(team, m)| team_member::ActiveModel {
+            tenant_id: Set(t.to_owned()),
+            team_id: Set(team.clone()),
+            member_kind: Set(m.kind_str().to_owned()),
+            member_id: Set(m.id().to_owned()),
         }))
         .exec(c)
         .await?;
