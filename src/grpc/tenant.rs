@@ -314,8 +314,11 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
         let (t, _share, viewer) = self
             .enter(&caller, token.as_deref(), r.tenant_id, r.actor_id)
             .await?;
+        // Like every admin read: a key without an actor reads as the
+        // platform; an actor must be allowed to manage the tenant (an
+        // export is the whole tenant).
         match viewer {
-            None => require_operator(&caller)?,
+            None => {}
             Some(v) if v.may(model::TENANT_TYPE, "manage", &[]) => {}
             Some(v) => {
                 return Err(Error::PermissionDenied(format!(
@@ -369,6 +372,17 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             }
         } as usize;
         let _share = self.shares().enter(&ctx.tenant_id).await?;
+        // The plan and the access it changes show the whole tenant: only
+        // those who may manage it may ask, even for a dry run.
+        if let model::Actor::Principal(p) = &ctx.actor {
+            let v = self.admin().viewer(&ctx.tenant_id, p).await?;
+            if !v.may(model::TENANT_TYPE, "manage", &[]) {
+                return Err(Error::PermissionDenied(format!(
+                    "actor `{p}` may not apply a tenant file (needs tenant.manage)"
+                ))
+                .into());
+            }
+        }
         let now_dump = self
             .admin()
             .store()
@@ -418,6 +432,12 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
                 }
                 resp.rejection = format!("{:?}: {}", s.code(), s.message());
             }
+            return Ok(Response::new(resp));
+        }
+        if cmd.ops.is_empty() {
+            // Nothing to change: nothing is written.
+            resp.applied = true;
+            resp.consistency_token = now_dump.revision.to_string();
             return Ok(Response::new(resp));
         }
         let w = self.admin().write(&ctx, cmd).await?;

@@ -251,6 +251,12 @@ impl Ctx {
             self.bearer(),
         )
     }
+    fn tenants(&self) -> pb::tenant_service_client::TenantServiceClient<Authed> {
+        pb::tenant_service_client::TenantServiceClient::with_interceptor(
+            self.ch.clone(),
+            self.bearer(),
+        )
+    }
     fn watcher(&self) -> pb::watch_service_client::WatchServiceClient<Authed> {
         pb::watch_service_client::WatchServiceClient::with_interceptor(
             self.ch.clone(),
@@ -543,6 +549,13 @@ impl World {
         for row in q.all(db).await.expect("snapshot") {
             out.insert(format!("tenant: {row:?}"));
         }
+        let mut q = tombstone::Entity::find();
+        if let Some(t) = tenant {
+            q = q.filter(tombstone::Column::Id.eq(t));
+        }
+        for row in q.all(db).await.expect("snapshot") {
+            out.insert(format!("tombstone: {row:?}"));
+        }
         out
     }
 }
@@ -625,6 +638,8 @@ enum Access {
     Write,
     /// Operator only, on one tenant.
     CreateTenant,
+    /// Operator only, deleting the tenant (last in the table).
+    DeleteTenant,
     /// Operator only, spanning every tenant.
     Instance,
 }
@@ -1342,6 +1357,158 @@ fn every_rpc() -> Vec<Rpc> {
                 )
             }),
         ),
+        rpc(
+            "TenantService/ImportTenant",
+            Admin,
+            CreateTenant,
+            call!(|c| {
+                use pb::import_tenant_request::Part;
+                let stream = vec![
+                    pb::ImportTenantRequest {
+                        part: Some(Part::Header(pb::ImportHeader {
+                            tenant_id: c.t(),
+                            settings: Some(pb::Tenant {
+                                display_name: "Taken over".into(),
+                                ..Default::default()
+                            }),
+                            request_id: String::new(),
+                        })),
+                    },
+                    pb::ImportTenantRequest {
+                        part: Some(Part::Records(pb::TenantRecords {
+                            principals: vec![pb::Principal {
+                                id: c.n.user(),
+                                display_name: "Intruder".into(),
+                                status: pb::PrincipalStatus::Active as i32,
+                                ..Default::default()
+                            }],
+                            grants: vec![pb::Grant {
+                                subject: Some(subj(&c.n.user())),
+                                role_id: "account_admin".into(),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        })),
+                    },
+                ];
+                reply(
+                    c.tenants()
+                        .import_tenant(tokio_stream::iter(stream))
+                        .await,
+                )
+            }),
+        ),
+        rpc(
+            "TenantService/ExportTenant",
+            Admin,
+            Read,
+            call!(|c| {
+                let opened = c
+                    .tenants()
+                    .export_tenant(pb::ExportTenantRequest {
+                        tenant_id: c.t(),
+                        actor_id: c.a(),
+                    })
+                    .await;
+                match opened {
+                    Err(s) => Err(s),
+                    Ok(r) => {
+                        let mut stream = r.into_inner();
+                        let mut all = Vec::new();
+                        while let Some(m) = stream.message().await? {
+                            all.push(m);
+                        }
+                        Ok(format!("{all:?}"))
+                    }
+                }
+            }),
+        ),
+        rpc(
+            "TenantService/ApplyTenant",
+            Admin,
+            Write,
+            call!(|c| {
+                // The tenant as it is (read by the unrestricted operator),
+                // applied back: no change, but every check of the call.
+                let mut op = pb::tenant_service_client::TenantServiceClient::with_interceptor(
+                    c.ch.clone(),
+                    Bearer::new(OPERATOR_KEY).expect("ascii key"),
+                );
+                let (mut settings, mut records) = (None, pb::TenantRecords::default());
+                if let Ok(r) = op
+                    .export_tenant(pb::ExportTenantRequest {
+                        tenant_id: c.t(),
+                        actor_id: String::new(),
+                    })
+                    .await
+                {
+                    let mut stream = r.into_inner();
+                    while let Ok(Some(m)) = stream.message().await {
+                        match m.part {
+                            Some(pb::export_tenant_response::Part::Header(h)) => {
+                                settings = h.settings
+                            }
+                            Some(pb::export_tenant_response::Part::Records(r)) => {
+                                records.roles.extend(r.roles);
+                                records.principals.extend(r.principals);
+                                records.teams.extend(r.teams);
+                                records.members.extend(r.members);
+                                records.resources.extend(r.resources);
+                                records.grants.extend(r.grants);
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                reply(
+                    c.tenants()
+                        .apply_tenant(pb::ApplyTenantRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            settings: Some(settings.unwrap_or_else(|| pb::Tenant {
+                                display_name: "x".into(),
+                                ..Default::default()
+                            })),
+                            records: Some(records),
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        rpc(
+            "TenantService/ErasePrincipal",
+            Admin,
+            Write,
+            call!(|c| {
+                reply(
+                    c.tenants()
+                        .erase_principal(pb::ErasePrincipalRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            principal_id: c.n.user2(),
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        // Last: it deletes the tenant.
+        rpc(
+            "TenantService/DeleteTenant",
+            Admin,
+            DeleteTenant,
+            call!(|c| {
+                reply(
+                    c.tenants()
+                        .delete_tenant(pb::DeleteTenantRequest {
+                            tenant_id: c.t(),
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
     ]
 }
 
@@ -1361,7 +1528,9 @@ fn expected_in_own_tenant(rpc: &Rpc, key: &Key) -> Code {
     let operator = key.scope == KeyScope::Operator;
     match rpc.access {
         _ if rpc.svc == Svc::Admin && key.scope == KeyScope::Check => Code::PermissionDenied,
-        Access::CreateTenant | Access::Instance if !operator => Code::PermissionDenied,
+        Access::CreateTenant | Access::DeleteTenant | Access::Instance if !operator => {
+            Code::PermissionDenied
+        }
         Access::Instance if !key.tenants.is_empty() => Code::PermissionDenied,
         // The tenant is there already.
         Access::CreateTenant => Code::AlreadyExists,
@@ -1720,6 +1889,23 @@ fn foreign_references() -> Vec<Probe> {
                         .list_resources(pb::ListResourcesRequest {
                             tenant_id: c.t(),
                             parent: Some(res(&x)),
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        probe(
+            "TenantService/ErasePrincipal",
+            "principal_id",
+            Names::user,
+            probe_call!(|c, x| {
+                reply(
+                    c.tenants()
+                        .erase_principal(pb::ErasePrincipalRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            principal_id: x,
                             ..Default::default()
                         })
                         .await,
@@ -3055,9 +3241,10 @@ async fn each_limited_key_reaches_every_rpc_of_its_own_tenant(b: Backend) {
     let w = World::new(b).await;
     let mut calls = 0;
     calls += run_table(&w, &GLOBEX_ADMIN, "globex", &w.globex.boss(), false).await;
-    calls += run_table(&w, &ACME_OPERATOR, "acme", "", false).await;
     calls += run_table(&w, &ACME_ONLY, "acme", "", true).await;
     calls += run_table(&w, &ACME_CHECK, "acme", "", true).await;
+    // Last: its table ends by deleting the tenant.
+    calls += run_table(&w, &ACME_OPERATOR, "acme", "", false).await;
     println!(
         "isolation: tenant-limited keys made {calls} calls into their own tenants, all answered"
     );
@@ -3110,7 +3297,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 38);
+    assert_eq!(declared.len(), 43);
 }
 
 // ---- a side channel -----------------------------------------------------------
