@@ -304,6 +304,7 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
         }
     }
     // Principals.
+    let mut removals = Vec::new();
     let now_principals: HashMap<&str, &Principal> =
         now.principals.iter().map(|p| (p.id.as_str(), p)).collect();
     for p in &want.principals {
@@ -329,7 +330,11 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
                         ),
                     ));
                 }
-                if old.status != p.status {
+                if old.status != p.status && p.status == PrincipalStatus::Removed {
+                    // Removal revokes the principal's grants and memberships:
+                    // last, after the revocations the file asks for.
+                    removals.push(Op::SetStatus(p.id.clone(), p.status));
+                } else if old.status != p.status {
                     ops.push(Op::SetStatus(p.id.clone(), p.status));
                 }
             }
@@ -459,6 +464,7 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             ops.push(Op::DeleteRole(r.id.clone()));
         }
     }
+    ops.extend(removals);
     for p in &now.principals {
         if !want.principals.iter().any(|w| w.id == p.id) && p.status != PrincipalStatus::Removed {
             ops.push(Op::SetStatus(p.id.clone(), PrincipalStatus::Removed));

@@ -55,9 +55,18 @@ impl Command for ImportTenant {
         let mut dump = self.dump;
         dump.tenant.id = ctx.tenant_id.clone();
         declare_named_actions(&mut dump);
+        let started = std::time::Instant::now();
         check_dump(&dump, tx.now())?;
+        let checked = started.elapsed();
         tx.insert_tenant(&dump.tenant).await?;
         tx.insert_dump(&dump).await?;
+        tracing::info!(
+            tenant = %ctx.tenant_id,
+            resources = dump.resources.len(),
+            check_ms = checked.as_millis() as u64,
+            write_ms = (started.elapsed() - checked).as_millis() as u64,
+            "tenant import checked and written"
+        );
         if durable_admins(tx).await? == 0 {
             return Err(Error::precondition(
                 "last_account_admin",
@@ -129,10 +138,28 @@ pub fn check_dump(d: &TenantDump, _now: model::Millis) -> Result<()> {
     }
     let table = model::RoleTable::with_actions(roles, &d.tenant.actions);
     let mut principals = HashSet::with_capacity(d.principals.len());
+    let mut removed = HashSet::new();
     for p in &d.principals {
         if !principals.insert(p.id.as_str()) {
             return Err(dup("principal", &p.id));
         }
+        if p.status == model::PrincipalStatus::Removed {
+            removed.insert(p.id.as_str());
+        }
+    }
+    // A removed principal holds nothing (removal revokes everything).
+    let holds_nothing = |s: &SubjectRef, place: String| match s {
+        SubjectRef::Principal(p) if removed.contains(p.as_str()) => Err(Error::precondition(
+            "principal_removed",
+            format!("{place}: `{p}` is removed and holds nothing"),
+        )),
+        _ => Ok(()),
+    };
+    for (i, (_, m)) in d.members.iter().enumerate() {
+        holds_nothing(m, format!("members[{i}]"))?;
+    }
+    for (i, g) in d.grants.iter().enumerate() {
+        holds_nothing(&g.subject, format!("grants[{i}]"))?;
     }
     let mut teams = HashSet::with_capacity(d.teams.len());
     for t in &d.teams {

@@ -27,6 +27,8 @@ pub mod roles;
 pub mod tenants;
 
 #[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::error::{Error, Result};

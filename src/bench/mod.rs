@@ -3,6 +3,7 @@
 //! and prints throughput, latency percentiles and the server's peak memory.
 
 pub mod dataset;
+mod import;
 mod index;
 mod noisy;
 mod served;
@@ -127,7 +128,7 @@ fn start_server(url: &str, key: &str, core: Option<usize>) -> Result<Server, Str
         .env("PORTCULLIS_LOG__FORMAT", "json")
         .env(
             "PORTCULLIS_LOG__FILTER",
-            "warn,portcullis::app=info,portcullis::cache::indexes=info",
+            "warn,portcullis::app=info,portcullis::cache::indexes=info,portcullis::admin::bulk=info",
         )
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -151,7 +152,7 @@ fn start_server(url: &str, key: &str, core: Option<usize>) -> Result<Server, Str
     // show when a tenant's index is built.
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
-            if line.contains("tenant index") {
+            if line.contains("tenant index") || line.contains("tenant import") {
                 eprintln!("server: {line}");
             }
         }
@@ -183,9 +184,9 @@ const ACTIONS: [&str; 3] = ["view", "edit", "execute"];
 
 /// Runs the whole benchmark and prints its table.
 pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
-    if !["standard", "noisy", "index"].contains(&opts.scenario.as_str()) {
+    if !["standard", "noisy", "index", "import"].contains(&opts.scenario.as_str()) {
         return Err(format!(
-            "unknown scenario `{}` (standard, noisy or index)",
+            "unknown scenario `{}` (standard, noisy, index or import)",
             opts.scenario
         ));
     }
@@ -213,6 +214,12 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
+    if opts.scenario == "import" {
+        drop(store);
+        let rows = import::run(shape, &url, opts.server_core).await?;
+        print_table(&opts, &rows, None);
+        return Ok(rows);
+    }
     let first_pk = store.max_resource_pk().await.map_err(|e| e.to_string())?;
     let mut data: Dataset = dataset::generate(TENANT, shape, first_pk, 42);
     if store

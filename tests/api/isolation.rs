@@ -1391,11 +1391,7 @@ fn every_rpc() -> Vec<Rpc> {
                         })),
                     },
                 ];
-                reply(
-                    c.tenants()
-                        .import_tenant(tokio_stream::iter(stream))
-                        .await,
-                )
+                reply(c.tenants().import_tenant(tokio_stream::iter(stream)).await)
             }),
         ),
         rpc(

@@ -42,6 +42,26 @@ pub(super) async fn export<C: ConnectionTrait>(c: &C, t: &str) -> Result<Option<
     })))
 }
 
+/// Rows per PostgreSQL `INSERT … SELECT FROM UNNEST(arrays)`: one bound
+/// array per column, so the statement stays small whatever the batch.
+const PG_BATCH: usize = 20_000;
+
+/// A text array of `f` over `rows`.
+fn strings<T>(rows: &[T], f: impl Fn(&T) -> String) -> sea_orm::Value {
+    rows.iter().map(f).collect::<Vec<String>>().into()
+}
+
+/// Runs one statement with `values` bound.
+async fn unnest<C: ConnectionTrait>(c: &C, sql: &str, values: Vec<sea_orm::Value>) -> Result<()> {
+    c.execute(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// The revision a deleted tenant had reached.
 pub(super) async fn tombstone<C: ConnectionTrait>(c: &C, t: &str) -> Result<Option<i64>> {
     Ok(tombstone::Entity::find_by_id(t.to_owned())
@@ -60,17 +80,30 @@ async fn resource_keys<C: ConnectionTrait>(c: &C, n: usize) -> Result<Vec<i64>> 
     }
     let backend = c.get_database_backend();
     if backend == DatabaseBackend::Postgres {
-        let rows = c
-            .query_all(Statement::from_sql_and_values(
+        // One array per statement: decoding a row per key costs more than
+        // taking the keys.
+        let seq: String = c
+            .query_one(Statement::from_string(
                 backend,
-                "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) AS pk FROM generate_series(1, $1)",
-                [(n as i64).into()],
+                "SELECT pg_get_serial_sequence('resources', 'pk') AS s",
             ))
-            .await?;
-        return rows
-            .iter()
-            .map(|r| r.try_get::<i64>("", "pk").map_err(Error::from))
-            .collect();
+            .await?
+            .ok_or_else(|| Error::Internal("no resource key sequence".to_owned()))?
+            .try_get("", "s")?;
+        let mut keys = Vec::with_capacity(n);
+        while keys.len() < n {
+            let take = (n - keys.len()).min(PG_BATCH * 5);
+            let row = c
+                .query_one(Statement::from_sql_and_values(
+                    backend,
+                    "SELECT array_agg(nextval($2::regclass)) AS pks FROM generate_series(1, $1)",
+                    [(take as i64).into(), seq.clone().into()],
+                ))
+                .await?
+                .ok_or_else(|| Error::Internal("no resource keys".to_owned()))?;
+            keys.extend(row.try_get::<Vec<i64>>("", "pks")?);
+        }
+        return Ok(keys);
     }
     let max = c
         .query_one(Statement::from_string(
@@ -101,17 +134,37 @@ pub(super) async fn insert<C: ConnectionTrait>(
         .exec(c)
         .await?;
     }
-    for chunk in d.principals.chunks(BATCH) {
-        principal::Entity::insert_many(chunk.iter().map(|p| principal::ActiveModel {
-            tenant_id: Set(t.to_owned()),
-            id: Set(p.id.clone()),
-            kind: Set(p.kind.as_str().to_owned()),
-            status: Set(p.status.as_str().to_owned()),
-            display_name: Set(p.display_name.clone()),
-            created_at: Set(p.created_at),
-        }))
-        .exec(c)
-        .await?;
+    let pg = c.get_database_backend() == DatabaseBackend::Postgres;
+    if pg {
+        for chunk in d.principals.chunks(PG_BATCH) {
+            unnest(
+                c,
+                "INSERT INTO principals (tenant_id, id, kind, status, display_name, created_at) \
+                 SELECT $1, id, kind, status, name, at FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS t(id, kind, status, name, at)",
+                vec![
+                    t.into(),
+                    strings(chunk, |p| p.id.clone()),
+                    strings(chunk, |p| p.kind.as_str().to_owned()),
+                    strings(chunk, |p| p.status.as_str().to_owned()),
+                    strings(chunk, |p| p.display_name.clone()),
+                    chunk.iter().map(|p| p.created_at).collect::<Vec<i64>>().into(),
+                ],
+            )
+            .await?;
+        }
+    } else {
+        for chunk in d.principals.chunks(BATCH) {
+            principal::Entity::insert_many(chunk.iter().map(|p| principal::ActiveModel {
+                tenant_id: Set(t.to_owned()),
+                id: Set(p.id.clone()),
+                kind: Set(p.kind.as_str().to_owned()),
+                status: Set(p.status.as_str().to_owned()),
+                display_name: Set(p.display_name.clone()),
+                created_at: Set(p.created_at),
+            }))
+            .exec(c)
+            .await?;
+        }
     }
     for chunk in d.teams.chunks(BATCH) {
         team::Entity::insert_many(chunk.iter().map(|m| team::ActiveModel {
@@ -123,18 +176,39 @@ pub(super) async fn insert<C: ConnectionTrait>(
         .exec(c)
         .await?;
     }
-    for chunk in d.members.chunks(BATCH) {
-        team_member::Entity::insert_many(chunk.iter().map(|(team, m)| team_member::ActiveModel {
-            tenant_id: Set(t.to_owned()),
-            team_id: Set(team.clone()),
-            member_kind: Set(m.kind_str().to_owned()),
-            member_id: Set(m.id().to_owned()),
-        }))
-        .exec(c)
-        .await?;
+    if pg {
+        for chunk in d.members.chunks(PG_BATCH) {
+            unnest(
+                c,
+                "INSERT INTO team_members (tenant_id, team_id, member_kind, member_id) \
+                 SELECT $1, team, kind, id FROM UNNEST($2::text[], $3::text[], $4::text[]) AS t(team, kind, id)",
+                vec![
+                    t.into(),
+                    strings(chunk, |(team, _)| team.clone()),
+                    strings(chunk, |(_, m)| m.kind_str().to_owned()),
+                    strings(chunk, |(_, m)| m.id().to_owned()),
+                ],
+            )
+            .await?;
+        }
+    } else {
+        for chunk in d.members.chunks(BATCH) {
+            team_member::Entity::insert_many(chunk.iter().map(|(team, m)| {
+                team_member::ActiveModel {
+                    tenant_id: Set(t.to_owned()),
+                    team_id: Set(team.clone()),
+                    member_kind: Set(m.kind_str().to_owned()),
+                    member_id: Set(m.id().to_owned()),
+                }
+            }))
+            .exec(c)
+            .await?;
+        }
     }
+    let t0 = std::time::Instant::now();
     // Keys first, so that each row names its parent's key and path.
     let keys = resource_keys(c, d.resources.len()).await?;
+    let t_keys = t0.elapsed();
     let mut placed: HashMap<&ResourceRef, (i64, String)> = HashMap::with_capacity(keys.len());
     let mut rows = Vec::with_capacity(d.resources.len());
     for (r, pk) in d.resources.iter().zip(keys) {
@@ -159,10 +233,82 @@ pub(super) async fn insert<C: ConnectionTrait>(
         });
         placed.insert(&r.resource, (pk, ancestors));
     }
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<resource::ActiveModel> = rows.by_ref().take(BATCH).collect();
-        resource::Entity::insert_many(chunk).exec(c).await?;
+    if pg {
+        for chunk in rows.chunks(PG_BATCH) {
+            let v = |x: &sea_orm::ActiveValue<String>| x.clone().unwrap();
+            unnest(
+                c,
+                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, created_at) \
+                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, at \
+                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::bigint[]) \
+                 AS t(pk, rtype, rid, parent, anc, priv, at)",
+                vec![
+                    t.into(),
+                    chunk.iter().map(|m| m.pk.clone().unwrap()).collect::<Vec<i64>>().into(),
+                    strings(chunk, |m| v(&m.rtype)),
+                    strings(chunk, |m| v(&m.rid)),
+                    chunk
+                        .iter()
+                        .map(|m| m.parent_pk.clone().unwrap().unwrap_or(0))
+                        .collect::<Vec<i64>>()
+                        .into(),
+                    strings(chunk, |m| v(&m.ancestors)),
+                    chunk.iter().map(|m| m.is_private.clone().unwrap()).collect::<Vec<bool>>().into(),
+                    chunk.iter().map(|m| m.created_at.clone().unwrap()).collect::<Vec<i64>>().into(),
+                ],
+            )
+            .await?;
+        }
+    } else {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<resource::ActiveModel> = rows.by_ref().take(BATCH).collect();
+            resource::Entity::insert_many(chunk).exec(c).await?;
+        }
+    }
+    let t_res = t0.elapsed();
+    tracing::debug!(
+        keys_ms = t_keys.as_millis() as u64,
+        resources_ms = (t_res - t_keys).as_millis() as u64,
+        "tenant import phases"
+    );
+    if pg {
+        for chunk in d.grants.chunks(PG_BATCH) {
+            let scopes = chunk
+                .iter()
+                .map(|g| match &g.scope {
+                    Scope::Tenant => Ok(0),
+                    Scope::Resource(r) => placed
+                        .get(r)
+                        .map(|(pk, _)| *pk)
+                        .ok_or_else(|| Error::Internal(format!("grant scope `{r}` missing"))),
+                })
+                .collect::<Result<Vec<i64>>>()?;
+            unnest(
+                c,
+                "INSERT INTO grants (id, tenant_id, subject_kind, subject_id, role_id, scope_pk, effect, expires_at, created_at) \
+                 SELECT id, $1, kind, subject, role, NULLIF(scope, 0), effect, NULLIF(expires, -1), at \
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[]) \
+                 AS t(id, kind, subject, role, scope, effect, expires, at)",
+                vec![
+                    t.into(),
+                    strings(chunk, |g| g.id.clone()),
+                    strings(chunk, |g| g.subject.kind_str().to_owned()),
+                    strings(chunk, |g| g.subject.id().to_owned()),
+                    strings(chunk, |g| g.role_id.clone()),
+                    scopes.into(),
+                    strings(chunk, |g| g.effect.as_str().to_owned()),
+                    chunk
+                        .iter()
+                        .map(|g| g.expires_at.unwrap_or(-1))
+                        .collect::<Vec<i64>>()
+                        .into(),
+                    chunk.iter().map(|g| g.created_at).collect::<Vec<i64>>().into(),
+                ],
+            )
+            .await?;
+        }
+        return Ok(());
     }
     for chunk in d.grants.chunks(BATCH) {
         let models = chunk
