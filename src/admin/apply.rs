@@ -275,6 +275,23 @@ fn single_owners(d: &TenantDump) -> HashMap<&ResourceRef, &str> {
 /// display name, a principal's kind).
 pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
+    settings_changes(now, want, &mut ops);
+    role_changes(now, want, &mut ops);
+    let removals = principal_changes(now, want, &mut ops)?;
+    team_changes(now, want, &mut ops)?;
+    resource_changes(now, want, &mut ops);
+    grant_changes(now, want, &mut ops);
+    deletions(now, want, &mut ops);
+    ops.extend(removals);
+    for p in &now.principals {
+        if !want.principals.iter().any(|w| w.id == p.id) && p.status != PrincipalStatus::Removed {
+            ops.push(Op::SetStatus(p.id.clone(), PrincipalStatus::Removed));
+        }
+    }
+    Ok(ops)
+}
+
+fn settings_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
     // Settings.
     let (a, b) = (&now.tenant, &want.tenant);
     if a.display_name != b.display_name
@@ -293,9 +310,11 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             actions: changed(&a.actions, &b.actions),
         }));
     }
+}
+
+fn role_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
     // Roles: new ones after those they inherit; changed ones replaced.
     let now_roles: HashMap<&str, &Role> = now.roles.iter().map(|r| (r.id.as_str(), r)).collect();
-    let want_roles: HashSet<&str> = want.roles.iter().map(|r| r.id.as_str()).collect();
     for r in crate::store::inherited_first(want.roles.clone()) {
         match now_roles.get(r.id.as_str()) {
             None => ops.push(Op::CreateRole(r)),
@@ -303,6 +322,11 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             Some(_) => {}
         }
     }
+}
+
+/// Principals created and status changes; returns the removals, which run
+/// last (removal revokes the principal's grants and memberships).
+fn principal_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) -> Result<Vec<Op>> {
     // Principals.
     let mut removals = Vec::new();
     let now_principals: HashMap<&str, &Principal> =
@@ -340,10 +364,13 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             }
         }
     }
+    Ok(removals)
+}
+
+fn team_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) -> Result<()> {
     // Teams and memberships.
     let now_teams: HashMap<&str, &model::Team> =
         now.teams.iter().map(|t| (t.id.as_str(), t)).collect();
-    let want_teams: HashSet<&str> = want.teams.iter().map(|t| t.id.as_str()).collect();
     for t in &want.teams {
         match now_teams.get(t.id.as_str()) {
             None => ops.push(Op::CreateTeam(t.clone())),
@@ -364,13 +391,14 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
     for (t, m) in want_members.difference(&now_members) {
         ops.push(Op::AddMember(t.clone(), m.clone()));
     }
+    Ok(())
+}
+
+fn resource_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
     // Resources: new ones parents first; moves; privacy.
     let now_res: HashMap<&ResourceRef, &Resource> =
         now.resources.iter().map(|r| (&r.resource, r)).collect();
-    let want_res: HashMap<&ResourceRef, &Resource> =
-        want.resources.iter().map(|r| (&r.resource, r)).collect();
     let want_owner = single_owners(want);
-    let now_owner = single_owners(now);
     for r in &want.resources {
         match now_res.get(&r.resource) {
             None => ops.push(Op::CreateResource(
@@ -387,15 +415,39 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             }
         }
     }
-    // Grants: matched by what they grant; single-owner owners by transfer.
-    let owner_grant = |d: &TenantDump, g: &Grant| match (&g.scope, &g.subject) {
+}
+
+/// Whether `g` is the owner grant of a single-owner resource (changed by
+/// transfer, not by grant writes).
+fn owner_grant(d: &TenantDump, g: &Grant) -> bool {
+    match (&g.scope, &g.subject) {
         (Scope::Resource(r), SubjectRef::Principal(_)) => {
             g.role_id == "owner"
                 && g.effect == Effect::Allow
                 && super::invariants::is_single_owner(&d.tenant, &r.rtype)
         }
         _ => false,
-    };
+    }
+}
+
+/// The resources of `now` that `want` lacks, in `now`'s order.
+fn removed_resources<'a>(now: &'a TenantDump, want: &TenantDump) -> Vec<&'a ResourceRef> {
+    let want_res: HashSet<&ResourceRef> = want.resources.iter().map(|r| &r.resource).collect();
+    now.resources
+        .iter()
+        .map(|r| &r.resource)
+        .filter(|r| !want_res.contains(r))
+        .collect()
+}
+
+/// Grants created, owners transferred, grants revoked (but those that a
+/// team's or a resource's deletion takes with it).
+fn grant_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
+    let want_teams: HashSet<&str> = want.teams.iter().map(|t| t.id.as_str()).collect();
+    let now_res: HashSet<&ResourceRef> = now.resources.iter().map(|r| &r.resource).collect();
+    let want_owner = single_owners(want);
+    let now_owner = single_owners(now);
+    // Grants: matched by what they grant; single-owner owners by transfer.
     let mut now_keys: HashMap<GrantKey, Vec<&Grant>> = HashMap::new();
     for g in &now.grants {
         now_keys.entry(key(g)).or_default().push(g);
@@ -410,17 +462,11 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
         }
     }
     for (r, o) in &want_owner {
-        if now_res.contains_key(r) && now_owner.get(r).is_some_and(|old| old != o) {
+        if now_res.contains(r) && now_owner.get(r).is_some_and(|old| old != o) {
             ops.push(Op::Transfer((*r).clone(), (*o).to_owned()));
         }
     }
-    let removed_res: Vec<&ResourceRef> = now
-        .resources
-        .iter()
-        .map(|r| &r.resource)
-        .filter(|r| !want_res.contains_key(r))
-        .collect();
-    let removed_set: HashSet<&ResourceRef> = removed_res.iter().copied().collect();
+    let removed_set: HashSet<&ResourceRef> = removed_resources(now, want).into_iter().collect();
     let mut leftovers: Vec<&Grant> = now_keys.into_values().flatten().collect();
     leftovers.sort_by(|a, b| a.id.cmp(&b.id));
     for g in leftovers {
@@ -434,6 +480,18 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             ops.push(Op::DeleteGrant(g.clone()));
         }
     }
+}
+
+/// Memberships, teams, resources and roles removed, in that order.
+fn deletions(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
+    let want_teams: HashSet<&str> = want.teams.iter().map(|t| t.id.as_str()).collect();
+    let want_roles: HashSet<&str> = want.roles.iter().map(|r| r.id.as_str()).collect();
+    let now_members: BTreeSet<&(String, SubjectRef)> = now.members.iter().collect();
+    let want_members: BTreeSet<&(String, SubjectRef)> = want.members.iter().collect();
+    let now_res: HashMap<&ResourceRef, &Resource> =
+        now.resources.iter().map(|r| (&r.resource, r)).collect();
+    let removed_res = removed_resources(now, want);
+    let removed_set: HashSet<&ResourceRef> = removed_res.iter().copied().collect();
     for (t, m) in now_members.difference(&want_members) {
         let team_goes = !want_teams.contains(t.as_str());
         let member_team_goes = matches!(m, SubjectRef::Team(x) if !want_teams.contains(x.as_str()));
@@ -464,13 +522,6 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
             ops.push(Op::DeleteRole(r.id.clone()));
         }
     }
-    ops.extend(removals);
-    for p in &now.principals {
-        if !want.principals.iter().any(|w| w.id == p.id) && p.status != PrincipalStatus::Removed {
-            ops.push(Op::SetStatus(p.id.clone(), PrincipalStatus::Removed));
-        }
-    }
-    Ok(ops)
 }
 
 fn same_role(a: &Role, b: &Role) -> bool {

@@ -116,8 +116,26 @@ async fn resource_keys<C: ConnectionTrait>(c: &C, n: usize) -> Result<Vec<i64>> 
     Ok((1..=n as i64).map(|i| max + i).collect())
 }
 
-/// Writes every record of `d` in multi-row inserts.
+/// Where each resource was written: its key and its `ancestors` path.
+type Placed<'a> = HashMap<&'a ResourceRef, (i64, String)>;
+
+/// Writes every record of `d`: multi-row `INSERT`s on SQLite, `INSERT …
+/// SELECT FROM UNNEST(arrays)` on PostgreSQL.
 pub(super) async fn insert<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    now: Millis,
+    d: &TenantDump,
+) -> Result<()> {
+    let pg = c.get_database_backend() == DatabaseBackend::Postgres;
+    insert_roles_and_teams(c, t, now, d).await?;
+    insert_principals(c, t, d, pg).await?;
+    insert_members(c, t, d, pg).await?;
+    let placed = insert_resources(c, t, d, pg).await?;
+    insert_grants(c, t, d, &placed, pg).await
+}
+
+async fn insert_roles_and_teams<C: ConnectionTrait>(
     c: &C,
     t: &str,
     now: Millis,
@@ -134,7 +152,25 @@ pub(super) async fn insert<C: ConnectionTrait>(
         .exec(c)
         .await?;
     }
-    let pg = c.get_database_backend() == DatabaseBackend::Postgres;
+    for chunk in d.teams.chunks(BATCH) {
+        team::Entity::insert_many(chunk.iter().map(|m| team::ActiveModel {
+            tenant_id: Set(t.to_owned()),
+            id: Set(m.id.clone()),
+            display_name: Set(m.display_name.clone()),
+            created_at: Set(now),
+        }))
+        .exec(c)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_principals<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    d: &TenantDump,
+    pg: bool,
+) -> Result<()> {
     if pg {
         for chunk in d.principals.chunks(PG_BATCH) {
             unnest(
@@ -166,16 +202,15 @@ pub(super) async fn insert<C: ConnectionTrait>(
             .await?;
         }
     }
-    for chunk in d.teams.chunks(BATCH) {
-        team::Entity::insert_many(chunk.iter().map(|m| team::ActiveModel {
-            tenant_id: Set(t.to_owned()),
-            id: Set(m.id.clone()),
-            display_name: Set(m.display_name.clone()),
-            created_at: Set(now),
-        }))
-        .exec(c)
-        .await?;
-    }
+    Ok(())
+}
+
+async fn insert_members<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    d: &TenantDump,
+    pg: bool,
+) -> Result<()> {
     if pg {
         for chunk in d.members.chunks(PG_BATCH) {
             unnest(
@@ -205,11 +240,21 @@ pub(super) async fn insert<C: ConnectionTrait>(
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Resources, parents first: each gets a key and its parent's path.
+async fn insert_resources<'a, C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    d: &'a TenantDump,
+    pg: bool,
+) -> Result<Placed<'a>> {
     let t0 = std::time::Instant::now();
     // Keys first, so that each row names its parent's key and path.
     let keys = resource_keys(c, d.resources.len()).await?;
     let t_keys = t0.elapsed();
-    let mut placed: HashMap<&ResourceRef, (i64, String)> = HashMap::with_capacity(keys.len());
+    let mut placed: Placed<'a> = HashMap::with_capacity(keys.len());
     let mut rows = Vec::with_capacity(d.resources.len());
     for (r, pk) in d.resources.iter().zip(keys) {
         let (parent_pk, ancestors) = match &r.parent {
@@ -272,6 +317,16 @@ pub(super) async fn insert<C: ConnectionTrait>(
         resources_ms = (t_res - t_keys).as_millis() as u64,
         "tenant import phases"
     );
+    Ok(placed)
+}
+
+async fn insert_grants<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    d: &TenantDump,
+    placed: &Placed<'_>,
+    pg: bool,
+) -> Result<()> {
     if pg {
         for chunk in d.grants.chunks(PG_BATCH) {
             let scopes = chunk
@@ -287,9 +342,9 @@ pub(super) async fn insert<C: ConnectionTrait>(
             unnest(
                 c,
                 "INSERT INTO grants (id, tenant_id, subject_kind, subject_id, role_id, scope_pk, effect, expires_at, created_at) \
-                 SELECT id, $1, kind, subject, role, NULLIF(scope, 0), effect, NULLIF(expires, -1), at \
-                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[]) \
-                 AS t(id, kind, subject, role, scope, effect, expires, at)",
+                 SELECT id, $1, kind, subject, role, NULLIF(scope, 0), effect, CASE WHEN expiring THEN expires END, at \
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bool[], $9::bigint[], $10::bigint[]) \
+                 AS t(id, kind, subject, role, scope, effect, expiring, expires, at)",
                 vec![
                     t.into(),
                     strings(chunk, |g| g.id.clone()),
@@ -300,7 +355,12 @@ pub(super) async fn insert<C: ConnectionTrait>(
                     strings(chunk, |g| g.effect.as_str().to_owned()),
                     chunk
                         .iter()
-                        .map(|g| g.expires_at.unwrap_or(-1))
+                        .map(|g| g.expires_at.is_some())
+                        .collect::<Vec<bool>>()
+                        .into(),
+                    chunk
+                        .iter()
+                        .map(|g| g.expires_at.unwrap_or(0))
                         .collect::<Vec<i64>>()
                         .into(),
                     chunk.iter().map(|g| g.created_at).collect::<Vec<i64>>().into(),
