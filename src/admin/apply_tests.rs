@@ -110,9 +110,8 @@ fn spec() -> impl Strategy<Value = Spec> {
 /// dropped, so that every state can be imported).
 fn state(s: &Spec) -> TenantDump {
     let now = now_millis();
-    let mut d = TenantDump {
-        revision: 0,
-        tenant: Tenant {
+    let mut d = TenantDump::empty(
+        Tenant {
             id: T.to_owned(),
             display_name: "Acme".to_owned(),
             single_owner_types: Vec::new(),
@@ -121,13 +120,8 @@ fn state(s: &Spec) -> TenantDump {
             created_at: now,
             actions: Vec::new(),
         },
-        roles: Vec::new(),
-        principals: Vec::new(),
-        teams: Vec::new(),
-        members: Vec::new(),
-        resources: Vec::new(),
-        grants: Vec::new(),
-    };
+        0,
+    );
     let perm = |p: &str| Permission::parse("p", p).expect("permission");
     if s.roles.0 {
         d.roles.push(Role {

@@ -51,16 +51,7 @@ fn settings(tenant_id: &str, t: Option<pb::Tenant>, now: Millis) -> Result<Tenan
 
 /// An empty dump of the tenant `tenant_id` with `t`'s settings.
 pub fn dump_of(tenant_id: &str, t: pb::Tenant, now: Millis) -> Result<TenantDump> {
-    Ok(TenantDump {
-        revision: 0,
-        tenant: settings(tenant_id, Some(t), now)?,
-        roles: Vec::new(),
-        principals: Vec::new(),
-        teams: Vec::new(),
-        members: Vec::new(),
-        resources: Vec::new(),
-        grants: Vec::new(),
-    })
+    Ok(TenantDump::empty(settings(tenant_id, Some(t), now)?, 0))
 }
 
 /// Adds the records of one message to `d`, each field checked.
@@ -261,16 +252,7 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             return Err(Error::invalid("header", "the first message must be the header").into());
         };
         let tenant_id = caller.tenant(h.tenant_id)?;
-        let mut dump = TenantDump {
-            revision: 0,
-            tenant: settings(&tenant_id, h.settings, now)?,
-            roles: Vec::new(),
-            principals: Vec::new(),
-            teams: Vec::new(),
-            members: Vec::new(),
-            resources: Vec::new(),
-            grants: Vec::new(),
-        };
+        let mut dump = TenantDump::empty(settings(&tenant_id, h.settings, now)?, 0);
         let _share = self.shares().enter(&tenant_id).await?;
         while let Some(msg) = stream.next().await {
             let msg = msg?;
@@ -389,16 +371,10 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             .export(&ctx.tenant_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("tenant `{}`", ctx.tenant_id)))?;
-        let mut want = TenantDump {
-            revision: now_dump.revision,
-            tenant: settings(&ctx.tenant_id, r.settings, now_dump.tenant.created_at)?,
-            roles: Vec::new(),
-            principals: Vec::new(),
-            teams: Vec::new(),
-            members: Vec::new(),
-            resources: Vec::new(),
-            grants: Vec::new(),
-        };
+        let mut want = TenantDump::empty(
+            settings(&ctx.tenant_id, r.settings, now_dump.tenant.created_at)?,
+            now_dump.revision,
+        );
         add_records(
             &mut want,
             r.records.unwrap_or_default(),

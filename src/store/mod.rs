@@ -228,6 +228,20 @@ pub struct TenantDump {
 }
 
 impl TenantDump {
+    /// A tenant with its settings and no records, at revision `revision`.
+    pub fn empty(tenant: Tenant, revision: i64) -> Self {
+        Self {
+            revision,
+            tenant,
+            roles: Vec::new(),
+            principals: Vec::new(),
+            teams: Vec::new(),
+            members: Vec::new(),
+            resources: Vec::new(),
+            grants: Vec::new(),
+        }
+    }
+
     /// The dump of `rows`, with each resource's creation time from `created`.
     pub fn from_rows(rows: TenantRows, created: impl Fn(&ResourceRef) -> Millis) -> Self {
         let TenantRows {

@@ -266,6 +266,24 @@ async fn load(store: &MemStore, tenant: &str, f: &TenantFile) -> Result<(), Stri
         .map_err(|e| e.to_string())
 }
 
+/// Every id of a paged answer: `page(after)` for each page.
+async fn every_page<F, Fut>(mut page: F) -> crate::error::Result<BTreeSet<String>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<crate::engine::authorizer::Page>>,
+{
+    let mut got = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let p = page(after).await?;
+        got.extend(p.ids);
+        match p.next_after {
+            Some(n) => after = Some(n),
+            None => return Ok(got),
+        }
+    }
+}
+
 async fn evaluate(
     authz: &Authorizer<MemStore>,
     tenant: &str,
@@ -302,26 +320,15 @@ async fn evaluate(
             rtype,
             expect,
         } => {
-            let mut got = BTreeSet::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = authz
-                    .list_accessible(
-                        tenant,
-                        (&principal, &action, &rtype),
-                        PageRequest {
-                            after: after.as_deref(),
-                            limit: PAGE,
-                        },
-                        None,
-                    )
-                    .await?;
-                got.extend(page.ids);
-                match page.next_after {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+            let q = (principal.as_str(), action.as_str(), rtype.as_str());
+            let got = every_page(|after| async move {
+                let page = PageRequest {
+                    after: after.as_deref(),
+                    limit: PAGE,
+                };
+                authz.list_accessible(tenant, q, page, None).await
+            })
+            .await?;
             (got == expect, format!("got {}", shown(&got)))
         }
         Claim::WhoMay {
@@ -329,26 +336,15 @@ async fn evaluate(
             resource,
             expect,
         } => {
-            let mut got = BTreeSet::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = authz
-                    .list_subjects(
-                        tenant,
-                        (&resource, &action),
-                        PageRequest {
-                            after: after.as_deref(),
-                            limit: PAGE,
-                        },
-                        None,
-                    )
-                    .await?;
-                got.extend(page.ids);
-                match page.next_after {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+            let q = (&resource, action.as_str());
+            let got = every_page(|after| async move {
+                let page = PageRequest {
+                    after: after.as_deref(),
+                    limit: PAGE,
+                };
+                authz.list_subjects(tenant, q, page, None).await
+            })
+            .await?;
             (got == expect, format!("got {}", shown(&got)))
         }
     })

@@ -190,16 +190,9 @@ async fn insert_principals<C: ConnectionTrait>(
         }
     } else {
         for chunk in d.principals.chunks(BATCH) {
-            principal::Entity::insert_many(chunk.iter().map(|p| principal::ActiveModel {
-                tenant_id: Set(t.to_owned()),
-                id: Set(p.id.clone()),
-                kind: Set(p.kind.as_str().to_owned()),
-                status: Set(p.status.as_str().to_owned()),
-                display_name: Set(p.display_name.clone()),
-                created_at: Set(p.created_at),
-            }))
-            .exec(c)
-            .await?;
+            principal::Entity::insert_many(chunk.iter().map(|p| super::tx::principal_row(t, p)))
+                .exec(c)
+                .await?;
         }
     }
     Ok(())
@@ -383,17 +376,7 @@ async fn insert_grants<C: ConnectionTrait>(
                             .ok_or_else(|| Error::Internal(format!("grant scope `{r}` missing")))?,
                     ),
                 };
-                Ok(grant::ActiveModel {
-                    id: Set(g.id.clone()),
-                    tenant_id: Set(t.to_owned()),
-                    subject_kind: Set(g.subject.kind_str().to_owned()),
-                    subject_id: Set(g.subject.id().to_owned()),
-                    role_id: Set(g.role_id.clone()),
-                    scope_pk: Set(scope_pk),
-                    effect: Set(g.effect.as_str().to_owned()),
-                    expires_at: Set(g.expires_at),
-                    created_at: Set(g.created_at),
-                })
+                Ok(super::tx::grant_row(t, g, scope_pk))
             })
             .collect::<Result<Vec<_>>>()?;
         grant::Entity::insert_many(models).exec(c).await?;

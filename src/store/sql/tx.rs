@@ -775,11 +775,8 @@ async fn prune<C: ConnectionTrait>(c: &C, t: &str, now: Millis) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn insert_principal<C: ConnectionTrait>(
-    c: &C,
-    t: &str,
-    p: &Principal,
-) -> Result<()> {
+/// The row of a principal of tenant `t`.
+pub(super) fn principal_row(t: &str, p: &Principal) -> principal::ActiveModel {
     principal::ActiveModel {
         tenant_id: Set(t.to_owned()),
         id: Set(p.id.clone()),
@@ -788,17 +785,20 @@ pub(super) async fn insert_principal<C: ConnectionTrait>(
         display_name: Set(p.display_name.clone()),
         created_at: Set(p.created_at),
     }
-    .insert(c)
-    .await?;
+}
+
+pub(super) async fn insert_principal<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    p: &Principal,
+) -> Result<()> {
+    principal_row(t, p).insert(c).await?;
     Ok(())
 }
 
-pub(super) async fn insert_grant<C: ConnectionTrait>(
-    c: &C,
-    t: &str,
-    g: &Grant,
-    scope_pk: Option<i64>,
-) -> Result<()> {
+/// The row of a grant of tenant `t` on the resource `scope_pk` (`None`:
+/// the tenant).
+pub(super) fn grant_row(t: &str, g: &Grant, scope_pk: Option<i64>) -> grant::ActiveModel {
     grant::ActiveModel {
         id: Set(g.id.clone()),
         tenant_id: Set(t.to_owned()),
@@ -810,7 +810,14 @@ pub(super) async fn insert_grant<C: ConnectionTrait>(
         expires_at: Set(g.expires_at),
         created_at: Set(g.created_at),
     }
-    .insert(c)
-    .await?;
+}
+
+pub(super) async fn insert_grant<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    g: &Grant,
+    scope_pk: Option<i64>,
+) -> Result<()> {
+    grant_row(t, g, scope_pk).insert(c).await?;
     Ok(())
 }
