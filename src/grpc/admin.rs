@@ -25,6 +25,9 @@ pub struct AdminApi<S> {
     admin: Admin<S>,
     actor_tokens: Option<ActorTokens>,
     shares: TenantShares,
+    /// Whole-tenant calls (import, export, apply) under way on this replica:
+    /// each may hold a whole tenant in memory.
+    bulk: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl<S> std::fmt::Debug for AdminApi<S> {
@@ -41,7 +44,19 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
             admin,
             actor_tokens,
             shares,
+            bulk: std::sync::Arc::new(tokio::sync::Semaphore::new(super::tenant::MAX_BULK_CALLS)),
         }
+    }
+
+    /// A place among the whole-tenant calls under way, or
+    /// RESOURCE_EXHAUSTED when they are all taken.
+    pub(super) fn bulk_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.bulk.clone().try_acquire_owned().map_err(|_| {
+            Error::Exhausted(format!(
+                "{} whole-tenant calls (import, export, apply) are under way on this replica; retry later",
+                super::tenant::MAX_BULK_CALLS
+            ))
+        })
     }
 
     /// The administrative service.

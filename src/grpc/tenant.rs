@@ -20,6 +20,10 @@ use tonic::{Request, Response, Status, Streaming};
 /// Most records one import or apply may hold in all (memory is bounded by
 /// it: the whole tenant is checked before it is written).
 pub const MAX_RECORDS: usize = 5_000_000;
+/// Whole-tenant calls (import, export, apply) under way at once on one
+/// replica; more are RESOURCE_EXHAUSTED (each may hold a whole tenant in
+/// memory, so their number bounds the replica's memory).
+pub const MAX_BULK_CALLS: usize = 4;
 /// Records per message of an export stream.
 const EXPORT_CHUNK: usize = 5_000;
 /// Most access differences an apply lists.
@@ -241,6 +245,7 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
         use pb::import_tenant_request::Part;
         let caller = caller(&req)?;
         require_operator(&caller)?;
+        let _slot = self.bulk_slot()?;
         let mut stream = req.into_inner();
         let now = model::now_millis();
         let first = stream
@@ -310,6 +315,7 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
                 .into())
             }
         }
+        let slot = self.bulk_slot()?;
         let dump = self
             .admin()
             .store()
@@ -322,7 +328,9 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
                 revision: dump.revision.to_string(),
             })),
         };
-        let chunks = records(dump, EXPORT_CHUNK).into_iter().map(|r| {
+        // The slot goes with the stream: freed when the last message is taken.
+        let chunks = records(dump, EXPORT_CHUNK).into_iter().map(move |r| {
+            let _held = &slot;
             Ok(pb::ExportTenantResponse {
                 part: Some(Part::Records(r)),
             })
@@ -353,6 +361,7 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
                 .into())
             }
         } as usize;
+        let _slot = self.bulk_slot()?;
         let _share = self.shares().enter(&ctx.tenant_id).await?;
         // The plan and the access it changes show the whole tenant: only
         // those who may manage it may ask, even for a dry run.
