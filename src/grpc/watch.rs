@@ -233,7 +233,7 @@ impl<S: Store + RevisionLog> Follow<S> {
             }
             let response = response(revision, &inv).ok_or_else(|| {
                 resync(format!(
-                    "revision {revision} was written before changes were recorded"
+                    "revision {revision} carries no row-level changes (a whole tenant imported, or a write from before they were recorded)"
                 ))
             })?;
             match self.tx.send_timeout(Ok(response), STALLED).await {
