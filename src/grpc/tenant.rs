@@ -187,24 +187,30 @@ fn counts(i: &crate::admin::bulk::Imported) -> pb::TenantCounts {
     }
 }
 
-/// Fingerprint of an import for its request id: the header and every
-/// record, in order.
-fn import_key(request_id: String, parts: &[Vec<u8>]) -> Result<Option<RequestKey>> {
-    use sha2::{Digest, Sha256};
-    if request_id.is_empty() {
-        return Ok(None);
+/// The request key of an import: its id and a digest of the header and
+/// every record, in order (fed as the stream arrives, so nothing is kept).
+fn import_key(request_id: String, digest: Option<sha2::Sha256>) -> Result<Option<RequestKey>> {
+    use sha2::Digest;
+    match digest {
+        Some(h) if !request_id.is_empty() => {
+            model::validate_id("header.request_id", &request_id)?;
+            Ok(Some(RequestKey {
+                id: request_id,
+                fingerprint: format!("{:x}", h.finalize()),
+            }))
+        }
+        _ => Ok(None),
     }
-    model::validate_id("header.request_id", &request_id)?;
-    let mut h = Sha256::new();
-    h.update(b"ImportTenant");
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
+}
+
+/// Feeds one message of an import to its digest.
+fn digest_part(digest: &mut Option<sha2::Sha256>, msg: &pb::ImportTenantRequest) {
+    use sha2::Digest;
+    if let Some(h) = digest {
+        let bytes = prost::Message::encode_to_vec(msg);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
     }
-    Ok(Some(RequestKey {
-        id: request_id,
-        fingerprint: format!("{:x}", h.finalize()),
-    }))
 }
 
 fn planned(p: Planned) -> pb::PlannedChange {
@@ -252,7 +258,15 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             .next()
             .await
             .ok_or_else(|| Error::invalid("header", "the stream is empty"))??;
-        let mut parts = vec![prost::Message::encode_to_vec(&first)];
+        let mut digest = match &first.part {
+            Some(Part::Header(h)) if !h.request_id.is_empty() => {
+                let mut d = <sha2::Sha256 as sha2::Digest>::new();
+                sha2::Digest::update(&mut d, b"ImportTenant");
+                Some(d)
+            }
+            _ => None,
+        };
+        digest_part(&mut digest, &first);
         let Some(Part::Header(h)) = first.part else {
             return Err(Error::invalid("header", "the first message must be the header").into());
         };
@@ -261,9 +275,7 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
         let _share = self.shares().enter(&tenant_id).await?;
         while let Some(msg) = stream.next().await {
             let msg = msg?;
-            if !h.request_id.is_empty() {
-                parts.push(prost::Message::encode_to_vec(&msg));
-            }
+            digest_part(&mut digest, &msg);
             match msg.part {
                 Some(Part::Records(r)) => add_records(&mut dump, r, now)?,
                 Some(Part::Header(_)) => {
@@ -278,9 +290,8 @@ impl<S: WriteStore + Catalog + Store + Clone> pb::tenant_service_server::TenantS
             tenant_id,
             caller: caller.name.clone(),
             actor: model::Actor::SuperUser,
-            request: import_key(h.request_id, &parts)?,
+            request: import_key(h.request_id, digest)?,
         };
-        drop(parts);
         let w = self.admin().write(&ctx, ImportTenant { dump }).await?;
         Ok(Response::new(pb::ImportTenantResponse {
             counts: Some(counts(&w.output)),

@@ -842,6 +842,30 @@ async fn an_import_that_breaks_a_rule_writes_nothing(b: Backend) {
         )))
         .await;
     assert_eq!(code_of(again), Code::AlreadyExists);
+    // A retried import (same request id, same records) gets the first
+    // answer again; the id reused for other records is refused.
+    let with_id = |tenant: &str, id: &str, r: pb::TenantRecords| {
+        let mut stream = import_stream(tenant, settings(), vec![r]);
+        if let Some(pb::import_tenant_request::Part::Header(h)) = &mut stream[0].part {
+            h.request_id = id.into();
+        }
+        tokio_stream::iter(stream)
+    };
+    let first = ts
+        .import_tenant(with_id("imp3", "req-1", valid()))
+        .await
+        .expect("first attempt")
+        .into_inner();
+    let again = ts
+        .import_tenant(with_id("imp3", "req-1", valid()))
+        .await
+        .expect("a retry is answered")
+        .into_inner();
+    assert_eq!(first, again);
+    let mut other = valid();
+    other.principals.push(principal("zoe"));
+    let reused = ts.import_tenant(with_id("imp3", "req-1", other)).await;
+    assert_eq!(code_of(reused), Code::FailedPrecondition);
     // Only operator keys import.
     let refused = tenants(&app, ADMIN_KEY)
         .import_tenant(tokio_stream::iter(import_stream(
