@@ -614,6 +614,20 @@ async fn overload_is_shed_while_health_and_admitted_calls_are_answered() {
         .expect("normal service after the flood");
 }
 
+/// The first message of an import that will wait for more.
+fn waiting_import_header() -> pb::ImportTenantRequest {
+    pb::ImportTenantRequest {
+        part: Some(pb::import_tenant_request::Part::Header(pb::ImportHeader {
+            tenant_id: "waiting".into(),
+            settings: Some(pb::Tenant {
+                display_name: "Waiting".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })),
+    }
+}
+
 #[tokio::test]
 async fn deadlines_are_enforced() {
     let dir = tempfile::tempdir().expect("dir");
@@ -629,18 +643,7 @@ async fn deadlines_are_enforced() {
     // open, so that it cannot finish before the deadline, however fast the
     // machine (a batch answered from memory can finish within 1 ms).
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportTenantRequest>(1);
-    tx.send(pb::ImportTenantRequest {
-        part: Some(pb::import_tenant_request::Part::Header(pb::ImportHeader {
-            tenant_id: "waiting".into(),
-            settings: Some(pb::Tenant {
-                display_name: "Waiting".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })),
-    })
-    .await
-    .expect("header");
+    tx.send(waiting_import_header()).await.expect("header");
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     req.metadata_mut()
         .insert("grpc-timeout", "50m".parse().expect("ascii"));
@@ -659,12 +662,22 @@ async fn deadlines_are_enforced() {
         .expect("the server is fine afterwards");
 
     // The server's own limit, for callers that set none: a replica on the
-    // same database (already holding the tenant) with a 10 ms limit.
+    // same database with a 10 ms limit (whole-tenant calls too), and again an
+    // import whose stream stays open, so that only the limit can end it.
     let mut cfg = test_config(&url);
     cfg.grpc.request_timeout_ms = 10;
+    cfg.grpc.bulk_request_timeout_ms = 10;
     let (_, channel, _stop_short, _) = serve(&cfg, false).await;
-    let mut c = CheckServiceClient::with_interceptor(channel, Bearer::new(CHECK_KEY).expect("key"));
-    let status = c.batch_check(heavy_batch(5_000, 1)).await.unwrap_err();
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportTenantRequest>(1);
+    tx.send(waiting_import_header()).await.expect("header");
+    let status = pb::tenant_service_client::TenantServiceClient::with_interceptor(
+        channel,
+        Bearer::new(OPERATOR_KEY).expect("key"),
+    )
+    .import_tenant(tokio_stream::wrappers::ReceiverStream::new(rx))
+    .await
+    .unwrap_err();
+    drop(tx);
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
 }
 
