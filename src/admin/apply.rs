@@ -11,7 +11,8 @@ use super::members::{
     AddTeamMember, CreatePrincipal, CreateTeam, DeleteTeam, RemoveTeamMember, SetPrincipalStatus,
 };
 use super::resources::{
-    CreateResource, DeleteResource, MoveResource, SetResourcePrivate, TransferOwnership,
+    CreateResource, DeleteResource, MoveResource, SetResourceAttributes, SetResourcePrivate,
+    TransferOwnership,
 };
 use super::roles::{CreateRole, DeleteRole, UpdateRole};
 use super::tenants::UpdateTenant;
@@ -56,6 +57,8 @@ pub enum Op {
     Move(ResourceRef, Option<ResourceRef>),
     /// Change a resource's private flag.
     SetPrivate(ResourceRef, bool),
+    /// Replace a resource's attributes.
+    SetAttributes(ResourceRef, model::Attributes),
     /// Delete a resource and its subtree.
     DeleteResource(ResourceRef),
     /// Create a grant.
@@ -96,6 +99,9 @@ fn grant_str(g: &Grant) -> String {
     );
     if let Some(e) = g.expires_at {
         s.push_str(&format!(" until {}", model::format_millis(e)));
+    }
+    if let Some(c) = &g.condition {
+        s.push_str(&format!(" if {c}"));
     }
     s
 }
@@ -146,6 +152,10 @@ impl Op {
                 "resource.set_private",
                 format!("{r} {}", if *p { "private" } else { "not private" }),
             ),
+            Op::SetAttributes(r, a) => (
+                "resource.set_attributes",
+                format!("{r} {}", serde_json::to_string(a).unwrap_or_default()),
+            ),
             Op::DeleteResource(r) => ("resource.delete", r.to_string()),
             Op::CreateGrant(g) => ("grant.create", grant_str(g)),
             Op::Transfer(r, o) => ("resource.transfer_ownership", format!("{r} to {o}")),
@@ -195,6 +205,15 @@ impl Op {
                     parent: r.parent,
                     private: r.private,
                     owner,
+                    attributes: r.attributes,
+                }
+                .run(tx, ctx)
+                .await?,
+            ),
+            Op::SetAttributes(resource, attributes) => drop(
+                SetResourceAttributes {
+                    resource,
+                    attributes,
                 }
                 .run(tx, ctx)
                 .await?,
@@ -220,6 +239,7 @@ impl Op {
                     scope: g.scope,
                     effect: g.effect,
                     expires_at: g.expires_at,
+                    condition: g.condition,
                 }
                 .run(tx, ctx)
                 .await?,
@@ -241,7 +261,14 @@ impl Op {
 
 /// What makes two grants the same grant in a file: everything but the id
 /// and creation time (files written by hand carry neither).
-type GrantKey = (SubjectRef, String, Scope, Effect, Option<Millis>);
+type GrantKey = (
+    SubjectRef,
+    String,
+    Scope,
+    Effect,
+    Option<Millis>,
+    Option<String>,
+);
 
 fn key(g: &Grant) -> GrantKey {
     (
@@ -250,6 +277,7 @@ fn key(g: &Grant) -> GrantKey {
         g.scope.clone(),
         g.effect,
         g.expires_at,
+        g.condition.as_ref().map(|c| c.source().to_owned()),
     )
 }
 
@@ -411,6 +439,9 @@ fn resource_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
                 }
                 if old.private != r.private {
                     ops.push(Op::SetPrivate(r.resource.clone(), r.private));
+                }
+                if old.attributes != r.attributes {
+                    ops.push(Op::SetAttributes(r.resource.clone(), r.attributes.clone()));
                 }
             }
         }
@@ -661,6 +692,7 @@ fn access_of(
             rtype: model::TENANT_TYPE,
             action: a,
             path: Some(&[]),
+            context: crate::model::condition::RequestContext::none(),
         };
         if engine::decide(Subject::Principal(principal), &bindings, roles, q, now).allowed {
             out.insert((a.clone(), model::TENANT_TYPE.to_owned()));
@@ -677,6 +709,7 @@ fn access_of(
                     rtype: t,
                     action: a,
                     now,
+                    context: model::condition::RequestContext::none(),
                 };
                 let page =
                     accessible_within(idx.tree(), roles, q, after.as_deref(), 10_000, *budget);

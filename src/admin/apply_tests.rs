@@ -132,6 +132,7 @@ fn state(s: &Spec) -> TenantDump {
             inherits: Vec::new(),
             effective_at: vec!["*".into()],
             locked: false,
+            condition: Default::default(),
         });
         if s.roles.1 {
             d.roles.push(Role {
@@ -142,6 +143,7 @@ fn state(s: &Spec) -> TenantDump {
                 inherits: vec!["run".into()],
                 effective_at: vec!["*".into()],
                 locked: false,
+                condition: Default::default(),
             });
         }
     }
@@ -203,6 +205,7 @@ fn state(s: &Spec) -> TenantDump {
             parent,
             private: *private,
             created_at: now,
+            attributes: Default::default(),
         });
     }
     d.grants.push(Grant {
@@ -213,6 +216,7 @@ fn state(s: &Spec) -> TenantDump {
         effect: Effect::Allow,
         expires_at: None,
         created_at: now,
+        condition: Default::default(),
     });
     for (n, (subject, role, scope, deny)) in s.grants.iter().enumerate() {
         let subject = match subject {
@@ -242,6 +246,7 @@ fn state(s: &Spec) -> TenantDump {
             effect: if *deny { Effect::Deny } else { Effect::Allow },
             expires_at: None,
             created_at: now,
+            condition: Default::default(),
         });
     }
     d
@@ -295,7 +300,10 @@ async fn allowed(store: &MemStore, d: &TenantDump) -> BTreeSet<(String, String, 
                     action: (*a).to_owned(),
                     resource: x.resource.clone(),
                 };
-                let (dec, _) = authz.check(T, q, None).await.expect("check");
+                let (dec, _) = authz
+                    .check(T, q, crate::model::condition::RequestContext::none(), None)
+                    .await
+                    .expect("check");
                 if dec.allowed {
                     out.insert((p.to_owned(), (*a).to_owned(), x.resource.to_string()));
                 }

@@ -66,6 +66,7 @@ impl<'a> Acting<'a> {
             rtype,
             action,
             path: Some(path),
+            context: crate::model::condition::RequestContext::none(),
         };
         let d = engine::decide(
             Subject::Principal(self.entry.principal.as_ref()),
@@ -161,6 +162,7 @@ pub async fn authorize_subtree<T: WriteTx>(
             rtype,
             action,
             path: Some(path),
+            context: crate::model::condition::RequestContext::none(),
         };
         engine::decide(
             Subject::Principal(principal.as_ref()),

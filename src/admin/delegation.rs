@@ -84,6 +84,7 @@ impl Delegator {
                     rtype: TENANT_TYPE,
                     action: "delegate",
                     path: Some(&[]),
+                    context: crate::model::condition::RequestContext::none(),
                 };
                 let delegate =
                     engine::decide(Subject::Principal(Some(p)), bindings, &roles, q, now).allowed;
@@ -189,6 +190,7 @@ impl Delegator {
                 rtype: t,
                 action: a,
                 path: Some(path),
+                context: crate::model::condition::RequestContext::none(),
             };
             let d = engine::decide(
                 Subject::Principal(Some(principal)),
@@ -389,6 +391,7 @@ impl Delegator {
                     rtype: t,
                     action: a,
                     path: Some(&[]),
+                    context: crate::model::condition::RequestContext::none(),
                 };
                 let d = engine::decide(
                     Subject::Principal(Some(principal)),

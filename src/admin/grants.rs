@@ -9,7 +9,7 @@ use super::resources::{existing, principals_of};
 use super::tenants::new_grant;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
-use crate::model::{Effect, Grant, Millis, Scope, SubjectRef};
+use crate::model::{Condition, Effect, Grant, Millis, Scope, SubjectRef};
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
 /// Grant (or deny) a role on a scope.
@@ -25,6 +25,8 @@ pub struct CreateGrant {
     pub effect: Effect,
     /// Expiry.
     pub expires_at: Option<Millis>,
+    /// Condition.
+    pub condition: Option<Condition>,
 }
 
 impl Command for CreateGrant {
@@ -37,6 +39,7 @@ impl Command for CreateGrant {
             scope,
             effect,
             expires_at,
+            condition,
         } = self;
         let path = match &scope {
             Scope::Tenant => Vec::new(),
@@ -65,7 +68,8 @@ impl Command for CreateGrant {
                 ));
             }
         }
-        let g = new_grant(subject, &role_id, scope, effect, expires_at, tx.now());
+        let mut g = new_grant(subject, &role_id, scope, effect, expires_at, tx.now());
+        g.condition = condition;
         // Nobody hands out (or denies) more than they hold, and a deny
         // targets only those whose grants the actor could have made.
         let d = Delegator::load(tx, ctx).await?;

@@ -31,13 +31,20 @@ pub fn account_admins(
     let mut out = Vec::new();
     for (p, mut bindings) in holders {
         if durable {
-            bindings.retain(|b| b.grant.effect == Effect::Deny || b.grant.expires_at.is_none());
+            // An expiring or conditional allow may stop counting by itself
+            // (a condition may depend on the time, or never hold): only
+            // lasting, unconditional administrators keep the tenant.
+            bindings.retain(|b| {
+                b.grant.effect == Effect::Deny
+                    || (b.grant.expires_at.is_none() && !engine::has_conditions(b, roles))
+            });
         }
         let holds = |(rtype, action): &(&str, &str)| {
             let q = Question {
                 rtype,
                 action,
                 path: Some(&[]),
+                context: crate::model::condition::RequestContext::none(),
             };
             engine::decide(Subject::Principal(Some(&p)), &bindings, roles, q, now).allowed
         };
@@ -80,7 +87,7 @@ pub async fn keep_an_admin<T: WriteTx>(tx: &mut T, before: usize) -> Result<()> 
     if before > 0 && durable_admins(tx).await? == 0 {
         return Err(Error::precondition(
             "last_account_admin",
-            "the tenant must keep at least one active account administrator without expiry",
+            "the tenant must keep at least one active account administrator without expiry or condition",
         ));
     }
     Ok(())

@@ -153,6 +153,7 @@ impl Viewer {
             rtype,
             action,
             path: Some(path),
+            context: crate::model::condition::RequestContext::none(),
         };
         engine::decide(
             Subject::Principal(Some(&self.principal)),
@@ -253,10 +254,7 @@ impl<S: Store> Admin<S> {
             .into_iter()
             .filter(|r| {
                 path.clear();
-                path.push(ResourceNode {
-                    resource: r.resource.clone(),
-                    private: r.private,
-                });
+                path.push(r.node());
                 path.extend(above.iter().cloned());
                 v.may(&r.resource.rtype, "view", &path)
             })

@@ -10,8 +10,8 @@ use super::tenants::new_grant;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
 use crate::model::{
-    Actor, Effect, Grant, Resource, ResourceNode, ResourceRef, RoleMatch, Scope, SubjectRef,
-    TENANT_TYPE,
+    Actor, Attributes, Effect, Grant, Resource, ResourceNode, ResourceRef, RoleMatch, Scope,
+    SubjectRef, TENANT_TYPE,
 };
 use crate::store::{Invalidation, WriteContext, WriteTx};
 
@@ -51,6 +51,8 @@ pub struct CreateResource {
     pub private: bool,
     /// Explicit owner.
     pub owner: Option<String>,
+    /// Attributes conditions read.
+    pub attributes: Attributes,
 }
 
 impl Command for CreateResource {
@@ -62,6 +64,7 @@ impl Command for CreateResource {
             parent,
             private,
             owner,
+            attributes,
         } = self;
         let parent_path = existing_parent(tx, parent.as_ref()).await?;
         authorize(tx, ctx, &resource.rtype, "create", &parent_path).await?;
@@ -96,11 +99,15 @@ impl Command for CreateResource {
             resource: resource.clone(),
             parent: parent.clone(),
             private,
+            attributes,
             created_at: tx.now(),
         };
         tx.insert_resource(&created).await?;
         let mut after =
             serde_json::json!({ "resource": &resource, "parent": &parent, "private": private });
+        if !created.attributes.is_empty() {
+            after["attributes"] = serde_json::to_value(&created.attributes).unwrap_or_default();
+        }
         let mut inv = Invalidation {
             resources: vec![resource.clone()],
             ..Invalidation::default()
@@ -281,6 +288,54 @@ impl Command for SetResourcePrivate {
             before: json(&before),
             after: json(&after),
             output: after,
+            invalidation: Invalidation {
+                subtrees: vec![resource],
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// Replace a resource's attributes. Attributes are facts the platform
+/// states (whose alert settings a resource holds, which board a workflow
+/// acts on): conditions read them, so a member who could change them could
+/// re-point a condition such as `resource.user == subject.id` at themselves.
+/// Only a super user changes them.
+#[derive(Debug, Clone)]
+pub struct SetResourceAttributes {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// The new attributes.
+    pub attributes: Attributes,
+}
+
+impl Command for SetResourceAttributes {
+    type Output = Resource;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
+        let Self {
+            resource,
+            attributes,
+        } = self;
+        if ctx.actor != Actor::SuperUser {
+            return Err(Error::PermissionDenied(
+                "only a super user changes a resource's attributes (conditions read them)"
+                    .to_owned(),
+            ));
+        }
+        let before = stored(tx, &resource).await?;
+        tx.set_attributes(&resource, &attributes).await?;
+        let after = Resource {
+            attributes,
+            ..before.clone()
+        };
+        Ok(Change {
+            action: "resource.set_attributes",
+            target: format!("resource:{resource}"),
+            before: json(&before),
+            after: json(&after),
+            output: after,
+            // Every ancestry below carries the resource's node.
             invalidation: Invalidation {
                 subtrees: vec![resource],
                 ..Invalidation::default()

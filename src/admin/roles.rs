@@ -58,9 +58,15 @@ async fn edit_is_delegable<T: WriteTx>(
             let kind = g.scope.kind();
             let was = d.gives(&before, q, kind, g.effect);
             let will = d.gives(after, q, kind, g.effect);
-            let gained: BTreeSet<(String, String)> = match g.effect {
-                Effect::Allow => will.difference(&was).cloned().collect(),
-                Effect::Deny => was.difference(&will).cloned().collect(),
+            // A changed condition may let the role count where it did not:
+            // the actor must then hold all it gives (or, for a deny, all it
+            // took away).
+            let reconditioned = before.conditions(q) != after.conditions(q);
+            let gained: BTreeSet<(String, String)> = match (g.effect, reconditioned) {
+                (Effect::Allow, false) => will.difference(&was).cloned().collect(),
+                (Effect::Deny, false) => was.difference(&will).cloned().collect(),
+                (Effect::Allow, true) => will.clone(),
+                (Effect::Deny, true) => was.clone(),
             };
             if gained.is_empty() || d.waives(&g.subject) {
                 continue;
@@ -208,6 +214,11 @@ fn merged(before: &Role, new: Role, only: &[String]) -> Role {
             new.effective_at
         } else {
             before.effective_at.clone()
+        },
+        condition: if has("condition") {
+            new.condition
+        } else {
+            before.condition.clone()
         },
         ..before.clone()
     }

@@ -146,6 +146,7 @@ pub(crate) fn new_grant(
         scope,
         effect,
         expires_at,
+        condition: None,
         created_at: now,
     }
 }

@@ -96,6 +96,7 @@ fn custom_role(id: &str, permissions: &[&str], inherits: &[&str]) -> Role {
             .collect(),
         excluded_permissions: Vec::new(),
         inherits: inherits.iter().map(|s| (*s).to_owned()).collect(),
+        condition: None,
         effective_at: vec!["tenant".to_owned(), "*".to_owned()],
         locked: false,
     }
@@ -108,6 +109,7 @@ fn allow(subject: SubjectRef, role: &str, scope: Scope) -> CreateGrant {
         scope,
         effect: Effect::Allow,
         expires_at: None,
+        condition: None,
     }
 }
 
@@ -117,6 +119,7 @@ fn create(r: &ResourceRef, parent: Option<&ResourceRef>) -> CreateResource {
         parent: parent.cloned(),
         private: false,
         owner: None,
+        attributes: Default::default(),
     }
 }
 
@@ -1567,6 +1570,7 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
             resource: f1.clone(),
             parent: None,
             private: false,
+            attributes: Default::default(),
         }]
     );
     let f2 = res("folder", "f2");
@@ -2532,6 +2536,7 @@ mod delegation_property {
                     rtype: &rtype,
                     action: a,
                     path: Some(&path),
+                    context: crate::model::condition::RequestContext::none(),
                 };
                 if decide(
                     Subject::Principal(subject.principal.as_ref()),
@@ -2659,6 +2664,7 @@ mod delegation_property {
                 rtype,
                 action: "share",
                 path: Some(&[]),
+                context: crate::model::condition::RequestContext::none(),
             };
             if decide(
                 Subject::Principal(subject.principal.as_ref()),
@@ -2971,6 +2977,7 @@ async fn may_on_tenant(w: &World, who: &str, rtype: &str, action: &str) -> bool 
         rtype,
         action,
         path: Some(&[]),
+        context: crate::model::condition::RequestContext::none(),
     };
     decide(
         Subject::Principal(s.principal.as_ref()),

@@ -80,6 +80,7 @@ fn grant(subject: SubjectRef, role: &str, scope: Scope, effect: Effect) -> Grant
         scope,
         effect,
         expires_at: None,
+        condition: None,
         created_at: 0,
     }
 }

@@ -48,6 +48,7 @@ fn records(b: &BulkTenant) -> pb::TenantRecords {
                 parent: r.parent_pk.and_then(|p| refs.get(&p).cloned()),
                 private: r.private,
                 create_time: None,
+                attributes: Default::default(),
             })
             .collect(),
         grants: b

@@ -37,6 +37,7 @@ fn binding(subject: &str, role: &str, scope: Scope, effect: Effect) -> Binding {
             scope,
             effect,
             expires_at: None,
+            condition: None,
             created_at: 0,
         }),
         via_teams: Vec::new(),
@@ -176,6 +177,7 @@ pub async fn run(shape: Shape, url: Option<&str>) -> Result<Vec<Row>, String> {
             rtype: "workflow",
             action: "view",
             now,
+            context: crate::model::condition::RequestContext::none(),
         };
         let whole = accessible(&tree, &roles, q, None, usize::MAX - 1);
         let first = accessible(&tree, &roles, q, None, 100);
@@ -206,6 +208,7 @@ pub async fn run(shape: Shape, url: Option<&str>) -> Result<Vec<Row>, String> {
         rtype: "workflow",
         action: "view",
         now,
+        context: crate::model::condition::RequestContext::none(),
     };
     let mut pages = 0;
     let mut listed = 0;
@@ -246,6 +249,7 @@ pub async fn run(shape: Shape, url: Option<&str>) -> Result<Vec<Row>, String> {
         rtype: "workflow",
         action: "view",
         now,
+        context: crate::model::condition::RequestContext::none(),
     };
     let none = accessible(&tree, &roles, q, None, 1_000);
     if !none.resources.is_empty() {

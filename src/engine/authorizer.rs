@@ -5,6 +5,7 @@ use super::{
     candidate_scopes, decide, decide_among, Binding, Cooperate, Decision, Question, Reason, Subject,
 };
 use crate::error::{Error, Result};
+use crate::model::condition::RequestContext;
 use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef, Scope};
 use crate::store::{Store, SubjectEntry};
 use std::collections::{BTreeSet, HashMap};
@@ -78,6 +79,7 @@ impl<S: Store> Authorizer<S> {
         &self,
         tenant: &str,
         queries: &[CheckQuery],
+        context: &RequestContext,
         min_revision: Option<i64>,
     ) -> Result<(Vec<Decision>, i64)> {
         let Some(revision) = self.store.tenant_revision(tenant, min_revision).await? else {
@@ -85,7 +87,7 @@ impl<S: Store> Authorizer<S> {
             return Ok((vec![d; queries.len()], 0));
         };
         if let Some(idx) = self.store.index(tenant, revision).await? {
-            let decisions = super::from_index::check_many(&idx, queries).await;
+            let decisions = super::from_index::check_many(&idx, queries, context).await;
             return Ok((decisions, idx.revision()));
         }
         let now = now_millis();
@@ -108,6 +110,7 @@ impl<S: Store> Authorizer<S> {
                 rtype: &q.resource.rtype,
                 action: &q.action,
                 path: paths[&q.resource].as_deref().map(Vec::as_slice),
+                context,
             };
             out.push(decide(
                 Subject::Principal(subject.principal.as_ref()),
@@ -125,10 +128,11 @@ impl<S: Store> Authorizer<S> {
         &self,
         tenant: &str,
         query: CheckQuery,
+        context: &RequestContext,
         min_revision: Option<i64>,
     ) -> Result<(Decision, i64)> {
         let (mut d, rev) = self
-            .check_many(tenant, std::slice::from_ref(&query), min_revision)
+            .check_many(tenant, std::slice::from_ref(&query), context, min_revision)
             .await?;
         let decision = d
             .pop()
@@ -146,6 +150,7 @@ impl<S: Store> Authorizer<S> {
         tenant: &str,
         (subject_id, action, rtype): (&str, &str, &str),
         page: PageRequest<'_>,
+        context: &RequestContext,
         min_revision: Option<i64>,
     ) -> Result<Page> {
         let PageRequest { after, limit } = page;
@@ -153,7 +158,12 @@ impl<S: Store> Authorizer<S> {
             return Ok(Page::empty(0));
         };
         if let Some(idx) = self.store.index(tenant, revision).await? {
-            return super::from_index::list_accessible(&idx, (subject_id, action, rtype), page);
+            return super::from_index::list_accessible(
+                &idx,
+                (subject_id, action, rtype),
+                page,
+                context,
+            );
         }
         if after.is_some_and(|a| a.starts_with(super::from_index::PATH_TOKEN)) {
             // A token of a list from an index (another replica's).
@@ -220,6 +230,7 @@ impl<S: Store> Authorizer<S> {
                     rtype,
                     action,
                     path: Some(path),
+                    context,
                 };
                 if decide_among(
                     Subject::Principal(Some(principal)),
@@ -252,6 +263,7 @@ impl<S: Store> Authorizer<S> {
         tenant: &str,
         (resource, action): (&ResourceRef, &str),
         page: PageRequest<'_>,
+        context: &RequestContext,
         min_revision: Option<i64>,
     ) -> Result<Page> {
         let PageRequest { after, limit } = page;
@@ -259,7 +271,9 @@ impl<S: Store> Authorizer<S> {
             return Ok(Page::empty(0));
         };
         if let Some(idx) = self.store.index(tenant, revision).await? {
-            return Ok(super::from_index::list_subjects(&idx, (resource, action), page).await);
+            return Ok(
+                super::from_index::list_subjects(&idx, (resource, action), page, context).await,
+            );
         }
         let now = now_millis();
         let Some(path) = self.store.ancestry(tenant, resource).await? else {
@@ -277,6 +291,7 @@ impl<S: Store> Authorizer<S> {
                 rtype: &resource.rtype,
                 action,
                 path: Some(&path),
+                context,
             };
             if decide(
                 Subject::Principal(Some(&principal)),

@@ -12,6 +12,7 @@ use super::{decide, Binding, Cooperate, Decision, Question, Subject};
 use crate::error::{Error, Result};
 use crate::index::list::{accessible, ListQuery};
 use crate::index::tenant::TenantIndex;
+use crate::model::condition::RequestContext;
 use crate::model::{now_millis, Principal, PrincipalStatus, ResourceNode, ResourceRef, Scope};
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -27,7 +28,11 @@ fn subject<'i>(idx: &'i TenantIndex, id: &str) -> (Option<&'i Principal>, Vec<Bi
 }
 
 /// Decides every question, in order.
-pub(super) async fn check_many(idx: &TenantIndex, queries: &[CheckQuery]) -> Vec<Decision> {
+pub(super) async fn check_many(
+    idx: &TenantIndex,
+    queries: &[CheckQuery],
+    context: &RequestContext,
+) -> Vec<Decision> {
     let now = now_millis();
     let roles = idx.roles();
     let mut subjects: HashMap<&str, (Option<&Principal>, Vec<Binding>)> = HashMap::new();
@@ -46,6 +51,7 @@ pub(super) async fn check_many(idx: &TenantIndex, queries: &[CheckQuery]) -> Vec
             rtype: &q.resource.rtype,
             action: &q.action,
             path: path.as_deref(),
+            context,
         };
         out.push(decide(
             Subject::Principal(*principal),
@@ -64,6 +70,7 @@ pub(super) fn list_accessible(
     idx: &TenantIndex,
     (subject_id, action, rtype): (&str, &str, &str),
     page: PageRequest<'_>,
+    context: &RequestContext,
 ) -> Result<Page> {
     let after = page.after.map(decode_cursor).transpose()?;
     let (principal, bindings) = subject(idx, subject_id);
@@ -73,6 +80,7 @@ pub(super) fn list_accessible(
         rtype,
         action,
         now: now_millis(),
+        context,
     };
     let listed = accessible(idx.tree(), idx.roles(), q, after.as_deref(), page.limit);
     Ok(Page {
@@ -89,6 +97,7 @@ pub(super) async fn list_subjects(
     idx: &TenantIndex,
     (resource, action): (&ResourceRef, &str),
     page: PageRequest<'_>,
+    context: &RequestContext,
 ) -> Page {
     let mut out = Page {
         ids: Vec::new(),
@@ -115,6 +124,7 @@ pub(super) async fn list_subjects(
             rtype: &resource.rtype,
             action,
             path: Some(&path),
+            context,
         };
         if decide(
             Subject::Principal(principal),

@@ -20,7 +20,8 @@ pub use cooperate::Cooperate;
 
 pub use crate::model::{Binding, RoleMatch, RoleTable};
 
-use crate::model::{Effect, Millis, Principal, PrincipalStatus, ResourceNode, Scope};
+use crate::model::condition::{Facts, Outcome, RequestContext};
+use crate::model::{Condition, Effect, Millis, Principal, PrincipalStatus, ResourceNode, Scope};
 
 /// Why a decision came out the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,6 +52,11 @@ pub enum Reason {
     PrivateBoundary,
     /// Denied: the only matching grant expired.
     GrantExpired,
+    /// Denied: the condition of every matching grant (or of its role) does
+    /// not hold.
+    ConditionFailed,
+    /// Denied: a matching grant's condition needs context the request lacks.
+    ConditionContextMissing,
     /// Denied: an explicit deny grant matched.
     ExplicitDeny,
 }
@@ -70,6 +76,10 @@ pub struct Explanation {
     pub via_teams: Vec<String>,
     /// A sentence for people.
     pub detail: String,
+    /// The condition that decided or failed, as written.
+    pub condition: String,
+    /// The `request` fields a condition needs and the request lacked.
+    pub missing_context: Vec<String>,
 }
 
 /// The answer to a question.
@@ -116,6 +126,8 @@ pub struct Question<'a> {
     pub action: &'a str,
     /// Ancestry, the resource first.
     pub path: Option<&'a [ResourceNode]>,
+    /// The caller's context, which conditions read.
+    pub context: &'a RequestContext,
 }
 
 /// Decides one question from the principal's bindings. Pure: same inputs, same
@@ -197,7 +209,15 @@ where
         }
     };
 
-    // A deny anywhere on the path wins over every allow.
+    let facts = Facts {
+        request: q.context,
+        subject: principal,
+        resource: path.first(),
+        now,
+    };
+    // A deny anywhere on the path wins over every allow; a conditional one
+    // when its condition holds, cannot be evaluated, or lacks context (fail
+    // closed).
     for b in bindings
         .clone()
         .filter(|b| b.grant.effect == Effect::Deny && b.live(now))
@@ -213,40 +233,105 @@ where
                 RoleMatch::NotEffective => String::new(),
                 RoleMatch::NoMatch => continue,
             };
+        let (detail, condition) = match judge(b, roles, &facts) {
+            Verdict::Holds(c) => ("an explicit deny grant matches".to_owned(), c),
+            Verdict::False(_) => continue,
+            Verdict::Error(c, e) => (
+                format!("an explicit deny grant matches: its condition could not be evaluated ({e}), so it counts"),
+                Some(c),
+            ),
+            Verdict::Missing(c, fields) => {
+                let mut d = Decision {
+                    allowed: false,
+                    reason: Reason::ConditionContextMissing,
+                    explanation: explain(b, permission, &missing_detail("a deny grant's", &fields)),
+                };
+                d.explanation.condition = c.source().to_owned();
+                d.explanation.missing_context = fields;
+                return d;
+            }
+        };
+        let mut explanation = explain(b, permission, &detail);
+        explanation.condition = condition.map(|c| c.source().to_owned()).unwrap_or_default();
         return Decision {
             allowed: false,
             reason: Reason::ExplicitDeny,
-            explanation: explain(b, permission, "an explicit deny grant matches"),
+            explanation,
         };
     }
 
-    // The best allow: nearest scope, then fewest teams, then grant id.
+    // The best allow: nearest scope, then fewest teams, then grant id, among
+    // those whose conditions hold. Unconditional ones are ranked as they
+    // come; conditional ones are evaluated only when they would rank first.
     let mut best: Option<(usize, usize, &Binding, String)> = None;
-    let mut failure: Option<(Reason, &Binding)> = None;
+    let mut conditional: Vec<(usize, usize, &Binding, String)> = Vec::new();
+    let mut failure: Option<Failure<'_>> = None;
     for b in bindings.filter(|b| b.grant.effect == Effect::Allow) {
         let Some(depth) = depth_of(&b.grant.scope) else {
             continue;
         };
         match roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action) {
             RoleMatch::NoMatch => {}
-            RoleMatch::NotEffective => note(&mut failure, Reason::RoleNotEffective, b),
+            RoleMatch::NotEffective => {
+                note(&mut failure, Failure::new(Reason::RoleNotEffective, b))
+            }
             RoleMatch::Matched(permission) => {
                 if !b.live(now) {
-                    note(&mut failure, Reason::GrantExpired, b);
+                    note(&mut failure, Failure::new(Reason::GrantExpired, b));
                 } else if boundary.is_some_and(|limit| depth > limit) {
-                    note(&mut failure, Reason::PrivateBoundary, b);
-                } else {
-                    let key = (depth, b.via_teams.len());
-                    let better = match &best {
-                        None => true,
-                        Some((d, t, cur, _)) => {
-                            key < (*d, *t) || (key == (*d, *t) && b.grant.id < cur.grant.id)
-                        }
-                    };
-                    if better {
-                        best = Some((depth, b.via_teams.len(), b, permission));
-                    }
+                    note(&mut failure, Failure::new(Reason::PrivateBoundary, b));
+                } else if has_conditions(b, roles) {
+                    conditional.push((depth, b.via_teams.len(), b, permission));
+                } else if best
+                    .as_ref()
+                    .is_none_or(|cur| rank(depth, b, cur.0, cur.2) == std::cmp::Ordering::Less)
+                {
+                    best = Some((depth, b.via_teams.len(), b, permission));
                 }
+            }
+        }
+    }
+    conditional.sort_by(|x, y| rank(x.0, x.2, y.0, y.2));
+    for (depth, _, b, permission) in conditional {
+        if best
+            .as_ref()
+            .is_some_and(|cur| rank(depth, b, cur.0, cur.2) != std::cmp::Ordering::Less)
+        {
+            break;
+        }
+        match judge(b, roles, &facts) {
+            Verdict::Holds(c) => {
+                let mut explanation = explain(
+                    b,
+                    permission,
+                    "an allow grant matches and its condition holds",
+                );
+                explanation.condition = c.map(|c| c.source().to_owned()).unwrap_or_default();
+                return Decision {
+                    allowed: true,
+                    reason: Reason::Granted,
+                    explanation,
+                };
+            }
+            Verdict::False(c) => {
+                let mut f = Failure::new(Reason::ConditionFailed, b);
+                f.detail = format!("the matching grant's condition `{c}` does not hold");
+                f.condition = Some(c);
+                note(&mut failure, f);
+            }
+            Verdict::Error(c, e) => {
+                let mut f = Failure::new(Reason::ConditionFailed, b);
+                f.detail =
+                    format!("the matching grant's condition `{c}` could not be evaluated: {e}");
+                f.condition = Some(c);
+                note(&mut failure, f);
+            }
+            Verdict::Missing(c, fields) => {
+                let mut f = Failure::new(Reason::ConditionContextMissing, b);
+                f.detail = missing_detail("the matching grant's", &fields);
+                f.condition = Some(c);
+                f.missing = fields;
+                note(&mut failure, f);
             }
         }
     }
@@ -258,19 +343,26 @@ where
         };
     }
     match failure {
-        Some((reason, b)) => {
-            let detail = match reason {
-                Reason::GrantExpired => "the matching grant has expired",
+        Some(f) => {
+            let detail = match f.reason {
+                Reason::GrantExpired => "the matching grant has expired".to_owned(),
                 Reason::PrivateBoundary => {
                     "the matching grant sits above a private resource, which inherits nothing"
+                        .to_owned()
                 }
-                _ => "the matching role is not effective at the scope it was granted on",
+                Reason::ConditionFailed | Reason::ConditionContextMissing => f.detail,
+                _ => "the matching role is not effective at the scope it was granted on".to_owned(),
             };
-            let permission = String::new();
+            let mut explanation = explain(f.binding, String::new(), &detail);
+            explanation.condition = f
+                .condition
+                .map(|c| c.source().to_owned())
+                .unwrap_or_default();
+            explanation.missing_context = f.missing;
             Decision {
                 allowed: false,
-                reason,
-                explanation: explain(b, permission, detail),
+                reason: f.reason,
+                explanation,
             }
         }
         None => Decision::deny(
@@ -283,10 +375,89 @@ where
     }
 }
 
+/// How two allow candidates rank: nearer scope first, then fewer teams, then
+/// grant id.
+fn rank(depth: usize, b: &Binding, other_depth: usize, other: &Binding) -> std::cmp::Ordering {
+    (depth, b.via_teams.len(), &b.grant.id).cmp(&(
+        other_depth,
+        other.via_teams.len(),
+        &other.grant.id,
+    ))
+}
+
+/// What a grant's conditions (its own and its role's) say about a question.
+enum Verdict {
+    /// All hold; the first condition, when there is one.
+    Holds(Option<Condition>),
+    /// This one does not hold.
+    False(Condition),
+    /// This one could not be evaluated.
+    Error(Condition, String),
+    /// This one needs context the question lacks.
+    Missing(Condition, Vec<String>),
+}
+
+/// Whether a binding carries conditions, its own or its role's.
+pub fn has_conditions(b: &Binding, roles: &RoleTable) -> bool {
+    b.grant.condition.is_some() || !roles.conditions(&b.grant.role_id).is_empty()
+}
+
+fn judge(b: &Binding, roles: &RoleTable, facts: &Facts<'_>) -> Verdict {
+    let mut first = None;
+    for c in b
+        .grant
+        .condition
+        .iter()
+        .chain(roles.conditions(&b.grant.role_id))
+    {
+        match c.evaluate(facts) {
+            Outcome::Holds => {
+                first.get_or_insert_with(|| c.clone());
+            }
+            Outcome::Fails => return Verdict::False(c.clone()),
+            Outcome::Error(e) => return Verdict::Error(c.clone(), e),
+            Outcome::Missing(fields) => return Verdict::Missing(c.clone(), fields),
+        }
+    }
+    Verdict::Holds(first)
+}
+
+fn missing_detail(whose: &str, fields: &[String]) -> String {
+    format!(
+        "{whose} condition needs request context the request lacks: {}",
+        fields
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The most telling reason a matching grant did not allow.
+struct Failure<'b> {
+    reason: Reason,
+    binding: &'b Binding,
+    detail: String,
+    condition: Option<Condition>,
+    missing: Vec<String>,
+}
+
+impl<'b> Failure<'b> {
+    fn new(reason: Reason, binding: &'b Binding) -> Self {
+        Failure {
+            reason,
+            binding,
+            detail: String::new(),
+            condition: None,
+            missing: Vec::new(),
+        }
+    }
+}
+
 /// Keeps the most telling reason for a denial.
-fn note<'b>(failure: &mut Option<(Reason, &'b Binding)>, reason: Reason, b: &'b Binding) {
-    if failure.as_ref().is_none_or(|(r, _)| reason > *r) {
-        *failure = Some((reason, b));
+fn note<'b>(failure: &mut Option<Failure<'b>>, f: Failure<'b>) {
+    if failure.as_ref().is_none_or(|cur| f.reason > cur.reason) {
+        *failure = Some(f);
     }
 }
 
@@ -298,6 +469,7 @@ fn explain(b: &Binding, permission: String, detail: &str) -> Explanation {
         scope: Some(b.grant.scope.clone()),
         via_teams: b.via_teams.clone(),
         detail: detail.to_owned(),
+        ..Explanation::default()
     }
 }
 

@@ -41,6 +41,7 @@ fn node(rtype: &str, id: &str, private: bool) -> ResourceNode {
     ResourceNode {
         resource: rref(rtype, id),
         private,
+        attributes: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn binding(id: &str, role: &str, scope: Scope, effect: Effect) -> Binding {
             scope,
             effect,
             expires_at: None,
+            condition: None,
             created_at: 0,
         }),
         via_teams: Vec::new(),
@@ -150,6 +152,7 @@ fn custom_role(
         inherits: inherits.iter().map(|s| (*s).to_owned()).collect(),
         effective_at: effective_at.iter().map(|s| (*s).to_owned()).collect(),
         locked: false,
+        condition: None,
     };
     role.validate().expect("test roles are valid custom roles");
     role
@@ -176,6 +179,7 @@ fn ask(
             rtype,
             action,
             path,
+            context: crate::model::condition::RequestContext::none(),
         },
         NOW,
     )
@@ -212,6 +216,7 @@ fn a_super_user_is_allowed_anything_even_without_grants_resources_or_known_actio
                 rtype: "workflow",
                 action,
                 path: p,
+                context: crate::model::condition::RequestContext::none(),
             },
             NOW,
         );
@@ -231,6 +236,7 @@ fn an_unknown_principal_is_denied_even_if_bindings_were_passed() {
             rtype: "workflow",
             action: "view",
             path: Some(&path),
+            context: crate::model::condition::RequestContext::none(),
         },
         NOW,
     );
@@ -248,6 +254,7 @@ fn decide_with_status(status: PrincipalStatus) -> Decision {
             rtype: "workflow",
             action: "view",
             path: Some(&path),
+            context: crate::model::condition::RequestContext::none(),
         },
         NOW,
     )
@@ -1273,4 +1280,168 @@ fn closure_is_the_role_and_everything_it_inherits_transitively() {
     assert_eq!(roles.closure("c"), set(&["c"]));
     assert_eq!(roles.closure("owner"), set(&["owner"]));
     assert_eq!(roles.closure("ghost"), set(&["ghost"]));
+}
+
+// ------------------------------------------------------------ conditions
+
+mod conditions {
+    use super::*;
+    use crate::model::condition::RequestContext;
+    use crate::model::Condition;
+    use serde_json::json;
+
+    trait Conditional {
+        fn when(self, src: &str) -> Self;
+    }
+
+    impl Conditional for Binding {
+        fn when(mut self, src: &str) -> Self {
+            Arc::make_mut(&mut self.grant).condition =
+                Some(Condition::compile("condition", src).unwrap());
+            self
+        }
+    }
+
+    fn with(ctx: serde_json::Value) -> RequestContext {
+        let typed = ctx
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        RequestContext::new([], typed).unwrap()
+    }
+
+    fn ask_with(
+        bindings: &[Binding],
+        roles: &RoleTable,
+        action: &str,
+        path: &[ResourceNode],
+        context: &RequestContext,
+    ) -> Decision {
+        let alice = principal(PrincipalStatus::Active);
+        decide(
+            Subject::Principal(Some(&alice)),
+            bindings,
+            roles,
+            Question {
+                rtype: "workflow",
+                action,
+                path: Some(path),
+                context,
+            },
+            NOW,
+        )
+    }
+
+    #[test]
+    fn a_conditional_allow_counts_only_when_its_condition_holds() {
+        let path = wf1_path(&[]);
+        let g = [
+            allow("g1", "editor", Scope::Resource(rref("workspace", "w1")))
+                .when("request.mfa == true"),
+        ];
+        let roles = predefined();
+        let d = ask_with(&g, &roles, "edit", &path, &with(json!({"mfa": true})));
+        assert_allowed(&d);
+        assert_eq!(d.explanation.condition, "request.mfa == true");
+        let d = ask_with(&g, &roles, "edit", &path, &with(json!({"mfa": false})));
+        assert_denied(&d, Reason::ConditionFailed);
+        assert_eq!(d.explanation.grant_id, "g1");
+        let d = ask_with(&g, &roles, "edit", &path, RequestContext::none());
+        assert_denied(&d, Reason::ConditionContextMissing);
+        assert_eq!(d.explanation.missing_context, ["mfa"]);
+    }
+
+    #[test]
+    fn an_unconditional_grant_further_up_still_allows_when_the_nearer_condition_fails() {
+        let path = wf1_path(&[]);
+        let g = [
+            allow("near", "editor", Scope::Resource(rref("folder", "f1"))).when("request.mfa"),
+            allow("far", "viewer", Scope::Tenant),
+        ];
+        let d = ask_with(&g, &predefined(), "view", &path, RequestContext::none());
+        assert_allowed(&d);
+        assert_eq!(d.explanation.grant_id, "far");
+        // And with the context, the nearer one decides.
+        let d = ask_with(
+            &g,
+            &predefined(),
+            "view",
+            &path,
+            &with(json!({"mfa": true})),
+        );
+        assert_eq!(d.explanation.grant_id, "near");
+    }
+
+    #[test]
+    fn a_conditional_deny_applies_when_it_holds_and_when_it_cannot_be_told() {
+        let path = wf1_path(&[]);
+        let g = [
+            allow("a", "editor", Scope::Tenant),
+            deny("d", "editor", Scope::Resource(rref("workspace", "w1")))
+                .when("!inCidr(request.ip, '10.0.0.0/8')"),
+        ];
+        let roles = predefined();
+        let inside = ask_with(&g, &roles, "edit", &path, &with(json!({"ip": "10.0.0.9"})));
+        assert_allowed(&inside);
+        let outside = ask_with(&g, &roles, "edit", &path, &with(json!({"ip": "8.8.8.8"})));
+        assert_denied(&outside, Reason::ExplicitDeny);
+        assert_eq!(
+            outside.explanation.condition,
+            "!inCidr(request.ip, '10.0.0.0/8')"
+        );
+        // Without the ip the deny might hold: the answer asks for it.
+        let unknown = ask_with(&g, &roles, "edit", &path, RequestContext::none());
+        assert_denied(&unknown, Reason::ConditionContextMissing);
+        assert_eq!(unknown.explanation.missing_context, ["ip"]);
+        // An ip that is not one: the deny counts (fail closed).
+        let garbage = ask_with(&g, &roles, "edit", &path, &with(json!({"ip": "x"})));
+        assert_denied(&garbage, Reason::ExplicitDeny);
+    }
+
+    #[test]
+    fn a_role_condition_binds_every_grant_of_it_and_of_roles_inheriting_it() {
+        let mut secure = custom_role("secure_editor", &["workflow.edit"], &[], &[], &["*"]);
+        secure.condition =
+            Some(Condition::compile("role.condition", "request.mfa == true").unwrap());
+        let wider = custom_role("wider", &["workflow.view"], &[], &["secure_editor"], &["*"]);
+        let roles = RoleTable::new(vec![secure, wider]);
+        assert_eq!(roles.conditions("wider").len(), 1);
+        assert!(roles.conditions("editor").is_empty());
+        let path = wf1_path(&[]);
+        for role in ["secure_editor", "wider"] {
+            let g = [allow("g", role, Scope::Resource(rref("workspace", "w1")))];
+            assert_denied(
+                &ask_with(&g, &roles, "edit", &path, RequestContext::none()),
+                Reason::ConditionContextMissing,
+            );
+            assert_allowed(&ask_with(
+                &g,
+                &roles,
+                "edit",
+                &path,
+                &with(json!({"mfa": true})),
+            ));
+        }
+    }
+
+    #[test]
+    fn a_condition_reads_the_attributes_of_the_resource_asked_about() {
+        let mut path = wf1_path(&[]);
+        path[0].attributes = Some(Arc::new([("user".to_owned(), "alice".to_owned())].into()));
+        let g = [allow("g", "editor", Scope::Tenant).when("resource.user == subject.id")];
+        assert_allowed(&ask_with(
+            &g,
+            &predefined(),
+            "edit",
+            &path,
+            RequestContext::none(),
+        ));
+        path[0].attributes = Some(Arc::new([("user".to_owned(), "bob".to_owned())].into()));
+        assert_denied(
+            &ask_with(&g, &predefined(), "edit", &path, RequestContext::none()),
+            Reason::ConditionFailed,
+        );
+    }
 }

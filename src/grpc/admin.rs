@@ -194,6 +194,7 @@ write_requests!(
     CreateResourceRequest,
     MoveResourceRequest,
     SetResourcePrivateRequest,
+    SetResourceAttributesRequest,
     DeleteResourceRequest,
     TransferOwnershipRequest,
     CreatePrincipalRequest,
@@ -469,6 +470,19 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::SetResourcePrivateResponse>, Status> {
         let w = self.write::<_, resources::SetResourcePrivate>(req).await?;
         Ok(Response::new(pb::SetResourcePrivateResponse {
+            resource: Some(w.output.into()),
+            consistency_token: w.revision.to_string(),
+        }))
+    }
+
+    async fn set_resource_attributes(
+        &self,
+        req: Request<pb::SetResourceAttributesRequest>,
+    ) -> Result<Response<pb::SetResourceAttributesResponse>, Status> {
+        let w = self
+            .write::<_, resources::SetResourceAttributes>(req)
+            .await?;
+        Ok(Response::new(pb::SetResourceAttributesResponse {
             resource: Some(w.output.into()),
             consistency_token: w.revision.to_string(),
         }))

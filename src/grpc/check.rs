@@ -10,6 +10,7 @@ use crate::auth::{caller, Caller};
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::model::condition::{self, RequestContext};
 use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
 use crate::store::Store;
 use std::collections::HashMap;
@@ -68,11 +69,12 @@ impl<S: Store> CheckApi<S> {
     }
 }
 
-fn context(ctx: &HashMap<String, String>) -> Result<()> {
-    if ctx.len() > 64 {
-        return Err(Error::invalid("context", "at most 64 entries"));
-    }
-    for (k, v) in ctx {
+/// The request's context (strings and typed values) as conditions see it.
+fn context(
+    strings: HashMap<String, String>,
+    typed: Option<prost_types::Struct>,
+) -> Result<RequestContext> {
+    for (k, v) in &strings {
         if k.is_empty() || k.len() > 256 || v.len() > 1024 {
             return Err(Error::invalid(
                 "context",
@@ -80,7 +82,69 @@ fn context(ctx: &HashMap<String, String>) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    if strings.len() > condition::MAX_CONTEXT_ENTRIES {
+        return Err(Error::invalid(
+            "context",
+            format!("at most {} entries", condition::MAX_CONTEXT_ENTRIES),
+        ));
+    }
+    let typed = typed
+        .map(|s| {
+            s.fields
+                .into_iter()
+                .map(|(k, v)| {
+                    if k.is_empty() || k.len() > 256 {
+                        return Err(Error::invalid(
+                            "typed_context",
+                            "keys must be 1 to 256 bytes",
+                        ));
+                    }
+                    Ok((k, json(v, 0)?))
+                })
+                .collect::<Result<_>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    RequestContext::new(strings, typed)
+}
+
+/// A protobuf value as JSON; deeper than the typed context allows is refused
+/// here already (a hostile request could nest deeply enough to exhaust the
+/// stack otherwise).
+fn json(v: prost_types::Value, depth: usize) -> Result<serde_json::Value> {
+    use prost_types::value::Kind;
+    if depth > condition::MAX_CONTEXT_DEPTH {
+        return Err(Error::invalid(
+            "typed_context",
+            format!("at most {} levels of nesting", condition::MAX_CONTEXT_DEPTH),
+        ));
+    }
+    Ok(match v.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+                serde_json::Value::from(n as i64)
+            } else {
+                serde_json::Number::from_f64(n)
+                    .map(serde_json::Value::Number)
+                    .ok_or_else(|| Error::invalid("typed_context", "numbers must be finite"))?
+            }
+        }
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
+        Some(Kind::ListValue(l)) => serde_json::Value::Array(
+            l.values
+                .into_iter()
+                .map(|x| json(x, depth + 1))
+                .collect::<Result<_>>()?,
+        ),
+        Some(Kind::StructValue(o)) => serde_json::Value::Object(
+            o.fields
+                .into_iter()
+                .map(|(k, x)| Ok((k, json(x, depth + 1)?)))
+                .collect::<Result<_>>()?,
+        ),
+    })
 }
 
 /// The question of a check, or of item `item` of a batch.
@@ -121,10 +185,10 @@ impl<S: Store> CheckService for CheckApi<S> {
         let r = req.into_inner();
         let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         let q = query(None, r.principal_id, r.action, r.resource)?;
-        context(&r.context)?;
+        let ctx = context(r.context, r.typed_context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
-        let (d, revision) = self.authz.check(&tenant, q, min).await?;
-        tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, context = ?r.context, "check");
+        let (d, revision) = self.authz.check(&tenant, q, &ctx, min).await?;
+        tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, context = ?ctx.entries(), "check");
         let (allowed, reason, explanation) = convert::decision(d, r.explain);
         self.count(allowed, reason);
         tracing::Span::current().record("decision", if allowed { "allow" } else { "deny" });
@@ -154,8 +218,9 @@ impl<S: Store> CheckService for CheckApi<S> {
             .enumerate()
             .map(|(i, it)| query(Some(i), it.principal_id, it.action, it.resource))
             .collect::<Result<Vec<_>>>()?;
+        let ctx = context(r.context, r.typed_context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
-        let (decisions, revision) = self.authz.check_many(&tenant, &queries, min).await?;
+        let (decisions, revision) = self.authz.check_many(&tenant, &queries, &ctx, min).await?;
         let results = decisions
             .into_iter()
             .map(|d| {
@@ -189,6 +254,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
         model::validate_resource_type("resource_type", &r.resource_type)?;
         let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;
         let after = decode_page_token("page_token", &r.page_token)?;
+        let ctx = context(r.context, r.typed_context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let page = self
             .authz
@@ -199,6 +265,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
                     after: after.as_deref(),
                     limit: limit as usize,
                 },
+                &ctx,
                 min,
             )
             .await?;
@@ -224,6 +291,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
         let action = convert::name("action", r.action)?;
         let limit = page_size("page_size", r.page_size, 1_000, MAX_LIST_PAGE)?;
         let after = decode_page_token("page_token", &r.page_token)?;
+        let ctx = context(r.context, r.typed_context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let page = self
             .authz
@@ -234,6 +302,7 @@ impl<S: Store> ListAccessibleService for CheckApi<S> {
                     after: after.as_deref(),
                     limit: limit as usize,
                 },
+                &ctx,
                 min,
             )
             .await?;

@@ -5,8 +5,8 @@ use super::pb;
 use crate::engine::{Decision, Explanation, Reason};
 use crate::error::{Error, Result};
 use crate::model::{
-    self, AuditEvent, Effect, Grant, Millis, Permission, Principal, PrincipalKind, PrincipalStatus,
-    Resource, ResourceRef, Role, Scope, SubjectRef, Team, Tenant,
+    self, condition, AuditEvent, Effect, Grant, Millis, Permission, Principal, PrincipalKind,
+    PrincipalStatus, Resource, ResourceRef, Role, Scope, SubjectRef, Team, Tenant,
 };
 
 /// A required id field.
@@ -166,6 +166,7 @@ fn role_fields(field: &str, r: Option<pb::Role>) -> Result<Role> {
         inherits: r.inherits,
         effective_at: r.effective_at,
         locked: false,
+        condition: condition::optional(&format!("{field}.condition"), &r.condition)?,
     })
 }
 
@@ -238,6 +239,8 @@ impl From<Reason> for pb::Reason {
             Reason::RoleNotEffective => pb::Reason::RoleNotEffective,
             Reason::PrivateBoundary => pb::Reason::PrivateBoundary,
             Reason::GrantExpired => pb::Reason::GrantExpired,
+            Reason::ConditionFailed => pb::Reason::ConditionFailed,
+            Reason::ConditionContextMissing => pb::Reason::ConditionContextMissing,
             Reason::ExplicitDeny => pb::Reason::ExplicitDeny,
         }
     }
@@ -252,6 +255,8 @@ impl From<Explanation> for pb::Explanation {
             scope: e.scope.and_then(scope_ref),
             via_teams: e.via_teams,
             detail: e.detail,
+            condition: e.condition,
+            missing_context: e.missing_context,
         }
     }
 }
@@ -283,6 +288,7 @@ impl From<Resource> for pb::Resource {
             parent: r.parent.map(Into::into),
             private: r.private,
             create_time: Some(timestamp(r.created_at)),
+            attributes: r.attributes.into_iter().collect(),
         }
     }
 }
@@ -332,6 +338,10 @@ impl From<Role> for pb::Role {
             inherits: r.inherits,
             effective_at: r.effective_at,
             locked: r.locked,
+            condition: r
+                .condition
+                .map(|c| c.source().to_owned())
+                .unwrap_or_default(),
         }
     }
 }
@@ -350,6 +360,10 @@ impl From<Grant> for pb::Grant {
             effect: effect as i32,
             expire_time: g.expires_at.map(timestamp),
             create_time: Some(timestamp(g.created_at)),
+            condition: g
+                .condition
+                .map(|c| c.source().to_owned())
+                .unwrap_or_default(),
         }
     }
 }
@@ -482,8 +496,29 @@ impl TryFrom<pb::CreateResourceRequest> for resources::CreateResource {
             resource: resource("resource", r.resource)?,
             parent: opt_resource("parent", r.parent)?,
             private: r.private,
+            attributes: attributes("attributes", r.attributes)?,
         })
     }
+}
+
+impl TryFrom<pb::SetResourceAttributesRequest> for resources::SetResourceAttributes {
+    type Error = Error;
+    fn try_from(r: pb::SetResourceAttributesRequest) -> Result<Self> {
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+            attributes: attributes("attributes", r.attributes)?,
+        })
+    }
+}
+
+/// A resource's attributes, validated.
+pub fn attributes(
+    field: &str,
+    a: std::collections::HashMap<String, String>,
+) -> Result<model::Attributes> {
+    let a: model::Attributes = a.into_iter().collect();
+    condition::validate_attributes(field, &a)?;
+    Ok(a)
 }
 
 impl TryFrom<pb::MoveResourceRequest> for resources::MoveResource {
@@ -638,6 +673,7 @@ impl TryFrom<pb::UpdateRoleRequest> for roles::UpdateRole {
                 "excluded_permissions",
                 "inherits",
                 "effective_at",
+                "condition",
             ],
         )?;
         let role = match only {
@@ -671,6 +707,7 @@ impl TryFrom<pb::CreateGrantRequest> for grants::CreateGrant {
             scope: scope("scope", r.scope)?,
             effect: effect("effect", r.effect)?,
             expires_at: time("expire_time", r.expire_time)?,
+            condition: condition::optional("condition", &r.condition)?,
         })
     }
 }

@@ -359,6 +359,17 @@ impl<'a> Obj<'a> {
             .collect()
     }
 
+    /// A JSON object as a `google.protobuf.Struct` (its JSON mapping).
+    fn structure(&mut self, snake: &str) -> Result<Option<prost_types::Struct>, Error> {
+        let Some(v) = self.get(snake) else {
+            return Ok(None);
+        };
+        match v {
+            Value::Object(o) => Ok(Some(super::watch::to_struct(o.clone()))),
+            _ => Err(Error::invalid(self.name(snake), "must be a JSON object")),
+        }
+    }
+
     fn done(self) -> Result<(), Error> {
         match self.map.keys().find(|k| !self.read.contains(k.as_str())) {
             None => Ok(()),
@@ -387,6 +398,7 @@ fn encode(method: &str, v: Value) -> Result<Vec<u8>, Error> {
             context: o.strings("context")?,
             consistency_token: o.string("consistency_token")?,
             explain: o.boolean("explain")?,
+            typed_context: o.structure("typed_context")?,
         }
         .encode_to_vec(),
         "/portcullis.v1.CheckService/BatchCheck" => {
@@ -413,6 +425,8 @@ fn encode(method: &str, v: Value) -> Result<Vec<u8>, Error> {
                 items,
                 consistency_token: o.string("consistency_token")?,
                 explain: o.boolean("explain")?,
+                context: o.strings("context")?,
+                typed_context: o.structure("typed_context")?,
             }
             .encode_to_vec()
         }
@@ -424,6 +438,8 @@ fn encode(method: &str, v: Value) -> Result<Vec<u8>, Error> {
             page_size: o.uint32("page_size")?,
             page_token: o.string("page_token")?,
             consistency_token: o.string("consistency_token")?,
+            context: o.strings("context")?,
+            typed_context: o.structure("typed_context")?,
         }
         .encode_to_vec(),
         _ => pb::ListSubjectsRequest {
@@ -433,6 +449,8 @@ fn encode(method: &str, v: Value) -> Result<Vec<u8>, Error> {
             page_size: o.uint32("page_size")?,
             page_token: o.string("page_token")?,
             consistency_token: o.string("consistency_token")?,
+            context: o.strings("context")?,
+            typed_context: o.structure("typed_context")?,
         }
         .encode_to_vec(),
     };

@@ -110,6 +110,7 @@ pub fn add_records(d: &mut TenantDump, r: pb::TenantRecords, now: Millis) -> Res
             resource: resource(&f("ref"), x.r#ref)?,
             parent: opt_resource(&f("parent"), x.parent)?,
             private: x.private,
+            attributes: super::convert::attributes(&f("attributes"), x.attributes)?,
             created_at: at(time(&f("create_time"), x.create_time)?),
         });
     }
@@ -125,6 +126,7 @@ pub fn add_records(d: &mut TenantDump, r: pb::TenantRecords, now: Millis) -> Res
             scope: scope(&f("scope"), g.scope)?,
             effect: effect(&f("effect"), g.effect)?,
             expires_at: time(&f("expire_time"), g.expire_time)?,
+            condition: model::condition::optional(&f("condition"), &g.condition)?,
             created_at: at(time(&f("create_time"), g.create_time)?),
         });
     }

@@ -270,7 +270,7 @@ fn response(revision: i64, inv: &Invalidation) -> Option<pb::WatchResponse> {
     })
 }
 
-fn to_struct(o: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+pub(super) fn to_struct(o: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
     prost_types::Struct {
         fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
     }

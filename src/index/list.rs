@@ -7,7 +7,8 @@
 //! [`decide_among`], so a list is exactly the resources `Check` allows.
 
 use super::tree::{Step, Tree};
-use crate::engine::{decide_among, Question, Subject};
+use crate::engine::{decide_among, has_conditions, Question, Subject};
+use crate::model::condition::RequestContext;
 use crate::model::{
     Binding, Effect, Millis, Principal, PrincipalStatus, ResourceNode, ResourceRef, RoleMatch,
     RoleTable, Scope,
@@ -39,6 +40,8 @@ pub struct ListQuery<'a> {
     pub action: &'a str,
     /// Now.
     pub now: Millis,
+    /// The caller's context, which conditions read.
+    pub context: &'a RequestContext,
 }
 
 /// Most resources one page looks at. A page that reaches it ends early, with
@@ -141,6 +144,7 @@ pub fn accessible_within<'t>(
                 rtype: q.rtype,
                 action: q.action,
                 path: Some(&node_first),
+                context: q.context,
             };
             let d = decide_among(
                 Subject::Principal(Some(principal)),
@@ -219,7 +223,13 @@ impl<'q> Reach<'q> {
     fn of(tree: &Tree, roles: &RoleTable, q: ListQuery<'q>) -> Option<Self> {
         let live: Vec<&Binding> = q.bindings.iter().filter(|b| b.live(q.now)).collect();
         let mut denied: HashSet<&ResourceRef> = HashSet::new();
-        for b in live.iter().filter(|b| b.grant.effect == Effect::Deny) {
+        // A conditional deny may hold on some resources and not on others:
+        // only unconditional ones skip subtrees (each resource listed is
+        // decided with every deny anyway).
+        for b in live
+            .iter()
+            .filter(|b| b.grant.effect == Effect::Deny && !has_conditions(b, roles))
+        {
             let names = !matches!(
                 roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action),
                 RoleMatch::NoMatch

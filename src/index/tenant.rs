@@ -108,6 +108,9 @@ impl TenantIndex {
             tenant: Some(rows.tenant),
             ..TenantIndex::default()
         };
+        for (r, attributes) in &rows.attributes {
+            index.tree.set_attributes(r, attributes);
+        }
         for (team, member) in rows.members {
             index
                 .member_of
@@ -314,9 +317,10 @@ impl TenantIndex {
                 self.tenant = Some(tenant.clone());
                 true
             }
-            Delta::Resource { .. } | Delta::Private { .. } | Delta::Moved { .. } => {
-                self.tree.apply(d)
-            }
+            Delta::Resource { .. }
+            | Delta::Private { .. }
+            | Delta::Moved { .. }
+            | Delta::Attributes { .. } => self.tree.apply(d),
             Delta::SubtreeDeleted { resource } => match self.tree.remove_collect(resource) {
                 Some(gone) => {
                     for r in gone {

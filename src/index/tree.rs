@@ -4,8 +4,9 @@
 //! and a walk can resume after any path, even one whose resource has since
 //! been deleted. Pure data: no I/O.
 
-use crate::model::{ResourceNode, ResourceRef};
+use crate::model::{Attributes, ResourceNode, ResourceRef};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 type NodeId = u32;
 
@@ -198,6 +199,18 @@ impl Tree {
         }
     }
 
+    /// Replaces the attributes of `r`; false when it is not there.
+    pub fn set_attributes(&mut self, r: &ResourceRef, attributes: &Attributes) -> bool {
+        match self.ids.get(r) {
+            Some(&id) => {
+                self.node_mut(id).node.attributes =
+                    (!attributes.is_empty()).then(|| Arc::new(attributes.clone()));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Applies one row-level change of the revision log (those about
     /// resources; the others do not concern the tree). False when it does
     /// not fit the tree (a missing resource or parent): the tree no longer
@@ -209,7 +222,15 @@ impl Tree {
                 resource,
                 parent,
                 private,
-            } => self.insert(resource.clone(), parent.as_ref(), *private),
+                attributes,
+            } => {
+                self.insert(resource.clone(), parent.as_ref(), *private)
+                    && (attributes.is_empty() || self.set_attributes(resource, attributes))
+            }
+            Delta::Attributes {
+                resource,
+                attributes,
+            } => self.set_attributes(resource, attributes),
             Delta::Private { resource, private } => self.set_private(resource, *private),
             Delta::Moved { resource, parent } => self.move_to(resource, parent.as_ref()),
             Delta::SubtreeDeleted { resource } => self.remove(resource),
@@ -380,6 +401,7 @@ impl Tree {
             node: ResourceNode {
                 resource: r.clone(),
                 private,
+                attributes: None,
             },
             parent: None,
             children: Vec::new(),

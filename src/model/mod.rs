@@ -3,9 +3,11 @@
 //! Constructors validate, so a value of these types is always well-formed and
 //! every rejection names the request field it came from.
 
+pub mod condition;
 mod permission;
 pub mod roles;
 
+pub use condition::{Attributes, Condition};
 pub use permission::{Pattern, Permission};
 pub use roles::{RoleMatch, RoleTable};
 
@@ -202,6 +204,8 @@ pub struct ResourceNode {
     pub resource: ResourceRef,
     /// Whether it is a private boundary.
     pub private: bool,
+    /// Its attributes, for conditions (`None`: none).
+    pub attributes: Option<Arc<Attributes>>,
 }
 
 /// A registered resource.
@@ -213,8 +217,22 @@ pub struct Resource {
     pub parent: Option<ResourceRef>,
     /// Private boundary.
     pub private: bool,
+    /// Attributes conditions may read (`resource.<name>`).
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
     /// Creation time.
     pub created_at: Millis,
+}
+
+impl Resource {
+    /// As a node of an ancestry.
+    pub fn node(&self) -> ResourceNode {
+        ResourceNode {
+            resource: self.resource.clone(),
+            private: self.private,
+            attributes: (!self.attributes.is_empty()).then(|| Arc::new(self.attributes.clone())),
+        }
+    }
 }
 
 /// A tenant and its settings.
@@ -409,6 +427,9 @@ pub struct Grant {
     pub effect: Effect,
     /// Expiry; `None` for never.
     pub expires_at: Option<Millis>,
+    /// A condition that must hold for the grant to count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
     /// Creation time.
     pub created_at: Millis,
 }
@@ -430,6 +451,10 @@ pub struct Role {
     pub effective_at: Vec<String>,
     /// Predefined and unchangeable.
     pub locked: bool,
+    /// A condition every grant of the role (and of a role inheriting it)
+    /// must meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
 }
 
 impl Role {

@@ -2,7 +2,7 @@
 //! decision reads, kept in the model so that storage can build it without
 //! knowing the engine.
 
-use super::{Permission, Role, TENANT_TYPE};
+use super::{Condition, Permission, Role, TENANT_TYPE};
 use std::collections::{HashMap, HashSet};
 
 /// Actions every tenant knows, whatever its custom roles say.
@@ -33,6 +33,7 @@ fn role(id: &str, name: &str, perms: &[&str], excluded: &[&str], effective_at: &
         permissions: perms.iter().map(parse).collect(),
         excluded_permissions: excluded.iter().map(parse).collect(),
         inherits: Vec::new(),
+        condition: None,
         effective_at: effective_at.iter().map(|s| (*s).to_owned()).collect(),
         locked: true,
     }
@@ -116,6 +117,9 @@ pub enum RoleMatch {
 pub struct RoleTable {
     roles: HashMap<String, Role>,
     known_actions: HashSet<String>,
+    /// For each role with any: the conditions of the role and of every role
+    /// it inherits, all of which a grant of it must meet.
+    conditions: HashMap<String, Vec<Condition>>,
 }
 
 impl RoleTable {
@@ -148,6 +152,7 @@ impl RoleTable {
         let mut table = Self {
             roles,
             known_actions,
+            conditions: HashMap::new(),
         };
         // Writes refuse inheritance cycles; should a corrupt table hold one
         // anyway, the roles on it lose their inheritance (fail closed), so
@@ -163,7 +168,27 @@ impl RoleTable {
                 r.inherits.clear();
             }
         }
+        if table.roles.values().any(|r| r.condition.is_some()) {
+            let ids: Vec<String> = table.roles.keys().cloned().collect();
+            for id in ids {
+                let mut closure: Vec<String> = table.closure(&id).into_iter().collect();
+                closure.sort();
+                let found: Vec<Condition> = closure
+                    .iter()
+                    .filter_map(|r| table.roles.get(r)?.condition.clone())
+                    .collect();
+                if !found.is_empty() {
+                    table.conditions.insert(id, found);
+                }
+            }
+        }
         table
+    }
+
+    /// The conditions a grant of `role_id` must meet: the role's own and
+    /// those of every role it inherits (empty for most roles).
+    pub fn conditions(&self, role_id: &str) -> &[Condition] {
+        self.conditions.get(role_id).map_or(&[], Vec::as_slice)
     }
 
     /// A role by id.

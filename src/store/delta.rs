@@ -7,7 +7,7 @@
 //! all of them.
 
 use crate::model::{
-    Grant, Principal, PrincipalStatus, ResourceRef, Role, SubjectRef, Team, Tenant,
+    Attributes, Grant, Principal, PrincipalStatus, ResourceRef, Role, SubjectRef, Team, Tenant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,13 @@ pub enum Delta {
         resource: ResourceRef,
         parent: Option<ResourceRef>,
         private: bool,
+        #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+        attributes: Attributes,
+    },
+    /// A resource's attributes were replaced.
+    Attributes {
+        resource: ResourceRef,
+        attributes: Attributes,
     },
     /// A resource became private or public.
     Private {

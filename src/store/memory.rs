@@ -16,8 +16,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    self, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource, ResourceNode,
-    ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+    self, Attributes, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource,
+    ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -28,6 +28,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 struct Node {
     parent: Option<ResourceRef>,
     private: bool,
+    attributes: Option<Arc<Attributes>>,
     created_at: Millis,
 }
 
@@ -103,6 +104,7 @@ impl TenantState {
             resource: r.clone(),
             parent: n.parent.clone(),
             private: n.private,
+            attributes: n.attributes.as_deref().cloned().unwrap_or_default(),
             created_at: n.created_at,
         })
     }
@@ -115,6 +117,7 @@ impl TenantState {
         let mut path = vec![ResourceNode {
             resource: r.clone(),
             private: node.private,
+            attributes: node.attributes.clone(),
         }];
         while let Some(parent) = &node.parent {
             if path.len() > self.resources.len() {
@@ -127,6 +130,7 @@ impl TenantState {
             path.push(ResourceNode {
                 resource: parent.clone(),
                 private: node.private,
+                attributes: node.attributes.clone(),
             });
         }
         Ok(Some(path))
@@ -376,6 +380,7 @@ impl TenantState {
                 resource: r.clone(),
                 parent: n.parent.clone(),
                 private: n.private,
+                attributes: n.attributes.as_deref().cloned().unwrap_or_default(),
                 created_at: n.created_at,
             })
             .collect())
@@ -558,6 +563,11 @@ impl MemStore {
             revision: s.revision,
             tenant: s.tenant.clone()?,
             resources: s.resource_rows(),
+            attributes: s
+                .resources
+                .iter()
+                .filter_map(|(r, n)| Some((r.clone(), n.attributes.as_deref()?.clone())))
+                .collect(),
             principals: s.principals.values().cloned().collect(),
             teams: s.teams.values().cloned().collect(),
             members: s.members.iter().cloned().collect(),
@@ -1169,6 +1179,7 @@ impl WriteTx for MemTx {
             Node {
                 parent: r.parent.clone(),
                 private: r.private,
+                attributes: (!r.attributes.is_empty()).then(|| Arc::new(r.attributes.clone())),
                 created_at: r.created_at,
             },
         );
@@ -1176,6 +1187,21 @@ impl WriteTx for MemTx {
             resource: r.resource.clone(),
             parent: r.parent.clone(),
             private: r.private,
+            attributes: r.attributes.clone(),
+        });
+        Ok(())
+    }
+
+    async fn set_attributes(&mut self, r: &ResourceRef, attributes: &Attributes) -> Result<()> {
+        let node = self
+            .state
+            .resources
+            .get_mut(r)
+            .ok_or_else(|| missing_resource(r))?;
+        node.attributes = (!attributes.is_empty()).then(|| Arc::new(attributes.clone()));
+        self.deltas.push(Delta::Attributes {
+            resource: r.clone(),
+            attributes: attributes.clone(),
         });
         Ok(())
     }

@@ -26,11 +26,12 @@ pub mod sql;
 
 use crate::error::Result;
 use crate::model::{
-    Actor, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource, ResourceNode,
-    ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+    Actor, Attributes, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource,
+    ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
 pub use delta::Delta;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -192,6 +193,8 @@ pub struct TenantRows {
     pub tenant: Tenant,
     /// Every resource as `(resource, parent, private)`, in no set order.
     pub resources: Vec<ResourceRow>,
+    /// The attributes of every resource that has some.
+    pub attributes: Vec<(ResourceRef, Attributes)>,
     /// Every principal.
     pub principals: Vec<Principal>,
     /// Every team.
@@ -248,6 +251,7 @@ impl TenantDump {
             revision,
             tenant,
             resources,
+            attributes,
             mut principals,
             mut teams,
             mut members,
@@ -258,10 +262,12 @@ impl TenantDump {
         teams.sort_by(|a, b| a.id.cmp(&b.id));
         members.sort();
         grants.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut attributes: HashMap<ResourceRef, Attributes> = attributes.into_iter().collect();
         let resources = parents_first(resources)
             .into_iter()
             .map(|(r, parent, private)| Resource {
                 created_at: created(&r),
+                attributes: attributes.remove(&r).unwrap_or_default(),
                 resource: r,
                 parent,
                 private,
@@ -289,6 +295,12 @@ impl TenantDump {
                 .iter()
                 .map(|r| (r.resource.clone(), r.parent.clone(), r.private))
                 .collect(),
+            attributes: self
+                .resources
+                .iter()
+                .filter(|r| !r.attributes.is_empty())
+                .map(|r| (r.resource.clone(), r.attributes.clone()))
+                .collect(),
             principals: self.principals.clone(),
             teams: self.teams.clone(),
             members: self.members.clone(),
@@ -302,7 +314,7 @@ impl TenantDump {
 /// first, then level by level, each level in `(type, id)` order). Resources
 /// whose parent is missing, or that sit in a cycle, come last.
 pub fn parents_first(mut rows: Vec<ResourceRow>) -> Vec<ResourceRow> {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashSet;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut children: HashMap<&ResourceRef, Vec<usize>> = HashMap::new();
     let mut order: Vec<usize> = Vec::with_capacity(rows.len());
@@ -659,6 +671,12 @@ pub trait WriteTx: Send + Sized {
         &mut self,
         r: &ResourceRef,
         private: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a resource's attributes.
+    fn set_attributes(
+        &mut self,
+        r: &ResourceRef,
+        attributes: &Attributes,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Moves a resource with its subtree under `new_parent` (the top when `None`).
     fn move_subtree(

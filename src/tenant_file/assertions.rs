@@ -22,12 +22,13 @@ use super::{FileError, TenantFile};
 use crate::admin::bulk::ImportTenant;
 use crate::admin::Admin;
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest};
+use crate::model::condition::RequestContext;
 use crate::model::{self, Actor, ResourceRef};
 use crate::store::memory::MemStore;
 use crate::store::WriteContext;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,6 +49,11 @@ pub struct Assertion {
     /// The ids `list` or `who_may` must answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Vec<String>>,
+    /// The request context conditions read (`request.<key>`), with its JSON
+    /// types, e.g. `{ mfa = true }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub context: BTreeMap<String, serde_json::Value>,
 }
 
 /// A parsed assertion.
@@ -232,7 +238,9 @@ pub async fn run(path: &Path) -> Result<Report, FileError> {
             .or_else(|| a.list.clone())
             .or_else(|| a.who_may.clone().map(|w| format!("who may {w}")))
             .unwrap_or_default();
-        let (passed, detail) = evaluate(&authz, &tenant, claim)
+        let context = RequestContext::new([], a.context.clone())
+            .map_err(|e| FileError(format!("{}: {e}", report.file)))?;
+        let (passed, detail) = evaluate(&authz, &tenant, claim, &context)
             .await
             .map_err(|e| FileError(format!("{}: {e}", report.file)))?;
         report.outcomes.push(Outcome {
@@ -288,6 +296,7 @@ async fn evaluate(
     authz: &Authorizer<MemStore>,
     tenant: &str,
     claim: Claim,
+    context: &RequestContext,
 ) -> crate::error::Result<(bool, String)> {
     const PAGE: usize = 1_000;
     Ok(match claim {
@@ -302,7 +311,7 @@ async fn evaluate(
                 action,
                 resource,
             };
-            let (d, _) = authz.check(tenant, q, None).await?;
+            let (d, _) = authz.check(tenant, q, context, None).await?;
             let verdict = if d.allowed { "allowed" } else { "denied" };
             let mut detail = format!("{verdict} ({:?})", d.reason);
             let e = &d.explanation;
@@ -326,7 +335,7 @@ async fn evaluate(
                     after: after.as_deref(),
                     limit: PAGE,
                 };
-                authz.list_accessible(tenant, q, page, None).await
+                authz.list_accessible(tenant, q, page, context, None).await
             })
             .await?;
             (got == expect, format!("got {}", shown(&got)))
@@ -342,7 +351,7 @@ async fn evaluate(
                     after: after.as_deref(),
                     limit: PAGE,
                 };
-                authz.list_subjects(tenant, q, page, None).await
+                authz.list_subjects(tenant, q, page, context, None).await
             })
             .await?;
             (got == expect, format!("got {}", shown(&got)))

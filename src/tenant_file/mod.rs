@@ -35,6 +35,7 @@ use crate::grpc::pb;
 use crate::model;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The format version this build reads and writes.
@@ -123,6 +124,10 @@ pub struct RoleEntry {
     /// or `*`); absent: `["*"]`, everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effective_at: Vec<String>,
+    /// A CEL condition every grant of the role (and of roles inheriting it)
+    /// must meet, e.g. `request.mfa == true`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub condition: String,
 }
 
 /// A principal's kind.
@@ -208,6 +213,9 @@ pub struct ResourceEntry {
     /// Private: nothing granted above reaches in.
     #[serde(default, skip_serializing_if = "is_false")]
     pub private: bool,
+    /// Attributes conditions read as `resource.<name>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
     /// Creation time, RFC 3339 (exports carry it; default: the import's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -236,6 +244,10 @@ pub struct GrantEntry {
     /// Expiry, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// A CEL condition that must hold for the grant to count, e.g.
+    /// `resource.user == subject.id`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub condition: String,
     /// Creation time, RFC 3339 (exports carry it; default: the import's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -330,6 +342,7 @@ impl TenantFile {
             inherits: r.inherits.clone(),
             effective_at: Vec::new(),
             locked: false,
+            condition: None,
         });
         let order: Vec<String> = crate::store::inherited_first(roles.collect())
             .into_iter()
@@ -350,6 +363,7 @@ impl TenantFile {
                     r.effective_at.clone()
                 },
                 locked: false,
+                condition: r.condition.clone(),
             });
         }
         for (i, p) in self.principals.iter().enumerate() {
@@ -391,6 +405,7 @@ impl TenantFile {
         }
         let mut rows = Vec::with_capacity(self.resources.len());
         let mut created = std::collections::HashMap::new();
+        let mut attributes = std::collections::HashMap::new();
         for (i, r) in self.resources.iter().enumerate() {
             let at = |f: &str| format!("resources[{i}].{f}");
             let me = reference(&at("resource"), &r.resource)?;
@@ -400,11 +415,16 @@ impl TenantFile {
                 .map(|p| reference(&at("parent"), p))
                 .transpose()?;
             created.insert(me.clone(), time(&at("created_at"), &r.created_at)?);
+            attributes.insert(me.clone(), &r.attributes);
             rows.push((me, parent, r.private));
         }
         for (r, parent, private) in crate::store::parents_first(rows) {
             out.resources.push(pb::Resource {
                 create_time: created.get(&r).cloned().flatten(),
+                attributes: attributes
+                    .get(&r)
+                    .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
                 r#ref: Some(r.into()),
                 parent: parent.map(Into::into),
                 private,
@@ -442,6 +462,7 @@ impl TenantFile {
                 } as i32,
                 expire_time: time(&at("expires_at"), &g.expires_at)?,
                 create_time: time(&at("created_at"), &g.created_at)?,
+                condition: g.condition.clone(),
             });
         }
         Ok(out)
@@ -470,6 +491,7 @@ impl TenantFile {
                 excluded_permissions: r.excluded_permissions,
                 inherits: r.inherits,
                 effective_at: r.effective_at,
+                condition: r.condition,
             }));
             f.principals
                 .extend(r.principals.into_iter().map(|p| PrincipalEntry {
@@ -500,6 +522,7 @@ impl TenantFile {
                     resource: x.r#ref.map(shown).unwrap_or_default(),
                     parent: x.parent.map(shown),
                     private: x.private,
+                    attributes: x.attributes.into_iter().collect(),
                     created_at: x.create_time.map(|t| t.to_string()),
                 }
             }));
@@ -517,6 +540,7 @@ impl TenantFile {
                     on: g.scope.map(|s| format!("{}:{}", s.r#type, s.id)),
                     deny: g.effect == pb::Effect::Deny as i32,
                     expires_at: g.expire_time.map(|t| t.to_string()),
+                    condition: g.condition,
                     created_at: g.create_time.map(|t| t.to_string()),
                 }
             }));

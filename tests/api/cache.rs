@@ -193,6 +193,8 @@ impl Node {
                     .collect(),
                 consistency_token: token.into(),
                 explain: true,
+                context: Default::default(),
+                typed_context: Default::default(),
             })
             .await
             .map(|r| r.into_inner())
@@ -921,7 +923,12 @@ async fn compare(
         .map_err(|s| format!("BatchCheck failed: {s:?}"))?;
     let queries: Vec<CheckQuery> = items.iter().map(|(s, a, r)| query(s, a, r)).collect();
     let (decisions, revision) = reference
-        .check_many(TENANT, &queries, None)
+        .check_many(
+            TENANT,
+            &queries,
+            portcullis::model::condition::RequestContext::none(),
+            None,
+        )
         .await
         .map_err(|e| format!("uncached check_many failed: {e}"))?;
     if served.consistency_token != revision.to_string() {
@@ -966,7 +973,12 @@ async fn compare(
         let key = (p.to_owned(), a.to_owned(), (*r).to_owned());
         let want = if m % 4 == (probe + action) % 4 {
             let (d, _) = reference
-                .check(TENANT, query(p, a, r), None)
+                .check(
+                    TENANT,
+                    query(p, a, r),
+                    portcullis::model::condition::RequestContext::none(),
+                    None,
+                )
                 .await
                 .map_err(|e| format!("uncached check failed: {e}"))?;
             Answer::from_decision(d)
@@ -992,7 +1004,13 @@ async fn compare(
             .await
             .map_err(|s| format!("ListAccessible failed: {s:?}"))?;
         let want = reference
-            .list_accessible(TENANT, (p, a, rtype), all, None)
+            .list_accessible(
+                TENANT,
+                (p, a, rtype),
+                all,
+                portcullis::model::condition::RequestContext::none(),
+                None,
+            )
             .await
             .map_err(|e| format!("uncached list_accessible failed: {e}"))?
             .ids;
@@ -1015,7 +1033,13 @@ async fn compare(
             .await
             .map_err(|s| format!("ListSubjects failed: {s:?}"))?;
         let want = reference
-            .list_subjects(TENANT, (&model_ref(r), a), all, None)
+            .list_subjects(
+                TENANT,
+                (&model_ref(r), a),
+                all,
+                portcullis::model::condition::RequestContext::none(),
+                None,
+            )
             .await
             .map_err(|e| format!("uncached list_subjects failed: {e}"))?
             .ids;
@@ -1885,7 +1909,12 @@ async fn expired_grants_stop_granting_while_cached(b: Backend) {
             "no write happened since warming"
         );
         let (d, _) = reference
-            .check(TENANT, query(who, action, "workflow:w1"), None)
+            .check(
+                TENANT,
+                query(who, action, "workflow:w1"),
+                portcullis::model::condition::RequestContext::none(),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(Answer::from_check(a), Answer::from_decision(d));
@@ -1984,7 +2013,12 @@ async fn warm_checks_answer_without_the_database_and_cold_checks_fail_closed(b: 
     let reference = uncached(&app).await;
     assert!(
         reference
-            .check(TENANT, query("alice", "view", "workflow:w1"), None)
+            .check(
+                TENANT,
+                query("alice", "view", "workflow:w1"),
+                portcullis::model::condition::RequestContext::none(),
+                None
+            )
             .await
             .is_err(),
         "the uncached authorizer still answers: the tables were not dropped"

@@ -74,6 +74,7 @@ fn node(x: &ResourceRef, private: bool) -> ResourceNode {
     ResourceNode {
         resource: x.clone(),
         private,
+        attributes: Default::default(),
     }
 }
 
@@ -83,6 +84,7 @@ fn resource(x: &ResourceRef, parent: Option<&ResourceRef>, private: bool) -> Res
         parent: parent.cloned(),
         private,
         created_at: 1_700_000_000_123,
+        attributes: Default::default(),
     }
 }
 
@@ -120,6 +122,7 @@ fn grant(id: &str, subject: SubjectRef, role: &str, scope: Scope) -> Grant {
         effect: Effect::Allow,
         expires_at: None,
         created_at: 1_700_000_000_789,
+        condition: Default::default(),
     }
 }
 
@@ -139,6 +142,7 @@ fn role(id: &str, permissions: &[&str]) -> Role {
         inherits: Vec::new(),
         effective_at: vec!["*".to_owned()],
         locked: false,
+        condition: Default::default(),
     }
 }
 

@@ -424,6 +424,7 @@ impl TestApp {
                 parent: parent.map(res),
                 private,
                 owner_id: String::new(),
+                attributes: Default::default(),
             })
             .await
             .map(|r| r.into_inner().consistency_token)
@@ -520,6 +521,7 @@ impl TestApp {
                 scope: scope(scope_),
                 effect: effect as i32,
                 expire_time,
+                condition: Default::default(),
             })
             .await
             .map(|r| r.into_inner().grant.expect("grant in response"))

@@ -432,6 +432,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
                 scope: scope(&w.scope_name(g.scope)),
                 effect: effect as i32,
                 expire_time: g.expires.then(in_a_day),
+                condition: Default::default(),
             })
             .await;
         match r {
@@ -603,6 +604,8 @@ async fn batch(
                 .collect(),
             explain: true,
             consistency_token: token.into(),
+            context: Default::default(),
+            typed_context: Default::default(),
         })
         .await
         .map_err(|e| format!("BatchCheck failed: {e:?}"))?
@@ -661,6 +664,8 @@ async fn list_accessible(
                 page_size,
                 page_token: token.clone(),
                 consistency_token: consistency_token.into(),
+                context: Default::default(),
+                typed_context: Default::default(),
             })
             .await
             .map_err(|e| format!("{what} failed: {e:?}"))?
@@ -697,6 +702,8 @@ async fn list_subjects(
                 page_size,
                 page_token: token.clone(),
                 consistency_token: consistency_token.into(),
+                context: Default::default(),
+                typed_context: Default::default(),
             })
             .await
             .map_err(|e| format!("{what} failed: {e:?}"))?

@@ -680,6 +680,7 @@ async fn user_management_changes_are_in_the_audit_trail_filterable_and_paginated
             scope: scope(WS),
             effect: pb::Effect::Allow as i32,
             expire_time: None,
+            condition: Default::default(),
         })
         .await
         .unwrap()

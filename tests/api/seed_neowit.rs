@@ -71,6 +71,8 @@ async fn batch(
                 .collect(),
             consistency_token: token.into(),
             explain: false,
+            context: Default::default(),
+            typed_context: Default::default(),
         })
         .await
         .expect("batch check")
@@ -376,6 +378,7 @@ async fn promoting_a_user_to_admin_opens_every_workflow_at_once(b: Backend) {
             scope: None,
             effect: pb::Effect::Allow as i32,
             expire_time: None,
+            condition: Default::default(),
         })
         .await
         .expect("the account admin promotes pat")

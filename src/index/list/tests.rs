@@ -1,5 +1,6 @@
 use super::*;
 use crate::engine::decide;
+use crate::model::condition::RequestContext;
 use crate::model::{Grant, PrincipalKind, Role};
 use proptest::prelude::*;
 
@@ -29,6 +30,7 @@ fn roles() -> RoleTable {
         inherits: Vec::new(),
         effective_at: vec!["folder".to_owned()],
         locked: false,
+        condition: None,
     };
     RoleTable::new(vec![wf_viewer])
 }
@@ -95,6 +97,7 @@ fn bindings(
                 },
                 effect: if *deny { Effect::Deny } else { Effect::Allow },
                 expires_at: expired.then_some(now - 1),
+                condition: None,
                 created_at: 0,
             }),
             via_teams: Vec::new(),
@@ -113,6 +116,7 @@ fn brute_force(tree: &Tree, roles: &RoleTable, q: ListQuery<'_>) -> Vec<Resource
                 rtype: q.rtype,
                 action: q.action,
                 path: Some(&node_first),
+                context: q.context,
             };
             if decide(
                 Subject::Principal(q.principal),
@@ -167,7 +171,7 @@ proptest! {
             .collect();
         let bs = bindings(&rows, &specs, now);
         let p = alice(if active { PrincipalStatus::Active } else { PrincipalStatus::Suspended });
-        let q = ListQuery { principal: Some(&p), bindings: &bs, rtype, action, now };
+        let q = ListQuery { principal: Some(&p), bindings: &bs, rtype, action, now, context: RequestContext::none() };
         let want = brute_force(&tree, &roles, q);
         let mut got = Vec::new();
         let mut after: Option<Vec<ResourceRef>> = None;
@@ -216,6 +220,7 @@ fn a_page_walks_only_the_covered_subtree() {
         rtype: "workflow",
         action: "view",
         now: 0,
+        context: RequestContext::none(),
     };
     let roles = roles();
     let page = accessible(&tree, &roles, q, None, 10);

@@ -17,6 +17,8 @@ pub struct Model {
     /// `allow` or `deny`.
     pub effect: String,
     pub expires_at: Option<i64>,
+    /// CEL condition; `None` for none.
+    pub condition: Option<String>,
     pub created_at: i64,
 }
 

@@ -15,6 +15,8 @@ pub struct Model {
     /// Keys of the ancestors, root first, as `/1/5/` (`/` at the top).
     pub ancestors: String,
     pub is_private: bool,
+    /// JSON object of attribute strings; `None` for none.
+    pub attributes: Option<String>,
     pub created_at: i64,
 }
 

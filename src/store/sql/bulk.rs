@@ -75,6 +75,7 @@ impl SqlStore {
                 parent_pk: Set(r.parent_pk),
                 ancestors: Set(r.ancestors.clone()),
                 is_private: Set(r.private),
+                attributes: Set(None),
                 created_at: Set(now),
             }))
             .exec(&txn)
@@ -129,6 +130,7 @@ impl SqlStore {
                 scope_pk: Set(*scope_pk),
                 effect: Set(g.effect.as_str().into()),
                 expires_at: Set(g.expires_at),
+                condition: Set(g.condition.as_ref().map(|c| c.source().to_owned())),
                 created_at: Set(now),
             }))
             .exec(&txn)

@@ -267,6 +267,7 @@ async fn insert_resources<'a, C: ConnectionTrait>(
             parent_pk: Set(parent_pk),
             ancestors: Set(ancestors.clone()),
             is_private: Set(r.private),
+            attributes: Set(attributes_column(&r.attributes)),
             created_at: Set(r.created_at),
         });
         placed.insert(&r.resource, (pk, ancestors));
@@ -276,10 +277,10 @@ async fn insert_resources<'a, C: ConnectionTrait>(
             let v = |x: &sea_orm::ActiveValue<String>| x.clone().unwrap();
             unnest(
                 c,
-                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, created_at) \
-                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, at \
-                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::bigint[]) \
-                 AS t(pk, rtype, rid, parent, anc, priv, at)",
+                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, attributes, created_at) \
+                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, NULLIF(attrs, ''), at \
+                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::text[], $9::bigint[]) \
+                 AS t(pk, rtype, rid, parent, anc, priv, attrs, at)",
                 vec![
                     t.into(),
                     chunk.iter().map(|m| m.pk.clone().unwrap()).collect::<Vec<i64>>().into(),
@@ -292,6 +293,7 @@ async fn insert_resources<'a, C: ConnectionTrait>(
                         .into(),
                     strings(chunk, |m| v(&m.ancestors)),
                     chunk.iter().map(|m| m.is_private.clone().unwrap()).collect::<Vec<bool>>().into(),
+                    strings(chunk, |m| m.attributes.clone().unwrap().unwrap_or_default()),
                     chunk.iter().map(|m| m.created_at.clone().unwrap()).collect::<Vec<i64>>().into(),
                 ],
             )
@@ -334,10 +336,10 @@ async fn insert_grants<C: ConnectionTrait>(
                 .collect::<Result<Vec<i64>>>()?;
             unnest(
                 c,
-                "INSERT INTO grants (id, tenant_id, subject_kind, subject_id, role_id, scope_pk, effect, expires_at, created_at) \
-                 SELECT id, $1, kind, subject, role, NULLIF(scope, 0), effect, CASE WHEN expiring THEN expires END, at \
-                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bool[], $9::bigint[], $10::bigint[]) \
-                 AS t(id, kind, subject, role, scope, effect, expiring, expires, at)",
+                "INSERT INTO grants (id, tenant_id, subject_kind, subject_id, role_id, scope_pk, effect, expires_at, condition, created_at) \
+                 SELECT id, $1, kind, subject, role, NULLIF(scope, 0), effect, CASE WHEN expiring THEN expires END, NULLIF(cond, ''), at \
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bool[], $9::bigint[], $10::text[], $11::bigint[]) \
+                 AS t(id, kind, subject, role, scope, effect, expiring, expires, cond, at)",
                 vec![
                     t.into(),
                     strings(chunk, |g| g.id.clone()),
@@ -356,6 +358,12 @@ async fn insert_grants<C: ConnectionTrait>(
                         .map(|g| g.expires_at.unwrap_or(0))
                         .collect::<Vec<i64>>()
                         .into(),
+                    strings(chunk, |g| {
+                        g.condition
+                            .as_ref()
+                            .map(|c| c.source().to_owned())
+                            .unwrap_or_default()
+                    }),
                     chunk.iter().map(|g| g.created_at).collect::<Vec<i64>>().into(),
                 ],
             )

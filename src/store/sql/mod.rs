@@ -380,6 +380,26 @@ struct RoleDefinition {
     excluded_permissions: Vec<model::Permission>,
     inherits: Vec<String>,
     effective_at: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    condition: Option<String>,
+}
+
+/// A resource's attributes as stored: a JSON object, `NULL` for none.
+fn attributes_column(a: &model::Attributes) -> Option<String> {
+    (!a.is_empty()).then(|| serde_json::to_string(a).unwrap_or_default())
+}
+
+fn attributes_from_column(a: Option<&str>) -> Result<model::Attributes> {
+    match a {
+        None => Ok(model::Attributes::new()),
+        Some(json) => serde_json::from_str(json).map_err(|_| corrupt("resource attributes")),
+    }
+}
+
+/// As a node of an ancestry carries them.
+fn node_attributes(a: Option<&str>) -> Result<Option<Arc<model::Attributes>>> {
+    let a = attributes_from_column(a)?;
+    Ok((!a.is_empty()).then(|| Arc::new(a)))
 }
 
 fn role_from_row(r: role::Model) -> Result<Role> {
@@ -393,6 +413,12 @@ fn role_from_row(r: role::Model) -> Result<Role> {
         inherits: d.inherits,
         effective_at: d.effective_at,
         locked: false,
+        condition: d
+            .condition
+            .as_deref()
+            .map(|c| model::Condition::compile("role.condition", c))
+            .transpose()
+            .map_err(|_| corrupt("role condition"))?,
     })
 }
 
@@ -402,6 +428,7 @@ fn role_definition_json(r: &Role) -> String {
         excluded_permissions: r.excluded_permissions.clone(),
         inherits: r.inherits.clone(),
         effective_at: r.effective_at.clone(),
+        condition: r.condition.as_ref().map(|c| c.source().to_owned()),
     })
     .unwrap_or_default()
 }
@@ -415,6 +442,12 @@ fn grant_from_row(g: grant::Model, scope: Scope) -> Result<Grant> {
         role_id: g.role_id,
         scope,
         expires_at: g.expires_at,
+        condition: g
+            .condition
+            .as_deref()
+            .map(|c| model::Condition::compile("grant.condition", c))
+            .transpose()
+            .map_err(|_| corrupt("grant condition"))?,
         created_at: g.created_at,
     })
 }

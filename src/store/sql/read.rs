@@ -311,6 +311,7 @@ pub(super) async fn resource_from_row<C: ConnectionTrait>(
         resource: resource_ref(&row),
         parent,
         private: row.is_private,
+        attributes: attributes_from_column(row.attributes.as_deref())?,
         created_at: row.created_at,
     })
 }
@@ -353,15 +354,17 @@ pub(super) async fn list_children<C: ConnectionTrait>(
         .limit(limit)
         .all(c)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Resource {
-            resource: resource_ref(&r),
-            parent: parent_ref.clone(),
-            private: r.is_private,
-            created_at: r.created_at,
+    rows.into_iter()
+        .map(|r| {
+            Ok(Resource {
+                resource: resource_ref(&r),
+                parent: parent_ref.clone(),
+                private: r.is_private,
+                attributes: attributes_from_column(r.attributes.as_deref())?,
+                created_at: r.created_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Builds the ancestry (resource first) of `row` from a map holding its ancestors.
@@ -372,12 +375,14 @@ fn ancestry_of(
     let mut path = vec![ResourceNode {
         resource: resource_ref(row),
         private: row.is_private,
+        attributes: node_attributes(row.attributes.as_deref())?,
     }];
     for pk in ancestor_pks(&row.ancestors)?.into_iter().rev() {
         let a = by_pk.get(&pk).ok_or_else(|| corrupt("ancestor"))?;
         path.push(ResourceNode {
             resource: resource_ref(a),
             private: a.is_private,
+            attributes: node_attributes(a.attributes.as_deref())?,
         });
     }
     Ok(path)
@@ -626,27 +631,40 @@ pub(super) async fn resource_rows<C: ConnectionTrait>(
     Ok(resource_rows_by_pk(c, t).await?.1)
 }
 
+/// What [`resource_rows_by_pk`] reads: the resource of each key, every
+/// resource as `(resource, parent, private)`, and the attributes of those
+/// that have some.
+type ResourceRows = (
+    HashMap<i64, ResourceRef>,
+    Vec<crate::store::ResourceRow>,
+    Vec<(ResourceRef, model::Attributes)>,
+);
+
 /// Every resource of the tenant as `(resource, parent, private)`, with the
 /// resource of each key.
-async fn resource_rows_by_pk<C: ConnectionTrait>(
-    c: &C,
-    t: &str,
-) -> Result<(HashMap<i64, ResourceRef>, Vec<crate::store::ResourceRow>)> {
-    let rows: Vec<(i64, String, String, Option<i64>, bool)> = resource::Entity::find()
+async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<ResourceRows> {
+    type Row = (i64, String, String, Option<i64>, bool, Option<String>);
+    let rows: Vec<Row> = resource::Entity::find()
         .select_only()
         .column(resource::Column::Pk)
         .column(resource::Column::Rtype)
         .column(resource::Column::Rid)
         .column(resource::Column::ParentPk)
         .column(resource::Column::IsPrivate)
+        .column(resource::Column::Attributes)
         .filter(resource::Column::TenantId.eq(t))
         .into_tuple()
         .all(c)
         .await?;
     let mut by_pk: HashMap<i64, ResourceRef> = HashMap::with_capacity(rows.len());
     let mut parents = Vec::with_capacity(rows.len());
-    for (pk, rtype, id, parent, private) in rows {
-        by_pk.insert(pk, ResourceRef { rtype, id });
+    let mut attributes = Vec::new();
+    for (pk, rtype, id, parent, private, attrs) in rows {
+        let r = ResourceRef { rtype, id };
+        if attrs.is_some() {
+            attributes.push((r.clone(), attributes_from_column(attrs.as_deref())?));
+        }
+        by_pk.insert(pk, r);
         parents.push((pk, parent, private));
     }
     let out = parents
@@ -661,7 +679,7 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(
             Ok((by_pk[&pk].clone(), parent, private))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((by_pk, out))
+    Ok((by_pk, out, attributes))
 }
 
 /// Every row of the tenant, read through `c` (one statement per table; the
@@ -675,7 +693,7 @@ pub(super) async fn tenant_rows<C: ConnectionTrait>(
     };
     let revision = row.revision;
     let tenant = tenant_from_row(row)?;
-    let (by_pk, resources) = resource_rows_by_pk(c, t).await?;
+    let (by_pk, resources, attributes) = resource_rows_by_pk(c, t).await?;
     let principals = principal::Entity::find()
         .filter(principal::Column::TenantId.eq(t))
         .all(c)
@@ -724,6 +742,7 @@ pub(super) async fn tenant_rows<C: ConnectionTrait>(
         revision,
         tenant,
         resources,
+        attributes,
         principals,
         teams,
         members,

@@ -6,7 +6,7 @@
 
 use super::read;
 use super::*;
-use crate::model::Millis;
+use crate::model::{Attributes, Millis};
 use crate::store::entity::{change, request};
 use crate::store::{
     Begun, Delta, Descendant, Keyset, Record, WriteContext, WriteStore, WriteTx,
@@ -474,6 +474,7 @@ impl WriteTx for SqlTx {
                 .map(child_path)
                 .unwrap_or_else(|| "/".to_owned())),
             is_private: Set(r.private),
+            attributes: Set(attributes_column(&r.attributes)),
             created_at: Set(r.created_at),
         }
         .insert(&self.txn)
@@ -482,6 +483,24 @@ impl WriteTx for SqlTx {
             resource: r.resource.clone(),
             parent: r.parent.clone(),
             private: r.private,
+            attributes: r.attributes.clone(),
+        });
+        Ok(())
+    }
+
+    async fn set_attributes(&mut self, r: &ResourceRef, attributes: &Attributes) -> Result<()> {
+        let row = self.row(r).await?;
+        resource::Entity::update_many()
+            .col_expr(
+                resource::Column::Attributes,
+                Expr::value(attributes_column(attributes)),
+            )
+            .filter(resource::Column::Pk.eq(row.pk))
+            .exec(&self.txn)
+            .await?;
+        self.deltas.push(Delta::Attributes {
+            resource: r.clone(),
+            attributes: attributes.clone(),
         });
         Ok(())
     }
@@ -808,6 +827,7 @@ pub(super) fn grant_row(t: &str, g: &Grant, scope_pk: Option<i64>) -> grant::Act
         scope_pk: Set(scope_pk),
         effect: Set(g.effect.as_str().to_owned()),
         expires_at: Set(g.expires_at),
+        condition: Set(g.condition.as_ref().map(|c| c.source().to_owned())),
         created_at: Set(g.created_at),
     }
 }
