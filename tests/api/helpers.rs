@@ -281,6 +281,32 @@ pub async fn spawn_bare(backend: Backend) -> TestApp {
 }
 
 /// Parses `type:id` into a resource reference.
+/// A JSON object as a `google.protobuf.Struct`.
+pub fn typed(v: serde_json::Value) -> prost_types::Struct {
+    fn value(v: serde_json::Value) -> prost_types::Value {
+        use prost_types::value::Kind;
+        let kind = match v {
+            serde_json::Value::Null => Kind::NullValue(0),
+            serde_json::Value::Bool(b) => Kind::BoolValue(b),
+            serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+            serde_json::Value::String(s) => Kind::StringValue(s),
+            serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+                values: a.into_iter().map(value).collect(),
+            }),
+            serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+                fields: o.into_iter().map(|(k, v)| (k, value(v))).collect(),
+            }),
+        };
+        prost_types::Value { kind: Some(kind) }
+    }
+    match value(v) {
+        prost_types::Value {
+            kind: Some(prost_types::value::Kind::StructValue(s)),
+        } => s,
+        _ => panic!("a typed context is a JSON object"),
+    }
+}
+
 pub fn res(s: &str) -> pb::ResourceRef {
     let (t, id) = s.split_once(':').expect("`type:id`");
     pb::ResourceRef {
@@ -527,6 +553,53 @@ impl TestApp {
             .map(|r| r.into_inner().grant.expect("grant in response"))
     }
 
+    /// A grant with a CEL condition, acting as `actor` ("" for the super user).
+    pub async fn conditional_grant(
+        &self,
+        actor: &str,
+        subject: &str,
+        role: &str,
+        scope_: &str,
+        effect: pb::Effect,
+        condition: &str,
+    ) -> Result<pb::Grant, Status> {
+        self.operator()
+            .create_grant(pb::CreateGrantRequest {
+                tenant_id: TENANT.into(),
+                actor_id: actor.into(),
+                subject: Some(subj(subject)),
+                role_id: role.into(),
+                scope: scope(scope_),
+                effect: effect as i32,
+                condition: condition.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().grant.expect("grant in response"))
+    }
+
+    /// Creates `r` under `parent` with attributes, as the super user.
+    pub async fn resource_with(
+        &self,
+        r: &str,
+        parent: Option<&str>,
+        attributes: &[(&str, &str)],
+    ) -> Result<pb::Resource, Status> {
+        self.operator()
+            .create_resource(pb::CreateResourceRequest {
+                tenant_id: TENANT.into(),
+                resource: Some(res(r)),
+                parent: parent.map(res),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().resource.expect("resource in response"))
+    }
+
     /// Revokes a grant; returns the revision token.
     pub async fn revoke(&self, grant_id: &str) -> Result<String, Status> {
         self.operator()
@@ -612,6 +685,87 @@ impl TestApp {
             .await
             .expect("check")
             .into_inner()
+    }
+
+    /// The full answer to a check carrying a typed context (a JSON object).
+    pub async fn check_with(
+        &self,
+        subject: &str,
+        action: &str,
+        r: &str,
+        context: serde_json::Value,
+    ) -> pb::CheckResponse {
+        self.checker()
+            .check(pb::CheckRequest {
+                tenant_id: TENANT.into(),
+                principal_id: subject.into(),
+                action: action.into(),
+                resource: Some(res(r)),
+                explain: true,
+                typed_context: Some(typed(context)),
+                ..Default::default()
+            })
+            .await
+            .expect("check")
+            .into_inner()
+    }
+
+    /// Every id of `rtype` the subject may `action` on with a typed context,
+    /// following all pages, sorted.
+    pub async fn list_with(
+        &self,
+        subject: &str,
+        action: &str,
+        rtype: &str,
+        context: serde_json::Value,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .lister()
+                .list_accessible(pb::ListAccessibleRequest {
+                    tenant_id: TENANT.into(),
+                    principal_id: subject.into(),
+                    action: action.into(),
+                    resource_type: rtype.into(),
+                    page_token,
+                    typed_context: Some(typed(context.clone())),
+                    ..Default::default()
+                })
+                .await
+                .expect("list")
+                .into_inner();
+            out.extend(page.resource_ids);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        out.sort();
+        out
+    }
+
+    /// Every principal who may `action` on `r` with a typed context, sorted.
+    pub async fn subjects_with(
+        &self,
+        r: &str,
+        action: &str,
+        context: serde_json::Value,
+    ) -> Vec<String> {
+        self.lister()
+            .list_subjects(pb::ListSubjectsRequest {
+                tenant_id: TENANT.into(),
+                resource: Some(res(r)),
+                action: action.into(),
+                page_size: 10_000,
+                typed_context: Some(typed(context)),
+                ..Default::default()
+            })
+            .await
+            .expect("list subjects")
+            .into_inner()
+            .principal_ids
     }
 
     /// Whether `subject` may `action` on `r` (`type:id`).

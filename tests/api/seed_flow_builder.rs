@@ -835,6 +835,144 @@ async fn list_subjects_on_a_flow_names_exactly_who_may_view_it_with_teams_expand
     }
 }
 
+/// "Multi-Factor Authentication — Required for Admins": the workspace
+/// administrator's grant carries `request.mfa == true`. The calling service
+/// passes whether the session was verified with MFA in `typed_context`;
+/// without it the answer asks for it, with `mfa: false` it is denied. Other
+/// roles are unaffected, lists and ListSubjects follow the same context, and
+/// an administrator who needs MFA does not count as the account's lasting
+/// administrator (a condition could lock everyone out).
+async fn administrators_need_multi_factor_authentication(b: Backend) {
+    let app = spawn_app_on(b).await;
+    for u in ["ada", "ed"] {
+        app.user(u).await;
+    }
+    app.resource(WS, None).await;
+    app.resource("workflow:sync", Some(WS)).await;
+    app.grant("ed", "editor", WS).await;
+    let g = app
+        .conditional_grant(
+            "",
+            "ada",
+            "admin",
+            WS,
+            pb::Effect::Allow,
+            "request.mfa == true",
+        )
+        .await
+        .expect("conditional admin grant");
+    assert_eq!(g.condition, "request.mfa == true");
+
+    let with_mfa = app
+        .check_with(
+            "ada",
+            "manage",
+            "workflow:sync",
+            serde_json::json!({"mfa": true}),
+        )
+        .await;
+    assert!(with_mfa.allowed, "{with_mfa:?}");
+    let e = with_mfa.explanation.expect("explanation");
+    assert_eq!(
+        (e.role_id.as_str(), e.condition.as_str()),
+        ("admin", "request.mfa == true")
+    );
+
+    let without = app.check_full("ada", "manage", "workflow:sync").await;
+    assert!(!without.allowed);
+    assert_eq!(reason_of(&without), pb::Reason::ConditionContextMissing);
+    assert_eq!(without.explanation.unwrap().missing_context, ["mfa"]);
+    let refused = app
+        .check_with(
+            "ada",
+            "manage",
+            "workflow:sync",
+            serde_json::json!({"mfa": false}),
+        )
+        .await;
+    assert!(!refused.allowed);
+    assert_eq!(reason_of(&refused), pb::Reason::ConditionFailed);
+    // The string "true" in the untyped context is not the bool: CEL does not
+    // coerce, so it is no way around the rule.
+    let stringly = app
+        .checker()
+        .check(pb::CheckRequest {
+            tenant_id: TENANT.into(),
+            principal_id: "ada".into(),
+            action: "manage".into(),
+            resource: Some(res("workflow:sync")),
+            context: [("mfa".to_owned(), "true".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(!stringly.allowed);
+
+    // Editors need no MFA.
+    assert!(app.check("ed", "edit", "workflow:sync").await);
+    // Lists and ListSubjects read the same context.
+    assert_eq!(
+        app.list_with(
+            "ada",
+            "manage",
+            "workflow",
+            serde_json::json!({"mfa": true})
+        )
+        .await,
+        ["sync"]
+    );
+    assert!(app
+        .list_with("ada", "manage", "workflow", serde_json::json!({}))
+        .await
+        .is_empty());
+    assert_eq!(
+        app.subjects_with("workflow:sync", "view", serde_json::json!({"mfa": true}))
+            .await,
+        ["ada", "ed"]
+    );
+    assert_eq!(
+        app.subjects_with("workflow:sync", "view", serde_json::json!({}))
+            .await,
+        ["ed"]
+    );
+
+    // The account keeps a lasting administrator: the first administrator's
+    // grant cannot go while only conditional ones would remain.
+    let root = app
+        .operator()
+        .list_grants(pb::ListGrantsRequest {
+            tenant_id: TENANT.into(),
+            subject: Some(subj(ADMIN)),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("grants")
+        .into_inner()
+        .grants;
+    app.conditional_grant(
+        "",
+        "ada",
+        "account_admin",
+        "tenant",
+        pb::Effect::Allow,
+        "request.mfa == true",
+    )
+    .await
+    .expect("conditional account admin");
+    let err = app.revoke(&root[0].id).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("condition"), "{err:?}");
+    // A condition that does not compile is refused naming the field.
+    let bad = app
+        .conditional_grant("", "ed", "viewer", WS, pb::Effect::Allow, "request.mfa ==")
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("condition"), "{bad:?}");
+}
+
 on_every_backend!(
     flow_permissions_follow_the_owner_editor_viewer_none_matrix,
     editors_manage_connections_and_viewers_cannot,
@@ -850,4 +988,5 @@ on_every_backend!(
     troubleshooting_causes_are_answered_by_check_reasons,
     user_management_changes_are_in_the_audit_trail_filterable_and_paginated,
     list_subjects_on_a_flow_names_exactly_who_may_view_it_with_teams_expanded,
+    administrators_need_multi_factor_authentication,
 );

@@ -532,6 +532,154 @@ async fn the_super_user_administers_users_and_projects_and_is_audited_as_super_u
     assert!(by_sam[0].after_json.contains("uri"));
 }
 
+/// "Edit digest and alerts for themselves ✔️ / for others ❌" for every
+/// role, the owner included. Each collaborator's digest and alert settings
+/// are an `alert_settings` resource under the project whose `user`
+/// attribute names its collaborator (a fact the platform states when it
+/// creates it). The tenant's `collaborators` team holds, on the whole
+/// tenant, `settings_editor` when `resource.user == subject.id` and a deny
+/// of it when `resource.user != subject.id`: the owner's and admins' wide
+/// roles on the project cannot edit someone else's settings, and project
+/// admins cannot revoke the tenant-wide deny.
+async fn digest_and_alert_settings_are_edited_by_their_collaborator_alone(b: Backend) {
+    let app = openfn_project(b).await;
+    app.team("collaborators").await;
+    for (user, _) in COLLABORATORS {
+        app.add_member("collaborators", user).await.expect("member");
+        app.resource_with(
+            &format!("alert_settings:{user}"),
+            Some(PROJECT),
+            &[("user", user)],
+        )
+        .await
+        .expect("settings resource");
+    }
+    app.role(
+        "settings_editor",
+        &["alert_settings.edit"],
+        &[],
+        &["tenant"],
+    )
+    .await
+    .expect("role");
+    app.conditional_grant(
+        "",
+        "team:collaborators",
+        "settings_editor",
+        "tenant",
+        pb::Effect::Allow,
+        "resource.user == subject.id",
+    )
+    .await
+    .expect("allow own");
+    let deny = app
+        .conditional_grant(
+            "",
+            "team:collaborators",
+            "settings_editor",
+            "tenant",
+            pb::Effect::Deny,
+            "resource.type == 'alert_settings' && resource.user != subject.id",
+        )
+        .await
+        .expect("deny others");
+
+    for (me, _) in COLLABORATORS {
+        for (other, _) in COLLABORATORS {
+            let r = format!("alert_settings:{other}");
+            let edit = app.check_full(me, "edit", &r).await;
+            assert_eq!(
+                edit.allowed,
+                me == other,
+                "{me} edits {other}'s settings: {edit:?}"
+            );
+            if me != other {
+                let e = edit.explanation.expect("explanation");
+                assert_eq!(
+                    edit.reason,
+                    pb::Reason::ExplicitDeny as i32,
+                    "{me} on {other}: {e:?}"
+                );
+                assert_eq!(e.grant_id, deny.id);
+            }
+            // "View Project Collaborators (... digest and alerts)": all of them.
+            assert!(
+                app.check(me, "view", &r).await,
+                "{me} views {other}'s settings"
+            );
+        }
+        assert_eq!(
+            app.list(me, "edit", "alert_settings").await,
+            [me],
+            "{me} lists the settings it may edit"
+        );
+        assert_eq!(
+            app.subjects(&format!("alert_settings:{me}"), "edit").await,
+            [me]
+        );
+    }
+
+    // The attribute is the platform's: no collaborator can re-point it, not
+    // even the owner; the super user can.
+    let moved = app
+        .operator()
+        .set_resource_attributes(pb::SetResourceAttributesRequest {
+            tenant_id: TENANT.into(),
+            actor_id: "olivia".into(),
+            resource: Some(res("alert_settings:adam")),
+            attributes: [("user".to_owned(), "olivia".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(moved.code(), Code::PermissionDenied, "{moved:?}");
+    assert!(!app.check("olivia", "edit", "alert_settings:adam").await);
+    // Project admins cannot lift the tenant-wide deny either.
+    let lifted = revoke_as(&app, "adam", &deny.id).await.unwrap_err();
+    assert_eq!(lifted.code(), Code::PermissionDenied, "{lifted:?}");
+    // Nor write a grant whose condition is not CEL.
+    let typo = app
+        .conditional_grant(
+            "",
+            "vera",
+            "viewer",
+            PROJECT,
+            pb::Effect::Allow,
+            "resource.user = subject.id",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(typo.code(), Code::InvalidArgument, "{typo:?}");
+    // The super user re-points it (a settings record handed over), audited.
+    app.operator()
+        .set_resource_attributes(pb::SetResourceAttributesRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res("alert_settings:adam")),
+            attributes: [("user".to_owned(), "eddie".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("super user sets attributes");
+    assert!(app.check("eddie", "edit", "alert_settings:adam").await);
+    assert!(!app.check("adam", "edit", "alert_settings:adam").await);
+    let got = app
+        .operator()
+        .get_resource(pb::GetResourceRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res("alert_settings:adam")),
+            ..Default::default()
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .resource
+        .expect("resource");
+    assert_eq!(
+        got.attributes.get("user").map(String::as_str),
+        Some("eddie")
+    );
+}
+
 on_every_backend!(
     each_collaborator_gets_exactly_the_seed_table_permissions,
     owner_admin_and_editor_create_workflows_in_the_project_but_not_viewers,
@@ -542,4 +690,5 @@ on_every_backend!(
     transferring_ownership_moves_the_owner_role_and_the_old_owner_loses_it,
     an_old_owner_kept_as_admin_has_admin_rights_only,
     the_super_user_administers_users_and_projects_and_is_audited_as_super_user,
+    digest_and_alert_settings_are_edited_by_their_collaborator_alone,
 );
