@@ -6,7 +6,9 @@
 //!
 //! A world is a random forest of workspaces, folders, workflows and drafts
 //! (some private), principals in every status, nested teams and allow / deny /
-//! expiring grants of the predefined roles, all created by the super user.
+//! expiring grants of the predefined roles, some with a CEL condition on the
+//! request's context, the resource's attributes or the principal, all
+//! created by the super user; every question carries the world's context.
 //! Each case starts its own server. Knobs: `PROPTEST_CASES` (default 24 on
 //! SQLite, 8 on PostgreSQL), `PROPTEST_RNG_SEED` (printed on every run),
 //! `PROPTEST_MAX_SHRINK_ITERS` (500 runs) and `PROPTEST_MAX_SHRINK_TIME` (ms,
@@ -47,6 +49,8 @@ struct Res {
     /// Index of the parent, always lower than the resource's own index.
     parent: Option<usize>,
     private: bool,
+    /// The `tier` attribute, when set.
+    tier: Option<&'static str>,
 }
 
 impl Res {
@@ -71,6 +75,53 @@ struct GrantSpec {
     deny: bool,
     /// Expires in a day (a past expiry is refused by the server).
     expires: bool,
+    /// An index into [`CONDITIONS`].
+    condition: Option<usize>,
+}
+
+/// The conditions grants may carry: on the request's context (which may
+/// lack the field), on the resource's attributes (which may lack it), on the
+/// principal.
+const CONDITIONS: [&str; 4] = [
+    "request.mfa == true",
+    "resource.tier == 'gold'",
+    "request.level >= 2",
+    "subject.id < 'm'",
+];
+
+/// What a condition says in the reference model: `Some(holds)`, or `None`
+/// when it cannot be told (a missing context field or attribute).
+fn model_condition(c: usize, ctx: &Ctx, principal: &str, r: &Res) -> Option<bool> {
+    match c {
+        0 => ctx.mfa,
+        1 => r.tier.map(|t| t == "gold"),
+        2 => ctx.level.map(|l| l >= 2),
+        _ => Some(principal < "m"),
+    }
+}
+
+/// The context every question of a world carries.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ctx {
+    mfa: Option<bool>,
+    level: Option<i64>,
+}
+
+impl Ctx {
+    fn json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if let Some(b) = self.mfa {
+            m.insert("mfa".into(), b.into());
+        }
+        if let Some(l) = self.level {
+            m.insert("level".into(), l.into());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    fn typed(&self) -> Option<prost_types::Struct> {
+        Some(typed(self.json()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +139,8 @@ struct World {
     /// token (without one, a server still sees its own writes: the cache
     /// is invalidated by every local write).
     with_token: bool,
+    /// The context of every question.
+    context: Ctx,
 }
 
 impl World {
@@ -127,7 +180,19 @@ impl std::fmt::Display for World {
             } else {
                 "resource"
             };
-            writeln!(s, "app.{call}({:?}, {parent}).await;", r.key())?;
+            match r.tier {
+                Some(t) if !r.private => writeln!(
+                    s,
+                    "app.resource_with({:?}, {parent}, &[(\"tier\", {t:?})]).await.unwrap();",
+                    r.key()
+                )?,
+                Some(t) => writeln!(
+                    s,
+                    "// private, tier {t:?}:\napp.{call}({:?}, {parent}).await;",
+                    r.key()
+                )?,
+                None => writeln!(s, "app.{call}({:?}, {parent}).await;", r.key())?,
+            }
         }
         for (id, status) in &self.people {
             let initial = if *status == Status::Invited {
@@ -158,13 +223,24 @@ impl std::fmt::Display for World {
             } else {
                 "None"
             };
-            writeln!(
-                s,
-                "let _ = app.grant_full(\"\", {:?}, {:?}, {:?}, pb::Effect::{effect}, {exp}).await;",
-                self.subject_name(g.subject),
-                g.role,
-                self.scope_name(g.scope)
-            )?;
+            match g.condition {
+                Some(c) => writeln!(
+                    s,
+                    "let _ = app.conditional_grant(\"\", {:?}, {:?}, {:?}, pb::Effect::{effect}, {:?}).await; // expiring: {}",
+                    self.subject_name(g.subject),
+                    g.role,
+                    self.scope_name(g.scope),
+                    CONDITIONS[c],
+                    g.expires
+                )?,
+                None => writeln!(
+                    s,
+                    "let _ = app.grant_full(\"\", {:?}, {:?}, {:?}, pb::Effect::{effect}, {exp}).await;",
+                    self.subject_name(g.subject),
+                    g.role,
+                    self.scope_name(g.scope)
+                )?,
+            }
         }
         for (id, status) in &self.people {
             if matches!(status, Status::Suspended | Status::Removed) {
@@ -176,8 +252,10 @@ impl std::fmt::Display for World {
         }
         writeln!(
             s,
-            "// list page size: {}; consistency token: {}",
-            self.page_size, self.with_token
+            "// list page size: {}; consistency token: {}; context: {}",
+            self.page_size,
+            self.with_token,
+            self.context.json()
         )?;
         f.write_str(&s)
     }
@@ -210,6 +288,7 @@ fn world() -> impl Strategy<Value = World> {
             0..3usize,
             prop::option::weighted(0.8, any::<Index>()),
             prop::bool::weighted(0.25),
+            prop::option::weighted(0.5, prop::sample::select(vec!["gold", "silver"])),
         ),
         5..=25,
     );
@@ -229,25 +308,31 @@ fn world() -> impl Strategy<Value = World> {
             prop::option::weighted(0.8, any::<Index>()),
             prop::bool::weighted(0.15),
             prop::bool::weighted(0.15),
+            prop::option::weighted(0.35, 0..CONDITIONS.len()),
         ),
         0..=15,
     );
     let page_size = prop::sample::select(vec![0u32, 1, 2, 3, 3, 1000]);
+    let context = (
+        prop::option::weighted(0.7, any::<bool>()),
+        prop::option::weighted(0.7, 0..4i64),
+    )
+        .prop_map(|(mfa, level)| Ctx { mfa, level });
     (
         resources,
         people,
         0..=4usize,
         memberships,
         grants,
-        (page_size, any::<bool>()),
+        (page_size, any::<bool>(), context),
     )
         .prop_map(
-            |(rs, (names, statuses), teams, ms, gs, (page_size, with_token))| {
+            |(rs, (names, statuses), teams, ms, gs, (page_size, with_token, context))| {
                 let mut taken = BTreeSet::new();
                 let resources: Vec<Res> = rs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, stem, n, parent, private))| {
+                    .map(|(i, (t, stem, n, parent, private, tier))| {
                         let rtype = TYPES[t];
                         let mut id = format!("{}{n}", STEMS[stem]);
                         if !taken.insert((rtype, id.clone())) {
@@ -259,6 +344,7 @@ fn world() -> impl Strategy<Value = World> {
                             id,
                             parent: parent.filter(|_| i > 0).map(|ix| ix.index(i)),
                             private,
+                            tier,
                         }
                     })
                     .collect();
@@ -284,17 +370,20 @@ fn world() -> impl Strategy<Value = World> {
                 };
                 let grants = gs
                     .into_iter()
-                    .map(|(to_team, who, role, scope, deny, expires)| GrantSpec {
-                        subject: if to_team && teams > 0 {
-                            Who::Team(who.index(teams))
-                        } else {
-                            Who::Principal(who.index(n_principals))
+                    .map(
+                        |(to_team, who, role, scope, deny, expires, condition)| GrantSpec {
+                            subject: if to_team && teams > 0 {
+                                Who::Team(who.index(teams))
+                            } else {
+                                Who::Principal(who.index(n_principals))
+                            },
+                            role: ROLES[role],
+                            scope: scope.map(|ix| ix.index(resources.len())),
+                            deny,
+                            expires,
+                            condition,
                         },
-                        role: ROLES[role],
-                        scope: scope.map(|ix| ix.index(resources.len())),
-                        deny,
-                        expires,
-                    })
+                    )
                     .collect();
                 World {
                     resources,
@@ -304,6 +393,7 @@ fn world() -> impl Strategy<Value = World> {
                     grants,
                     page_size,
                     with_token,
+                    context,
                 }
             },
         )
@@ -352,9 +442,22 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
     for r in &w.resources {
         let parent = r.parent.map(|p| w.resources[p].key());
         token = app
-            .resource_as("", &r.key(), parent.as_deref(), r.private)
+            .operator()
+            .create_resource(pb::CreateResourceRequest {
+                tenant_id: TENANT.into(),
+                resource: Some(res(&r.key())),
+                parent: parent.as_deref().map(res),
+                private: r.private,
+                attributes: r
+                    .tier
+                    .map(|t| [("tier".to_owned(), t.to_owned())].into())
+                    .unwrap_or_default(),
+                ..Default::default()
+            })
             .await
-            .map_err(err(format!("create {}", r.key())))?;
+            .map_err(err(format!("create {}", r.key())))?
+            .into_inner()
+            .consistency_token;
     }
     for (id, status) in &w.people {
         let initial = if *status == Status::Invited {
@@ -414,6 +517,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
         scope: None,
         deny: false,
         expires: false,
+        condition: None,
     }];
     for g in &w.grants {
         let effect = if g.deny {
@@ -432,7 +536,10 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
                 scope: scope(&w.scope_name(g.scope)),
                 effect: effect as i32,
                 expire_time: g.expires.then(in_a_day),
-                condition: Default::default(),
+                condition: g
+                    .condition
+                    .map(|c| CONDITIONS[c].to_owned())
+                    .unwrap_or_default(),
             })
             .await;
         match r {
@@ -541,6 +648,12 @@ fn model_allows(w: &World, built: &Built, principal: &str, action: &str, r: usiz
         .position(|n| n.is_some_and(|i| w.resources[i].private));
     let rtype = w.resources[r].rtype;
     let depth = |scope: Option<usize>| path.iter().position(|n| *n == scope);
+    // A condition that holds lets its grant count; one that cannot be told
+    // lets a deny count and an allow not (fail closed).
+    let said = |g: &GrantSpec| {
+        g.condition
+            .map(|c| model_condition(c, &w.context, principal, &w.resources[r]))
+    };
     let mut allowed = false;
     for g in built.grants.iter().filter(|g| holds(g.subject)) {
         let Some(d) = depth(g.scope) else { continue };
@@ -548,9 +661,15 @@ fn model_allows(w: &World, built: &Built, principal: &str, action: &str, r: usiz
             continue;
         }
         if g.deny {
-            return false;
+            if said(g) != Some(Some(false)) {
+                return false;
+            }
+            continue;
         }
-        if role_effective(g.role, g.scope.is_none()) && boundary.is_none_or(|b| d <= b) {
+        if role_effective(g.role, g.scope.is_none())
+            && boundary.is_none_or(|b| d <= b)
+            && matches!(said(g), None | Some(Some(true)))
+        {
             allowed = true;
         }
     }
@@ -563,7 +682,7 @@ type Answer = (bool, i32, Option<pb::Explanation>);
 
 async fn check(
     app: &TestApp,
-    token: &str,
+    (token, ctx): (&str, &Ctx),
     subject: &str,
     action: &str,
     r: &str,
@@ -577,6 +696,7 @@ async fn check(
             resource: Some(res(r)),
             explain: true,
             consistency_token: token.into(),
+            typed_context: ctx.typed(),
             ..Default::default()
         })
         .await
@@ -587,7 +707,7 @@ async fn check(
 
 async fn batch(
     app: &TestApp,
-    token: &str,
+    (token, ctx): (&str, &Ctx),
     items: &[(String, &str, String)],
 ) -> Result<Vec<Answer>, String> {
     let answer = app
@@ -605,7 +725,7 @@ async fn batch(
             explain: true,
             consistency_token: token.into(),
             context: Default::default(),
-            typed_context: Default::default(),
+            typed_context: ctx.typed(),
         })
         .await
         .map_err(|e| format!("BatchCheck failed: {e:?}"))?
@@ -644,7 +764,7 @@ fn tree_order(w: &World) -> Vec<usize> {
 /// page chains.
 async fn list_accessible(
     app: &TestApp,
-    consistency_token: &str,
+    (consistency_token, ctx): (&str, &Ctx),
     subject: &str,
     action: &str,
     rtype: &str,
@@ -665,7 +785,7 @@ async fn list_accessible(
                 page_token: token.clone(),
                 consistency_token: consistency_token.into(),
                 context: Default::default(),
-                typed_context: Default::default(),
+                typed_context: ctx.typed(),
             })
             .await
             .map_err(|e| format!("{what} failed: {e:?}"))?
@@ -684,7 +804,7 @@ async fn list_accessible(
 
 async fn list_subjects(
     app: &TestApp,
-    consistency_token: &str,
+    (consistency_token, ctx): (&str, &Ctx),
     r: &str,
     action: &str,
     page_size: u32,
@@ -703,7 +823,7 @@ async fn list_subjects(
                 page_token: token.clone(),
                 consistency_token: consistency_token.into(),
                 context: Default::default(),
-                typed_context: Default::default(),
+                typed_context: ctx.typed(),
             })
             .await
             .map_err(|e| format!("{what} failed: {e:?}"))?
@@ -736,6 +856,7 @@ async fn run_case(b: &Backend, w: &World) -> Result<(usize, usize), String> {
     } else {
         ""
     };
+    let token = (token, &w.context);
     let mut askers: Vec<String> = w.principals().into_iter().map(|(id, _)| id).collect();
     askers.push(GHOST.to_owned());
     let mut problems = Vec::new();
@@ -1173,7 +1294,7 @@ async fn private_folder_deny_on_nested_workflow_and_suspended_member_give_the_re
         .iter()
         .map(|(s, a, r, _)| (s.to_string(), *a, r.to_string()))
         .collect();
-    let answers = batch(&app, "", &items).await.unwrap();
+    let answers = batch(&app, ("", &Ctx::default()), &items).await.unwrap();
     let got: Vec<bool> = answers.iter().map(|a| a.0).collect();
     let want: Vec<bool> = questions.iter().map(|q| q.3).collect();
     assert_eq!(got, want);
