@@ -146,9 +146,10 @@ enum Cmd {
         /// resources, 100,000 principals).
         #[arg(long, default_value = "standard")]
         dataset: String,
-        /// `standard` (checks, batches, lists, cold checks) or `noisy` (one
+        /// `standard` (checks, batches, lists, cold checks), `noisy` (one
         /// tenant's adversarial role graph and load against another tenant's
-        /// checks and the health service).
+        /// checks and the health service), `index`, `import` or `conditions`
+        /// (a Check with a condition against one without).
         #[arg(long, default_value = "standard")]
         scenario: String,
         /// An empty database; a fresh SQLite file in the temp directory by default.

@@ -2,6 +2,7 @@
 //! (pinned to one core with `taskset` when available), drives it over gRPC
 //! and prints throughput, latency percentiles and the server's peak memory.
 
+mod conditions;
 pub mod dataset;
 mod import;
 mod index;
@@ -184,9 +185,9 @@ const ACTIONS: [&str; 3] = ["view", "edit", "execute"];
 
 /// Runs the whole benchmark and prints its table.
 pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
-    if !["standard", "noisy", "index", "import"].contains(&opts.scenario.as_str()) {
+    if !["standard", "noisy", "index", "import", "conditions"].contains(&opts.scenario.as_str()) {
         return Err(format!(
-            "unknown scenario `{}` (standard, noisy, index or import)",
+            "unknown scenario `{}` (standard, noisy, index, import or conditions)",
             opts.scenario
         ));
     }
@@ -214,6 +215,12 @@ pub async fn run(opts: BenchOptions) -> Result<Vec<Row>, String> {
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
+    if opts.scenario == "conditions" {
+        drop(store);
+        let rows = conditions::run(&url, opts.server_core, opts.concurrency, opts.duration).await?;
+        print_table(&opts, &rows, None);
+        return Ok(rows);
+    }
     if opts.scenario == "import" {
         drop(store);
         let rows = import::run(shape, &url, opts.server_core).await?;

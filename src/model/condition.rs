@@ -143,6 +143,8 @@ struct Compiled {
     program: Program,
     /// The `request` fields it names, for a missing-context answer.
     request_fields: Vec<String>,
+    /// Which of [`VARIABLES`] it names (only those are bound to evaluate).
+    uses: [bool; 4],
 }
 
 /// What a condition said about one question.
@@ -190,6 +192,7 @@ impl Condition {
             source: source.to_owned(),
             program,
             request_fields: walk.request_fields,
+            uses: walk.uses,
         }));
         c.check_on_sample().map_err(|e| Error::invalid(field, e))?;
         Ok(c)
@@ -207,11 +210,21 @@ impl Condition {
 
     /// Evaluates it for one question.
     pub fn evaluate(&self, facts: &Facts<'_>) -> Outcome {
+        // Only the variables it names are built and bound.
+        let uses = &self.0.uses;
         let mut ctx = cel::Context::with_env(ENV.clone());
-        ctx.add_variable_from_value("request", facts.request.value().clone());
-        ctx.add_variable_from_value("subject", subject_value(facts.subject));
-        ctx.add_variable_from_value("resource", resource_value(facts.resource));
-        ctx.add_variable_from_value("now", time_value(facts.now));
+        if uses[0] {
+            ctx.add_variable_from_value("request", facts.request.value().clone());
+        }
+        if uses[1] {
+            ctx.add_variable_from_value("subject", subject_value(facts.subject));
+        }
+        if uses[2] {
+            ctx.add_variable_from_value("resource", resource_value(facts.resource));
+        }
+        if uses[3] {
+            ctx.add_variable_from_value("now", time_value(facts.now));
+        }
         match self.0.program.execute(&ctx) {
             Ok(Value::Bool(true)) => Outcome::Holds,
             Ok(Value::Bool(false)) => Outcome::Fails,
@@ -287,6 +300,7 @@ fn one_line(e: &impl fmt::Display) -> String {
 struct Walk {
     nodes: usize,
     request_fields: Vec<String>,
+    uses: [bool; 4],
 }
 
 impl Walk {
@@ -304,7 +318,10 @@ impl Walk {
         match &e.expr {
             Expr::Unspecified | Expr::Literal(_) => Ok(()),
             Expr::Ident(name) => {
-                if VARIABLES.contains(&name.as_str()) || bound.iter().any(|b| b == name) {
+                if bound.iter().any(|b| b == name) {
+                    Ok(())
+                } else if let Some(i) = VARIABLES.iter().position(|v| v == name) {
+                    self.uses[i] = true;
                     Ok(())
                 } else {
                     Err(format!(
