@@ -115,9 +115,12 @@ async fn walkthrough(app: &TestApp, t: &str) {
     op.create_resource(res_req("workflow:payroll", Some("folder:billing"), true))
         .await
         .expect("private workflow");
-    op.create_resource(res_req("connection:bank", Some("workspace:ops"), false))
-        .await
-        .expect("connection");
+    op.create_resource(pb::CreateResourceRequest {
+        attributes: [("region".to_owned(), "eu".to_owned())].into(),
+        ..res_req("connection:bank", Some("workspace:ops"), false)
+    })
+    .await
+    .expect("connection");
     for (p, status) in [
         ("bob", pb::PrincipalStatus::Active),
         ("carol", pb::PrincipalStatus::Active),
@@ -188,6 +191,12 @@ async fn walkthrough(app: &TestApp, t: &str) {
         .await
         .expect("deny");
     op.create_grant(pb::CreateGrantRequest {
+        condition: "request.mfa == true && resource.region == 'eu'".into(),
+        ..grant("carol", "editor", "connection:bank", false)
+    })
+    .await
+    .expect("conditional grant");
+    op.create_grant(pb::CreateGrantRequest {
         expire_time: Some(prost_types::Timestamp {
             seconds: 4_102_444_800,
             nanos: 0,
@@ -250,6 +259,21 @@ async fn answers(c: &Client, t: &str) -> Vec<String> {
                     .await
                     .expect("check");
                 out.push(format!("check {p} {a} {r}: {} {}", d.allowed, d.reason));
+                let m = c
+                    .check_request(pb::CheckRequest {
+                        tenant_id: t.into(),
+                        principal_id: (*p).into(),
+                        action: (*a).into(),
+                        resource: Some(res(r)),
+                        typed_context: Some(typed(serde_json::json!({"mfa": true}))),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("check with context");
+                out.push(format!(
+                    "check {p} {a} {r} with mfa: {} {}",
+                    m.allowed, m.reason
+                ));
             }
             for ty in TYPES {
                 let l = c
@@ -317,6 +341,17 @@ async fn exported_walkthrough_tenant_imported_as_another_answers_the_same(b: Bac
     assert!(a
         .iter()
         .any(|l| l.starts_with("check bob edit connection:bank: false")));
+    assert!(a
+        .iter()
+        .any(|l| l.starts_with("check carol edit connection:bank with mfa: true")));
+    assert!(a
+        .iter()
+        .any(|l| l.starts_with("check carol edit connection:bank: false")));
+    assert!(
+        text.contains("condition = \"request.mfa == true && resource.region == 'eu'\""),
+        "{text}"
+    );
+    assert!(text.contains("region = \"eu\""), "{text}");
     assert!(a
         .iter()
         .any(|l| l == "list carol view workflow: [\"invoice-sync\", \"payroll\"]"));
@@ -541,6 +576,86 @@ expect = ["invoice-sync", "payroll"]
         "{out}"
     );
     assert!(out.ends_with("3 assertions, 2 failed\n"), "{out}");
+
+    // Conditions and attributes in a file, assertions with a context.
+    let conditional = dir.path().join("conditional.toml");
+    std::fs::write(
+        &conditional,
+        r#"version = 1
+[tenant]
+id = "flows"
+display_name = "Flows"
+
+[[principals]]
+id = "ada"
+[[principals]]
+id = "bob"
+
+[[resources]]
+resource = "workspace:w"
+[[resources]]
+resource = "alert_settings:bob"
+parent = "workspace:w"
+attributes = { user = "bob" }
+
+[[roles]]
+id = "settings_editor"
+permissions = ["alert_settings.edit"]
+condition = "resource.user == subject.id"
+
+[[grants]]
+principal = "ada"
+role = "account_admin"
+[[grants]]
+principal = "ada"
+role = "admin"
+on = "workspace:w"
+condition = "request.mfa == true"
+[[grants]]
+principal = "bob"
+role = "settings_editor"
+on = "workspace:w"
+
+[[assertions]]
+check = "ada may edit workspace:w"
+context = { mfa = true }
+[[assertions]]
+check = "ada may not edit workspace:w"
+[[assertions]]
+check = "bob may edit alert_settings:bob"
+[[assertions]]
+who_may = "edit alert_settings:bob"
+expect = ["bob"]
+context = { mfa = false }
+[[assertions]]
+check = "ada may edit alert_settings:bob"
+"#,
+    )
+    .expect("write");
+    let o = run(&["test", conditional.to_str().expect("utf-8")], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("  ok   ada may not edit workspace:w"), "{out}");
+    assert!(
+        out.contains("  FAIL ada may edit alert_settings:bob: denied (ConditionContextMissing)"),
+        "{out}"
+    );
+    assert!(out.ends_with("5 assertions, 1 failed\n"), "{out}");
+    // A condition that is not CEL is refused when the file is loaded.
+    std::fs::write(
+        &conditional,
+        std::fs::read_to_string(&conditional)
+            .expect("read")
+            .replace("request.mfa == true", "request.mfa ="),
+    )
+    .expect("write");
+    let o = run(
+        &["test", conditional.to_str().expect("utf-8"), "-o", "json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("condition"), "{all}");
 
     // A tenant the import rules refuse: teams inside each other.
     let broken = dir.path().join("broken.toml");
