@@ -515,6 +515,16 @@ impl Expect {
             self.bad(field);
         }
     }
+    /// A resource's attributes: at most 16, names like role names but not
+    /// `type` or `id`, values of at most 256 bytes.
+    fn attributes(&mut self, field: &str, a: &HashMap<String, String>) {
+        if a.len() > 16
+            || a.iter()
+                .any(|(k, v)| bad_name(k) || k == "type" || k == "id" || v.len() > 256)
+        {
+            self.bad(field);
+        }
+    }
     fn in_range(&mut self, field: &str, v: i32, range: std::ops::RangeInclusive<i32>) {
         if !range.contains(&v) {
             self.bad(field);
@@ -1217,6 +1227,28 @@ fn enum_value(max: i32, h: bool) -> BoxedStrategy<i32> {
         return (0..=max).boxed();
     }
     prop_oneof![5 => 0..=max, 1 => Just(max + 1), 1 => Just(-1), 1 => any::<i32>()].boxed()
+}
+
+/// Resource attributes: a valid one, or (hostile) too many, a reserved or
+/// malformed name, an oversized value.
+fn attributes(h: bool) -> BoxedStrategy<HashMap<String, String>> {
+    let one = |k: &str, v: String| HashMap::from([(k.to_owned(), v)]);
+    let valid = prop_oneof![
+        Just(HashMap::new()),
+        Just(one("user", "alice".into())),
+        Just(one("tier", "gold".into())),
+    ];
+    if !h {
+        return valid.boxed();
+    }
+    prop_oneof![
+        4 => valid,
+        1 => Just(one("id", "x".into())),
+        1 => Just(one("Bad Name", "x".into())),
+        1 => Just(one("user", "v".repeat(300))),
+        1 => Just((0..17).map(|i| (format!("a{i}"), String::new())).collect()),
+    ]
+    .boxed()
 }
 
 fn page_size(max: u32, h: bool) -> BoxedStrategy<u32> {
@@ -2388,6 +2420,7 @@ admin_rpcs! {
     ListResources(ListResourcesRequest, ListResourcesResponse) = list_resources, false;
     MoveResource(MoveResourceRequest, MoveResourceResponse) = move_resource, true;
     SetResourcePrivate(SetResourcePrivateRequest, SetResourcePrivateResponse) = set_resource_private, true;
+    SetResourceAttributes(SetResourceAttributesRequest, SetResourceAttributesResponse) = set_resource_attributes, true;
     DeleteResource(DeleteResourceRequest, DeleteResourceResponse) = delete_resource, true;
     TransferOwnership(TransferOwnershipRequest, TransferOwnershipResponse) = transfer_ownership, true;
     CreatePrincipal(CreatePrincipalRequest, CreatePrincipalResponse) = create_principal, true;
@@ -2632,6 +2665,26 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                         private,
                         request_id,
                         ..Default::default()
+                    })
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (
+                t(),
+                a(),
+                opt_resource(p, false, 100_000, h),
+                attributes(h),
+                request_id(h),
+            )
+                .prop_map(|(tenant_id, actor_id, resource, attributes, request_id)| {
+                    Req::SetResourceAttributes(pb::SetResourceAttributesRequest {
+                        tenant_id,
+                        actor_id,
+                        resource,
+                        attributes,
+                        request_id,
                     })
                 })
                 .boxed(),
@@ -3139,6 +3192,11 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
         Req::SetResourcePrivate(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
             e.resource("resource", r.resource.as_ref(), true);
+        }
+        Req::SetResourceAttributes(r) => {
+            e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
+            e.resource("resource", r.resource.as_ref(), true);
+            e.attributes("attributes", &r.attributes);
         }
         Req::DeleteResource(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
@@ -4328,6 +4386,15 @@ async fn missing_fields(b: Backend) {
         "tenant_id" => |r| r.tenant_id.clear(),
         "resource" => |r| r.resource = None,
     });
+    omit!(set_resource_attributes, pb::SetResourceAttributesRequest {
+        tenant_id: tenant(),
+        resource: Some(res("folder:fresh")),
+        attributes: [("user".to_owned(), "alice".to_owned())].into(),
+        ..Default::default()
+    }, actor: true, {
+        "tenant_id" => |r| r.tenant_id.clear(),
+        "resource" => |r| r.resource = None,
+    });
     let grant = omit!(create_grant, pb::CreateGrantRequest {
         tenant_id: tenant(),
         subject: Some(subj("newbie")),
@@ -4799,4 +4866,93 @@ async fn a_malformed_permission_is_not_echoed_in_full() {
         "the server no longer answers its health check"
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A hostile caller's typed context: too deep, too many values, too many
+/// keys, a key in both contexts, a non-finite number: each refused naming
+/// the field, and nothing of it reaches a condition.
+#[tokio::test]
+async fn a_typed_context_past_its_bounds_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    app.user("ada").await;
+    app.resource("workspace:w", None).await;
+    let mut deep = serde_json::json!(1);
+    for _ in 0..200 {
+        deep = serde_json::json!({ "x": deep });
+    }
+    let many: Vec<u32> = (0..1_000).collect();
+    let keys: serde_json::Map<String, serde_json::Value> = (0..65)
+        .map(|i| (format!("k{i}"), serde_json::json!(i)))
+        .collect();
+    for (what, typed_ctx, strings, field) in [
+        (
+            "deep",
+            serde_json::json!({ "d": deep }),
+            vec![],
+            "typed_context",
+        ),
+        (
+            "many values",
+            serde_json::json!({ "l": many }),
+            vec![],
+            "typed_context",
+        ),
+        (
+            "many keys",
+            serde_json::Value::Object(keys),
+            vec![],
+            "context",
+        ),
+        (
+            "a key in both",
+            serde_json::json!({ "mfa": true }),
+            vec![("mfa".to_owned(), "true".to_owned())],
+            "typed_context",
+        ),
+        (
+            "a long string",
+            serde_json::json!({ "s": "x".repeat(2_000) }),
+            vec![],
+            "typed_context",
+        ),
+    ] {
+        let e = app
+            .checker()
+            .check(pb::CheckRequest {
+                tenant_id: TENANT.into(),
+                principal_id: "ada".into(),
+                action: "view".into(),
+                resource: Some(res("workspace:w")),
+                context: strings.into_iter().collect(),
+                typed_context: Some(typed(typed_ctx)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
+        assert!(e.message().contains(field), "{what}: {e:?}");
+    }
+    let nan = prost_types::Struct {
+        fields: [(
+            "n".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(f64::NAN)),
+            },
+        )]
+        .into(),
+    };
+    let e = app
+        .lister()
+        .list_accessible(pb::ListAccessibleRequest {
+            tenant_id: TENANT.into(),
+            principal_id: "ada".into(),
+            action: "view".into(),
+            resource_type: "workspace".into(),
+            typed_context: Some(nan),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("typed_context"), "{e:?}");
 }

@@ -636,6 +636,8 @@ enum Svc {
 enum Access {
     Read,
     Write,
+    /// A write only the super user makes (an operator key, no actor).
+    SuperUserWrite,
     /// Operator only, on one tenant.
     CreateTenant,
     /// Operator only, deleting the tenant (last in the table).
@@ -828,6 +830,24 @@ fn every_rpc() -> Vec<Rpc> {
                             actor_id: c.a(),
                             resource: Some(res(&c.n.folder2())),
                             private: true,
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        rpc(
+            "AdminService/SetResourceAttributes",
+            Admin,
+            SuperUserWrite,
+            call!(|c| {
+                reply(
+                    c.admin()
+                        .set_resource_attributes(pb::SetResourceAttributesRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            resource: Some(res(&c.n.folder2())),
+                            attributes: [("user".to_owned(), "x".to_owned())].into(),
                             ..Default::default()
                         })
                         .await,
@@ -1524,7 +1544,9 @@ fn expected_in_own_tenant(rpc: &Rpc, key: &Key) -> Code {
     let operator = key.scope == KeyScope::Operator;
     match rpc.access {
         _ if rpc.svc == Svc::Admin && key.scope == KeyScope::Check => Code::PermissionDenied,
-        Access::CreateTenant | Access::DeleteTenant | Access::Instance if !operator => {
+        Access::CreateTenant | Access::DeleteTenant | Access::Instance | Access::SuperUserWrite
+            if !operator =>
+        {
             Code::PermissionDenied
         }
         Access::Instance if !key.tenants.is_empty() => Code::PermissionDenied,
@@ -3293,7 +3315,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 43);
+    assert_eq!(declared.len(), 44);
 }
 
 // ---- a side channel -----------------------------------------------------------
