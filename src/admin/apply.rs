@@ -42,7 +42,7 @@ pub enum Op {
     /// Create a principal.
     CreatePrincipal(Principal),
     /// Change a principal's status.
-    SetStatus(String, PrincipalStatus),
+    SetStatus(String, PrincipalStatus, Option<Millis>),
     /// Create a team.
     CreateTeam(model::Team),
     /// Delete a team.
@@ -118,7 +118,13 @@ impl Op {
                 "principal.create",
                 format!("{} ({}, {})", p.id, p.kind.as_str(), p.status.as_str()),
             ),
-            Op::SetStatus(p, s) => ("principal.status", format!("{p} → {}", s.as_str())),
+            Op::SetStatus(p, s, lapses) => (
+                "principal.status",
+                match lapses {
+                    Some(t) => format!("{p} → {} until {}", s.as_str(), model::format_millis(*t)),
+                    None => format!("{p} → {}", s.as_str()),
+                },
+            ),
             Op::CreateTeam(t) => ("team.create", t.id.clone()),
             Op::DeleteTeam(t) => ("team.delete", t.clone()),
             Op::AddMember(t, m) => ("team.add_member", format!("{m} to {t}")),
@@ -183,10 +189,11 @@ impl Op {
             Op::CreatePrincipal(principal) => {
                 drop(CreatePrincipal { principal }.run(tx, ctx).await?)
             }
-            Op::SetStatus(principal_id, status) => drop(
+            Op::SetStatus(principal_id, status, invitation_expires_at) => drop(
                 SetPrincipalStatus {
                     principal_id,
                     status,
+                    invitation_expires_at,
                 }
                 .run(tx, ctx)
                 .await?,
@@ -313,7 +320,7 @@ pub fn plan(now: &TenantDump, want: &TenantDump) -> Result<Vec<Op>> {
     ops.extend(removals);
     for p in &now.principals {
         if !want.principals.iter().any(|w| w.id == p.id) && p.status != PrincipalStatus::Removed {
-            ops.push(Op::SetStatus(p.id.clone(), PrincipalStatus::Removed));
+            ops.push(Op::SetStatus(p.id.clone(), PrincipalStatus::Removed, None));
         }
     }
     Ok(ops)
@@ -382,12 +389,16 @@ fn principal_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) -> 
                         ),
                     ));
                 }
+                let lapses = p
+                    .invitation_expires_at
+                    .filter(|_| p.status == PrincipalStatus::Invited);
                 if old.status != p.status && p.status == PrincipalStatus::Removed {
                     // Removal revokes the principal's grants and memberships:
                     // last, after the revocations the file asks for.
-                    removals.push(Op::SetStatus(p.id.clone(), p.status));
-                } else if old.status != p.status {
-                    ops.push(Op::SetStatus(p.id.clone(), p.status));
+                    removals.push(Op::SetStatus(p.id.clone(), p.status, None));
+                } else if old.status != p.status || old.invitation_expires_at != lapses {
+                    // A new or renewed invitation carries its expiry.
+                    ops.push(Op::SetStatus(p.id.clone(), p.status, lapses));
                 }
             }
         }

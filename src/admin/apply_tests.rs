@@ -153,6 +153,7 @@ fn state(s: &Spec) -> TenantDump {
         status,
         display_name: id.to_owned(),
         created_at: now,
+        invitation_expires_at: Default::default(),
     };
     d.principals.push(person("root", PrincipalStatus::Active));
     for (i, (present, st)) in s.people.iter().enumerate() {

@@ -12,7 +12,7 @@ use super::resources::principals_of;
 use super::{json, Change, Command};
 use crate::error::{Error, Result};
 use crate::model::{
-    self, Actor, Effect, Grant, Principal, PrincipalStatus, Scope, SubjectRef, Team,
+    self, Actor, Effect, Grant, Millis, Principal, PrincipalStatus, Scope, SubjectRef, Team,
 };
 use crate::store::{Invalidation, WriteContext, WriteTx};
 use std::sync::Arc;
@@ -59,6 +59,7 @@ impl Command for CreatePrincipal {
     async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Principal>> {
         let principal = self.principal;
         authorize(tx, ctx, model::TENANT_TYPE, "manage_members", &[]).await?;
+        invitation_expiry(tx, principal.status, principal.invitation_expires_at)?;
         if tx.principal(&principal.id).await?.is_some() {
             return Err(Error::AlreadyExists {
                 what: format!("principal `{}`", principal.id),
@@ -79,6 +80,25 @@ impl Command for CreatePrincipal {
     }
 }
 
+/// An invitation's expiry: only with status invited, and in the future.
+fn invitation_expiry<T: WriteTx>(
+    tx: &T,
+    status: PrincipalStatus,
+    expires_at: Option<Millis>,
+) -> Result<()> {
+    match expires_at {
+        Some(_) if status != PrincipalStatus::Invited => Err(Error::invalid(
+            "invitation_expire_time",
+            "only an invitation (status invited) lapses",
+        )),
+        Some(t) if t <= tx.now() => Err(Error::invalid(
+            "invitation_expire_time",
+            "must be in the future",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Change a principal's status.
 #[derive(Debug, Clone)]
 pub struct SetPrincipalStatus {
@@ -86,6 +106,8 @@ pub struct SetPrincipalStatus {
     pub principal_id: String,
     /// New status.
     pub status: PrincipalStatus,
+    /// With status invited: when the invitation lapses.
+    pub invitation_expires_at: Option<Millis>,
 }
 
 impl Command for SetPrincipalStatus {
@@ -95,8 +117,10 @@ impl Command for SetPrincipalStatus {
         let Self {
             principal_id,
             status,
+            invitation_expires_at,
         } = self;
         authorize(tx, ctx, model::TENANT_TYPE, "manage_members", &[]).await?;
+        invitation_expiry(tx, status, invitation_expires_at)?;
         let before = require_principal(tx, &principal_id).await?;
         use PrincipalStatus::*;
         if before.status == Removed && !matches!(status, Removed | Invited) {
@@ -143,7 +167,8 @@ impl Command for SetPrincipalStatus {
                 .await?;
         }
         let admins = durable_admins(tx).await?;
-        tx.set_principal_status(&principal_id, status).await?;
+        tx.set_principal_status(&principal_id, status, invitation_expires_at)
+            .await?;
         // Removal revokes the principal's own grants and memberships, so that
         // nothing comes back with a later invitation.
         let revoked = if status == Removed && before.status != Removed {
@@ -154,6 +179,7 @@ impl Command for SetPrincipalStatus {
         keep_an_admin(tx, admins).await?;
         let after = Principal {
             status,
+            invitation_expires_at: invitation_expires_at.filter(|_| status == Invited),
             ..before.clone()
         };
         let mut after_json = serde_json::to_value(&after).unwrap_or_default();
@@ -214,10 +240,20 @@ impl Command for AcceptInvitation {
                 format!("`{principal_id}` has no open invitation"),
             ));
         }
-        tx.set_principal_status(&principal_id, PrincipalStatus::Active)
+        if before.invitation_lapsed(tx.now()) {
+            return Err(Error::precondition(
+                "invitation_expired",
+                format!(
+                    "the invitation of `{principal_id}` lapsed at {}; invite it again",
+                    model::format_millis(before.invitation_expires_at.unwrap_or(0))
+                ),
+            ));
+        }
+        tx.set_principal_status(&principal_id, PrincipalStatus::Active, None)
             .await?;
         let after = Principal {
             status: PrincipalStatus::Active,
+            invitation_expires_at: None,
             ..before.clone()
         };
         Ok(Change {

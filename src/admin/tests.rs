@@ -56,6 +56,7 @@ fn user(id: &str) -> Principal {
         status: PrincipalStatus::Active,
         display_name: id.to_owned(),
         created_at: 0,
+        invitation_expires_at: Default::default(),
     }
 }
 
@@ -127,6 +128,7 @@ fn set_status(id: &str, status: PrincipalStatus) -> SetPrincipalStatus {
     SetPrincipalStatus {
         principal_id: id.to_owned(),
         status,
+        invitation_expires_at: Default::default(),
     }
 }
 

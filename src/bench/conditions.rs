@@ -236,6 +236,7 @@ fn in_process() -> Vec<Row> {
         kind: PrincipalKind::User,
         status: PrincipalStatus::Active,
         display_name: String::new(),
+        invitation_expires_at: None,
         created_at: 0,
     };
     let node = |t: &str, id: &str| ResourceNode {

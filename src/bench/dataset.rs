@@ -250,6 +250,7 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
             kind: PrincipalKind::User,
             status: PrincipalStatus::Active,
             display_name: id.clone(),
+            invitation_expires_at: None,
             created_at: 0,
         })
         .collect();
@@ -349,6 +350,7 @@ pub fn generate(tenant: &str, shape: Shape, first_pk: i64, seed: u64) -> Dataset
             kind: PrincipalKind::User,
             status: PrincipalStatus::Active,
             display_name: id.to_owned(),
+            invitation_expires_at: None,
             created_at: 0,
         });
         id.to_owned()

@@ -151,6 +151,7 @@ pub async fn run(shape: Shape, url: Option<&str>) -> Result<Vec<Row>, String> {
         kind: PrincipalKind::User,
         status: PrincipalStatus::Active,
         display_name: id.to_owned(),
+        invitation_expires_at: None,
         created_at: 0,
     };
     let direct = |id: &str| -> Vec<Binding> {

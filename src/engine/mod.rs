@@ -36,6 +36,8 @@ pub enum Reason {
     UnknownPrincipal,
     /// Denied: invited, not active.
     PrincipalInvited,
+    /// Denied: invited, and the invitation lapsed.
+    PrincipalInvitationExpired,
     /// Denied: suspended.
     PrincipalSuspended,
     /// Denied: removed.
@@ -171,6 +173,15 @@ where
     };
     match principal.status {
         PrincipalStatus::Active => {}
+        PrincipalStatus::Invited if principal.invitation_lapsed(now) => {
+            return Decision::deny(
+                Reason::PrincipalInvitationExpired,
+                format!(
+                    "the principal's invitation lapsed at {} without being accepted",
+                    crate::model::format_millis(principal.invitation_expires_at.unwrap_or(0))
+                ),
+            )
+        }
         PrincipalStatus::Invited => {
             return Decision::deny(
                 Reason::PrincipalInvited,

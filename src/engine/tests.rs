@@ -127,6 +127,7 @@ fn principal(status: PrincipalStatus) -> Principal {
         status,
         display_name: "Alice".to_owned(),
         created_at: 0,
+        invitation_expires_at: Default::default(),
     }
 }
 
@@ -1443,5 +1444,33 @@ mod conditions {
             &ask_with(&g, &predefined(), "edit", &path, RequestContext::none()),
             Reason::ConditionFailed,
         );
+    }
+}
+
+#[test]
+fn an_invitation_that_lapsed_is_denied_as_expired_and_one_that_did_not_as_invited() {
+    let path = wf1_path(&[]);
+    let g = [allow("g", "viewer", Scope::Tenant)];
+    for (expiry, reason) in [
+        (None, Reason::PrincipalInvited),
+        (Some(NOW + 1), Reason::PrincipalInvited),
+        (Some(NOW), Reason::PrincipalInvitationExpired),
+        (Some(NOW - 1), Reason::PrincipalInvitationExpired),
+    ] {
+        let mut p = principal(PrincipalStatus::Invited);
+        p.invitation_expires_at = expiry;
+        let d = decide(
+            Subject::Principal(Some(&p)),
+            &g,
+            &predefined(),
+            Question {
+                rtype: "workflow",
+                action: "view",
+                path: Some(&path),
+                context: crate::model::condition::RequestContext::none(),
+            },
+            NOW,
+        );
+        assert_denied(&d, reason);
     }
 }

@@ -231,6 +231,7 @@ impl From<Reason> for pb::Reason {
             Reason::UnknownTenant => pb::Reason::UnknownTenant,
             Reason::UnknownPrincipal => pb::Reason::UnknownPrincipal,
             Reason::PrincipalInvited => pb::Reason::PrincipalInvited,
+            Reason::PrincipalInvitationExpired => pb::Reason::PrincipalInvitationExpired,
             Reason::PrincipalSuspended => pb::Reason::PrincipalSuspended,
             Reason::PrincipalRemoved => pb::Reason::PrincipalRemoved,
             Reason::UnknownResource => pb::Reason::UnknownResource,
@@ -311,6 +312,7 @@ impl From<Principal> for pb::Principal {
             status: status as i32,
             display_name: p.display_name,
             create_time: Some(timestamp(p.created_at)),
+            invitation_expire_time: p.invitation_expires_at.map(timestamp),
         }
     }
 }
@@ -444,6 +446,7 @@ pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tena
             kind: principal_kind("first_admin.kind", a.kind)?,
             status: PrincipalStatus::Active,
             display_name: display_name("first_admin.display_name", a.display_name)?,
+            invitation_expires_at: None,
             created_at: now,
         }),
     };
@@ -585,6 +588,7 @@ impl TryFrom<pb::CreatePrincipalRequest> for members::CreatePrincipal {
                 kind: principal_kind("kind", r.kind)?,
                 status,
                 display_name: display_name("display_name", r.display_name)?,
+                invitation_expires_at: time("invitation_expire_time", r.invitation_expire_time)?,
                 created_at: model::now_millis(),
             },
         })
@@ -599,6 +603,7 @@ impl TryFrom<pb::SetPrincipalStatusRequest> for members::SetPrincipalStatus {
         Ok(Self {
             principal_id: id("principal_id", r.principal_id)?,
             status,
+            invitation_expires_at: time("invitation_expire_time", r.invitation_expire_time)?,
         })
     }
 }

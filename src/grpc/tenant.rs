@@ -84,11 +84,21 @@ pub fn add_records(d: &mut TenantDump, r: pb::TenantRecords, now: Millis) -> Res
     }
     for (i, p) in r.principals.into_iter().enumerate() {
         let f = |n: &str| format!("principals[{i}].{n}");
+        let status = principal_status(&f("status"), p.status)?.unwrap_or(PrincipalStatus::Active);
+        // A lapsed invitation is data too: an export carries it as it is.
+        let lapses = time(&f("invitation_expire_time"), p.invitation_expire_time)?;
+        if lapses.is_some() && status != PrincipalStatus::Invited {
+            return Err(Error::invalid(
+                f("invitation_expire_time"),
+                "only an invitation (status invited) lapses",
+            ));
+        }
         d.principals.push(Principal {
             id: principal_id(&f("id"), p.id)?,
             kind: principal_kind(&f("kind"), p.kind)?,
-            status: principal_status(&f("status"), p.status)?.unwrap_or(PrincipalStatus::Active),
+            status,
             display_name: display_name(&f("display_name"), p.display_name)?,
+            invitation_expires_at: lapses,
             created_at: at(time(&f("create_time"), p.create_time)?),
         });
     }

@@ -344,9 +344,11 @@ impl TenantIndex {
             Delta::Status {
                 principal_id,
                 status,
+                invitation_expires_at,
             } => match self.principals.get_mut(principal_id) {
                 Some(p) => {
                     p.status = *status;
+                    p.invitation_expires_at = *invitation_expires_at;
                     true
                 }
                 None => false,

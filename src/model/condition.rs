@@ -258,6 +258,7 @@ impl Condition {
             kind: super::PrincipalKind::User,
             status: super::PrincipalStatus::Active,
             display_name: String::new(),
+            invitation_expires_at: None,
             created_at: 0,
         };
         let request = RequestContext::default();

@@ -331,8 +331,19 @@ pub struct Principal {
     pub status: PrincipalStatus,
     /// Human-readable name.
     pub display_name: String,
+    /// When an invitation (status `invited`) lapses; `None` for never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_expires_at: Option<Millis>,
     /// Creation time.
     pub created_at: Millis,
+}
+
+impl Principal {
+    /// Whether the principal is invited and its invitation has lapsed.
+    pub fn invitation_lapsed(&self, now: Millis) -> bool {
+        self.status == PrincipalStatus::Invited
+            && self.invitation_expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 /// A team.

@@ -7,7 +7,8 @@
 //! all of them.
 
 use crate::model::{
-    Attributes, Grant, Principal, PrincipalStatus, ResourceRef, Role, SubjectRef, Team, Tenant,
+    Attributes, Grant, Millis, Principal, PrincipalStatus, ResourceRef, Role, SubjectRef, Team,
+    Tenant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,9 @@ pub enum Delta {
     Status {
         principal_id: String,
         status: PrincipalStatus,
+        /// The invitation's expiry, with status `invited`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invitation_expires_at: Option<Millis>,
     },
     /// A team was created.
     Team { team: Team },

@@ -1275,16 +1275,24 @@ impl WriteTx for MemTx {
         Ok(())
     }
 
-    async fn set_principal_status(&mut self, id: &str, status: PrincipalStatus) -> Result<()> {
+    async fn set_principal_status(
+        &mut self,
+        id: &str,
+        status: PrincipalStatus,
+        invitation_expires_at: Option<Millis>,
+    ) -> Result<()> {
+        let expiry = invitation_expires_at.filter(|_| status == PrincipalStatus::Invited);
         let p = self
             .state
             .principals
             .get_mut(id)
             .ok_or_else(|| Error::not_found(format!("principal `{id}`")))?;
         p.status = status;
+        p.invitation_expires_at = expiry;
         self.deltas.push(Delta::Status {
             principal_id: id.to_owned(),
             status,
+            invitation_expires_at: expiry,
         });
         Ok(())
     }

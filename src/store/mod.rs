@@ -694,6 +694,7 @@ pub trait WriteTx: Send + Sized {
         &mut self,
         id: &str,
         status: PrincipalStatus,
+        invitation_expires_at: Option<Millis>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Creates a team.
     fn insert_team(&mut self, t: &Team) -> impl Future<Output = Result<()>> + Send;

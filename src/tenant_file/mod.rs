@@ -171,6 +171,9 @@ pub struct PrincipalEntry {
     /// Human-readable name (default: the id).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub display_name: String,
+    /// With status `invited`: when the invitation lapses, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_expires_at: Option<String>,
     /// Creation time, RFC 3339 (exports carry it; default: the import's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -381,6 +384,10 @@ impl TenantFile {
                 } as i32,
                 display_name: or_id(&p.display_name, &p.id),
                 create_time: time(&format!("principals[{i}].created_at"), &p.created_at)?,
+                invitation_expire_time: time(
+                    &format!("principals[{i}].invitation_expires_at"),
+                    &p.invitation_expires_at,
+                )?,
             });
         }
         for t in &self.teams {
@@ -508,6 +515,7 @@ impl TenantFile {
                     },
                     id: p.id,
                     display_name: p.display_name,
+                    invitation_expires_at: p.invitation_expire_time.map(|t| t.to_string()),
                     created_at: p.create_time.map(|t| t.to_string()),
                 }));
             f.teams.extend(r.teams.into_iter().map(|t| TeamEntry {

@@ -95,6 +95,7 @@ fn principal(id: &str, status: PrincipalStatus) -> Principal {
         status,
         display_name: format!("User {id}"),
         created_at: 1_700_000_000_456,
+        invitation_expires_at: Default::default(),
     }
 }
 
@@ -1022,7 +1023,7 @@ async fn the_revision_log_holds_each_write_row_changes<S: Ports>(s: &S) {
     .await;
     write(s, T, async |tx: &mut S::Tx| {
         tx.delete_subtree(&w2).await.expect("delete");
-        tx.set_principal_status("ann", PrincipalStatus::Suspended)
+        tx.set_principal_status("ann", PrincipalStatus::Suspended, None)
             .await
             .expect("status");
     })
@@ -1052,7 +1053,8 @@ async fn the_revision_log_holds_each_write_row_changes<S: Ports>(s: &S) {
             },
             Delta::Status {
                 principal_id: "ann".into(),
-                status: PrincipalStatus::Suspended
+                status: PrincipalStatus::Suspended,
+                invitation_expires_at: Default::default(),
             },
         ]
     );
@@ -1110,7 +1112,7 @@ async fn replaying_the_revision_log_rebuilds_the_tenant_index<S: Ports>(s: &S) {
         tx.delete_subtree(&w2).await.expect("delete");
         tx.delete_team("solo").await.expect("team");
         tx.delete_grants_of_role("runner").await.expect("grants");
-        tx.set_principal_status("carol", PrincipalStatus::Suspended)
+        tx.set_principal_status("carol", PrincipalStatus::Suspended, None)
             .await
             .expect("status");
     })
@@ -1321,7 +1323,7 @@ async fn principals_are_listed_in_id_order_and_keep_their_status<S: Ports>(s: &S
         let mut sa = principal("robot", PrincipalStatus::Active);
         sa.kind = PrincipalKind::ServiceAccount;
         tx.insert_principal(&sa).await.expect("insert");
-        tx.set_principal_status("bob", PrincipalStatus::Active)
+        tx.set_principal_status("bob", PrincipalStatus::Active, None)
             .await
             .expect("status");
         assert_eq!(
@@ -1365,7 +1367,7 @@ async fn principals_are_listed_in_id_order_and_keep_their_status<S: Ports>(s: &S
         PrincipalStatus::Active,
     ] {
         write(s, T, async |tx: &mut S::Tx| {
-            tx.set_principal_status("carol", status)
+            tx.set_principal_status("carol", status, None)
                 .await
                 .expect("status")
         })
@@ -1914,7 +1916,7 @@ async fn a_subject_has_bindings_only_while_active<S: Ports>(s: &S) {
     assert!(nobody.bindings.is_empty());
 
     write(s, T, async |tx: &mut S::Tx| {
-        tx.set_principal_status("alice", PrincipalStatus::Suspended)
+        tx.set_principal_status("alice", PrincipalStatus::Suspended, None)
             .await
             .expect("status")
     })
@@ -2068,7 +2070,7 @@ async fn holders_on_a_path_expand_teams_in_principal_id_order<S: Ports>(s: &S) {
                 .await
                 .expect("principal");
         }
-        tx.set_principal_status("eve", PrincipalStatus::Suspended)
+        tx.set_principal_status("eve", PrincipalStatus::Suspended, None)
             .await
             .expect("status");
         tx.insert_team(&team("t1")).await.expect("team");

@@ -626,6 +626,7 @@ impl TestApp {
                 actor_id: actor.into(),
                 principal_id: principal.into(),
                 status: status as i32,
+                invitation_expire_time: Default::default(),
             })
             .await
             .map(|r| r.into_inner().consistency_token)

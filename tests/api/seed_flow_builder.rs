@@ -88,6 +88,7 @@ async fn invite_as(
             kind: pb::PrincipalKind::User as i32,
             display_name: id.into(),
             status: status as i32,
+            invitation_expire_time: Default::default(),
         })
         .await
         .map(|r| r.into_inner().consistency_token)
@@ -107,6 +108,7 @@ async fn status_as(
             actor_id: actor.into(),
             principal_id: id.into(),
             status: status as i32,
+            invitation_expire_time: Default::default(),
         })
         .await
         .map(|r| r.into_inner().consistency_token)
@@ -973,6 +975,131 @@ async fn administrators_need_multi_factor_authentication(b: Backend) {
     assert!(bad.message().contains("condition"), "{bad:?}");
 }
 
+fn in_ms(ms: i64) -> prost_types::Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        + ms;
+    prost_types::Timestamp {
+        seconds: now.div_euclid(1000),
+        nanos: (now.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// "Pending Invitations — Pending: sent, not accepted; Expired: timed out;
+/// Revoked: cancelled. Resend or revoke." An invitation may carry an
+/// expiry: past it the invited user is denied as
+/// `PRINCIPAL_INVITATION_EXPIRED` and cannot accept; resending renews it;
+/// revoking removes the principal.
+async fn invitations_time_out_and_can_be_resent_or_revoked(b: Backend) {
+    let app = spawn_app_on(b).await;
+    workspace(&app).await;
+    app.resource("workflow:sync", Some(WS)).await;
+    let invite = |id: &str, expiry: Option<prost_types::Timestamp>| pb::CreatePrincipalRequest {
+        tenant_id: TENANT.into(),
+        actor_id: "ada".into(),
+        principal_id: id.into(),
+        kind: pb::PrincipalKind::User as i32,
+        display_name: id.into(),
+        status: pb::PrincipalStatus::Invited as i32,
+        invitation_expire_time: expiry,
+        ..Default::default()
+    };
+    app.admin()
+        .create_principal(invite("ivy", Some(in_ms(1_500))))
+        .await
+        .expect("invite ivy");
+    app.admin()
+        .create_principal(invite("rex", Some(in_ms(60_000))))
+        .await
+        .expect("invite rex");
+    app.grant("ivy", "viewer", WS).await;
+    app.grant("rex", "viewer", WS).await;
+    // Pending: no access yet.
+    assert_eq!(
+        app.reason("ivy", "view", "workflow:sync").await,
+        pb::Reason::PrincipalInvited
+    );
+    let listed = app
+        .admin()
+        .get_principal(pb::GetPrincipalRequest {
+            tenant_id: TENANT.into(),
+            principal_id: "ivy".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .principal
+        .expect("principal");
+    assert!(listed.invitation_expire_time.is_some(), "{listed:?}");
+
+    // Expired: timed out.
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    let r = app.check_full("ivy", "view", "workflow:sync").await;
+    assert!(!r.allowed);
+    assert_eq!(
+        reason_of(&r),
+        pb::Reason::PrincipalInvitationExpired,
+        "{r:?}"
+    );
+    let late = app.accept("ivy").await.unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+    assert!(late.message().contains("lapsed"), "{late:?}");
+
+    // Resend: a new invitation with a new expiry, then accepted in time.
+    app.admin()
+        .set_principal_status(pb::SetPrincipalStatusRequest {
+            tenant_id: TENANT.into(),
+            actor_id: "ada".into(),
+            principal_id: "ivy".into(),
+            status: pb::PrincipalStatus::Invited as i32,
+            invitation_expire_time: Some(in_ms(60_000)),
+            ..Default::default()
+        })
+        .await
+        .expect("resend");
+    assert_eq!(
+        app.reason("ivy", "view", "workflow:sync").await,
+        pb::Reason::PrincipalInvited
+    );
+    app.accept("ivy").await.expect("accepted in time");
+    assert!(app.check("ivy", "view", "workflow:sync").await);
+
+    // Revoked: cancelled before it was accepted.
+    status_as(&app, "ada", "rex", pb::PrincipalStatus::Removed)
+        .await
+        .expect("revoke the invitation");
+    assert_eq!(
+        app.reason("rex", "view", "workflow:sync").await,
+        pb::Reason::PrincipalRemoved
+    );
+    assert_eq!(
+        app.accept("rex").await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+
+    // An expiry in the past, or on anything but an invitation, is refused.
+    for (what, req) in [
+        ("past", invite("old", Some(in_ms(-1_000)))),
+        (
+            "active",
+            pb::CreatePrincipalRequest {
+                status: pb::PrincipalStatus::Active as i32,
+                ..invite("act", Some(in_ms(60_000)))
+            },
+        ),
+    ] {
+        let e = app.admin().create_principal(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
+        assert!(
+            e.message().contains("invitation_expire_time"),
+            "{what}: {e:?}"
+        );
+    }
+}
+
 on_every_backend!(
     flow_permissions_follow_the_owner_editor_viewer_none_matrix,
     editors_manage_connections_and_viewers_cannot,
@@ -989,4 +1116,5 @@ on_every_backend!(
     user_management_changes_are_in_the_audit_trail_filterable_and_paginated,
     list_subjects_on_a_flow_names_exactly_who_may_view_it_with_teams_expanded,
     administrators_need_multi_factor_authentication,
+    invitations_time_out_and_can_be_resent_or_revoked,
 );

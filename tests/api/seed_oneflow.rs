@@ -40,6 +40,7 @@ async fn invite_as(app: &TestApp, actor: &str, id: &str) -> Result<String, Statu
             kind: pb::PrincipalKind::User as i32,
             display_name: id.into(),
             status: pb::PrincipalStatus::Invited as i32,
+            invitation_expire_time: Default::default(),
         })
         .await
         .map(|r| r.into_inner().consistency_token)

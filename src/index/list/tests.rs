@@ -18,6 +18,7 @@ fn alice(status: PrincipalStatus) -> Principal {
         display_name: "Alice".to_owned(),
         status,
         created_at: 0,
+        invitation_expires_at: Default::default(),
     }
 }
 

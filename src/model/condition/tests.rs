@@ -9,6 +9,7 @@ fn principal(id: &str, kind: PrincipalKind) -> Principal {
         status: PrincipalStatus::Active,
         display_name: String::new(),
         created_at: 0,
+        invitation_expires_at: Default::default(),
     }
 }
 

@@ -12,6 +12,8 @@ pub struct Model {
     pub kind: String,
     pub status: String,
     pub display_name: String,
+    /// When an invitation lapses; `None` for never (or not invited).
+    pub invitation_expires_at: Option<i64>,
     pub created_at: i64,
 }
 

@@ -12,6 +12,7 @@ mod m20261123_000006_audit_by_revision;
 mod m20261202_000007_tenant_actions;
 mod m20261202_000008_tenant_tombstones;
 mod m20261203_000009_conditions;
+mod m20261203_000010_invitation_expiry;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_tenant_actions::Migration),
             Box::new(m20261202_000008_tenant_tombstones::Migration),
             Box::new(m20261203_000009_conditions::Migration),
+            Box::new(m20261203_000010_invitation_expiry::Migration),
         ]
     }
 }

@@ -88,6 +88,7 @@ impl SqlStore {
                 kind: Set(p.kind.as_str().into()),
                 status: Set(p.status.as_str().into()),
                 display_name: Set(p.display_name.clone()),
+                invitation_expires_at: Set(p.invitation_expires_at),
                 created_at: Set(now),
             }))
             .exec(&txn)

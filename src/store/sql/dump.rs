@@ -175,14 +175,26 @@ async fn insert_principals<C: ConnectionTrait>(
         for chunk in d.principals.chunks(PG_BATCH) {
             unnest(
                 c,
-                "INSERT INTO principals (tenant_id, id, kind, status, display_name, created_at) \
-                 SELECT $1, id, kind, status, name, at FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS t(id, kind, status, name, at)",
+                "INSERT INTO principals (tenant_id, id, kind, status, display_name, invitation_expires_at, created_at) \
+                 SELECT $1, id, kind, status, name, CASE WHEN lapsing THEN lapses END, at \
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::bigint[], $8::bigint[]) \
+                 AS t(id, kind, status, name, lapsing, lapses, at)",
                 vec![
                     t.into(),
                     strings(chunk, |p| p.id.clone()),
                     strings(chunk, |p| p.kind.as_str().to_owned()),
                     strings(chunk, |p| p.status.as_str().to_owned()),
                     strings(chunk, |p| p.display_name.clone()),
+                    chunk
+                        .iter()
+                        .map(|p| p.invitation_expires_at.is_some())
+                        .collect::<Vec<bool>>()
+                        .into(),
+                    chunk
+                        .iter()
+                        .map(|p| p.invitation_expires_at.unwrap_or(0))
+                        .collect::<Vec<i64>>()
+                        .into(),
                     chunk.iter().map(|p| p.created_at).collect::<Vec<i64>>().into(),
                 ],
             )

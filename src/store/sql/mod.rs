@@ -362,6 +362,7 @@ fn principal_from_row(p: principal::Model) -> Result<Principal> {
         status: PrincipalStatus::parse(&p.status).ok_or_else(|| corrupt("principal status"))?,
         id: p.id,
         display_name: p.display_name,
+        invitation_expires_at: p.invitation_expires_at,
         created_at: p.created_at,
     })
 }

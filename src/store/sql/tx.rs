@@ -601,9 +601,16 @@ impl WriteTx for SqlTx {
         Ok(())
     }
 
-    async fn set_principal_status(&mut self, id: &str, status: PrincipalStatus) -> Result<()> {
+    async fn set_principal_status(
+        &mut self,
+        id: &str,
+        status: PrincipalStatus,
+        invitation_expires_at: Option<Millis>,
+    ) -> Result<()> {
+        let expiry = invitation_expires_at.filter(|_| status == PrincipalStatus::Invited);
         principal::Entity::update_many()
             .col_expr(principal::Column::Status, Expr::value(status.as_str()))
+            .col_expr(principal::Column::InvitationExpiresAt, Expr::value(expiry))
             .filter(principal::Column::TenantId.eq(self.t()))
             .filter(principal::Column::Id.eq(id))
             .exec(&self.txn)
@@ -611,6 +618,7 @@ impl WriteTx for SqlTx {
         self.deltas.push(Delta::Status {
             principal_id: id.to_owned(),
             status,
+            invitation_expires_at: expiry,
         });
         Ok(())
     }
@@ -802,6 +810,7 @@ pub(super) fn principal_row(t: &str, p: &Principal) -> principal::ActiveModel {
         kind: Set(p.kind.as_str().to_owned()),
         status: Set(p.status.as_str().to_owned()),
         display_name: Set(p.display_name.clone()),
+        invitation_expires_at: Set(p.invitation_expires_at),
         created_at: Set(p.created_at),
     }
 }
