@@ -334,6 +334,7 @@ fn settings_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
         || a.creator_owner_types != b.creator_owner_types
         || a.audit_retention_days != b.audit_retention_days
         || a.actions != b.actions
+        || a.implied_actions != b.implied_actions
     {
         let changed = |x: &Vec<String>, y: &Vec<String>| (x != y).then(|| y.clone());
         ops.push(Op::UpdateTenant(UpdateTenant {
@@ -343,6 +344,8 @@ fn settings_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
             audit_retention_days: (a.audit_retention_days != b.audit_retention_days)
                 .then_some(b.audit_retention_days),
             actions: changed(&a.actions, &b.actions),
+            implied_actions: (a.implied_actions != b.implied_actions)
+                .then(|| b.implied_actions.clone()),
         }));
     }
 }

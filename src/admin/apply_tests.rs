@@ -119,6 +119,7 @@ fn state(s: &Spec) -> TenantDump {
             audit_retention_days: 90,
             created_at: now,
             actions: Vec::new(),
+            implied_actions: Vec::new(),
         },
         0,
     );

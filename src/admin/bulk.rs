@@ -136,7 +136,17 @@ pub fn check_dump(d: &TenantDump, _now: model::Millis) -> Result<()> {
         check_inheritance(&roles, r).map_err(|e| at(&format!("roles[{i}]"), e))?;
         roles.push(r.clone());
     }
-    let table = model::RoleTable::with_actions(roles, &d.tenant.actions);
+    let table = model::RoleTable::for_tenant(roles, Some(&d.tenant));
+    for i in &d.tenant.implied_actions {
+        for a in [&i.action, &i.implies] {
+            if !table.knows_action(a) {
+                return Err(Error::invalid(
+                    "settings.implied_actions",
+                    format!("`{a}` is not an action of the tenant; declare it in `actions`"),
+                ));
+            }
+        }
+    }
     let mut principals = HashSet::with_capacity(d.principals.len());
     let mut removed = HashSet::new();
     for p in &d.principals {

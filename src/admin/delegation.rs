@@ -382,10 +382,27 @@ impl Delegator {
     /// wildcard permission (`*.*` of `owner` and `admin`), so declaring it
     /// gives it to their holders.
     pub fn could_declare(&self, after: &RoleTable, declared: &[String]) -> Result<()> {
+        let new: Vec<String> = declared
+            .iter()
+            .filter(|a| !self.roles.knows_action(a))
+            .cloned()
+            .collect();
+        self.holds_everywhere(after, &new, "declare")
+    }
+
+    /// Refuses unless the actor holds, tenant-wide, each of `actions` on
+    /// every resource type (by the role table `after`); `verb` names the
+    /// write in the refusal (`declare`).
+    pub fn holds_everywhere(
+        &self,
+        after: &RoleTable,
+        actions: &[String],
+        verb: &str,
+    ) -> Result<()> {
         let Some((principal, bindings)) = &self.actor else {
             return Ok(());
         };
-        for a in declared.iter().filter(|a| !self.roles.knows_action(a)) {
+        for a in actions {
             for t in &self.types {
                 let q = Question {
                     rtype: t,
@@ -410,7 +427,7 @@ impl Delegator {
                     }
                     let shown = if t == UNNAMED_TYPE { "*" } else { t };
                     return Err(Error::PermissionDenied(format!(
-                        "actor `{}` may not declare the action `{a}`: it is not allowed `{shown}.{a}` on the tenant itself",
+                        "actor `{}` may not {verb} the action `{a}`: it is not allowed `{shown}.{a}` on the tenant itself",
                         principal.id
                     )));
                 }

@@ -205,8 +205,11 @@ fn with_delegated(after: &str) -> String {
 /// roles, and its declared actions.
 pub(crate) async fn role_table<T: WriteTx>(tx: &mut T) -> Result<crate::model::RoleTable> {
     let custom = tx.custom_roles().await?;
-    let declared = tx.tenant().await?.map(|t| t.actions).unwrap_or_default();
-    Ok(crate::model::RoleTable::with_actions(custom, &declared))
+    let settings = tx.tenant().await?;
+    Ok(crate::model::RoleTable::for_tenant(
+        custom,
+        settings.as_ref(),
+    ))
 }
 
 /// JSON of a value for the audit trail.

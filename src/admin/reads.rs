@@ -65,15 +65,10 @@ pub struct AccessOverview {
 impl<S: Catalog> Admin<S> {
     /// The tenant's role table (predefined and custom roles).
     pub async fn role_table(&self, tenant: &str) -> Result<RoleTable> {
-        let declared = self
-            .store
-            .tenant(tenant)
-            .await?
-            .map(|t| t.actions)
-            .unwrap_or_default();
-        Ok(RoleTable::with_actions(
+        let settings = self.store.tenant(tenant).await?;
+        Ok(RoleTable::for_tenant(
             self.store.custom_roles(tenant).await?,
-            &declared,
+            settings.as_ref(),
         ))
     }
 

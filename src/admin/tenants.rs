@@ -76,6 +76,8 @@ pub struct UpdateTenant {
     pub audit_retention_days: Option<u32>,
     /// New declared actions.
     pub actions: Option<Vec<String>>,
+    /// New implied actions (validated).
+    pub implied_actions: Option<Vec<model::ImpliedAction>>,
 }
 
 impl Command for UpdateTenant {
@@ -96,6 +98,9 @@ impl Command for UpdateTenant {
                 .audit_retention_days
                 .unwrap_or(before.audit_retention_days),
             actions: self.actions.unwrap_or(before.actions.clone()),
+            implied_actions: self
+                .implied_actions
+                .unwrap_or(before.implied_actions.clone()),
             ..before.clone()
         };
         if after.actions != before.actions {
@@ -105,6 +110,34 @@ impl Command for UpdateTenant {
             Delegator::load(tx, ctx)
                 .await?
                 .could_declare(&table, &after.actions)?;
+        }
+        if after.implied_actions != before.implied_actions {
+            let custom = tx.custom_roles().await?;
+            let table = RoleTable::for_tenant(custom, Some(&after));
+            for i in &after.implied_actions {
+                for a in [&i.action, &i.implies] {
+                    if !table.knows_action(a) {
+                        return Err(Error::invalid(
+                            "implied_actions",
+                            format!("`{a}` is not an action of the tenant; declare it first"),
+                        ));
+                    }
+                }
+            }
+            // Taking an implication away lets its implying action through
+            // where the implied one is denied: the actor must hold the
+            // implying action tenant-wide, as for declaring it.
+            let lifted: Vec<String> = before
+                .implied_actions
+                .iter()
+                .filter(|i| !after.implied_actions.contains(i))
+                .map(|i| i.action.clone())
+                .collect();
+            Delegator::load(tx, ctx).await?.holds_everywhere(
+                &table,
+                &lifted,
+                "lift an implication of",
+            )?;
         }
         for ty in &after.single_owner_types {
             if !is_single_owner(&before, ty) {
@@ -121,8 +154,10 @@ impl Command for UpdateTenant {
             before: json(&before),
             after: json(&after),
             invalidation: Invalidation {
-                // The vocabulary is part of the role table.
-                roles: after.actions != before.actions,
+                // The vocabulary and the implications are part of the
+                // role table.
+                roles: after.actions != before.actions
+                    || after.implied_actions != before.implied_actions,
                 ..Invalidation::default()
             },
             output: after,

@@ -217,6 +217,7 @@ impl World {
                 audit_retention_days: 90,
                 created_at: now_millis(),
                 actions: Vec::new(),
+                implied_actions: Vec::new(),
             },
             first_admin: Some(user("root")),
         })

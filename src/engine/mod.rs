@@ -147,7 +147,49 @@ pub fn decide(
 /// [`decide`] over any (cloneable) iterator of bindings, so that callers
 /// holding an index can pass only the bindings whose scope is on the path
 /// (the others never count, so the answer is the same).
+///
+/// An action that implies others (`edit` ⇒ `view`, the tenant's implied
+/// actions) is allowed only when each of them is too: a denial of an
+/// implied action is the answer, with its reason and grant, explained.
 pub fn decide_among<'b, I>(
+    subject: Subject<'_>,
+    bindings: I,
+    roles: &RoleTable,
+    q: Question<'_>,
+    now: Millis,
+) -> Decision
+where
+    I: Iterator<Item = &'b Binding> + Clone,
+{
+    let d = decide_one(subject, bindings.clone(), roles, q, now);
+    if !d.allowed || matches!(subject, Subject::SuperUser) {
+        return d;
+    }
+    for implied in roles.implied(q.action) {
+        let other = decide_one(
+            subject,
+            bindings.clone(),
+            roles,
+            Question {
+                action: implied,
+                ..q
+            },
+            now,
+        );
+        if !other.allowed {
+            let mut denial = other;
+            denial.explanation.detail = format!(
+                "`{}` implies `{implied}`, which is denied: {}",
+                q.action, denial.explanation.detail
+            );
+            return denial;
+        }
+    }
+    d
+}
+
+/// The decision on one action alone.
+fn decide_one<'b, I>(
     subject: Subject<'_>,
     bindings: I,
     roles: &RoleTable,

@@ -1474,3 +1474,63 @@ fn an_invitation_that_lapsed_is_denied_as_expired_and_one_that_did_not_as_invite
         assert_denied(&d, reason);
     }
 }
+
+#[test]
+fn an_implied_action_denied_denies_the_implying_one() {
+    use crate::model::ImpliedAction;
+    let path = wf1_path(&[]);
+    let imply = |a: &str, i: &str| ImpliedAction {
+        action: a.into(),
+        implies: i.into(),
+    };
+    let roles = predefined().with_implications(&[imply("edit", "view"), imply("execute", "edit")]);
+    assert_eq!(roles.implied("execute"), ["edit", "view"]);
+    let g = [
+        allow("e", "editor", Scope::Resource(rref("workspace", "w1"))),
+        deny("d", "viewer", Scope::Resource(rref("workflow", "wf1"))),
+    ];
+    for action in ["edit", "execute"] {
+        let d = ask(&g, &roles, "workflow", action, Some(&path));
+        assert_denied(&d, Reason::ExplicitDeny);
+        assert_eq!(d.explanation.grant_id, "d");
+        assert!(d.explanation.detail.contains("implies `"), "{d:?}");
+    }
+    // Without the deny the implication changes nothing.
+    assert_allowed(&ask(&g[..1], &roles, "workflow", "execute", Some(&path)));
+    // Not granted the implied action at all is a denial too.
+    let runner = custom_role("runner", &["workflow.execute"], &[], &[], &["*"]);
+    let roles = RoleTable::new(vec![runner]).with_implications(&[imply("execute", "view")]);
+    let g = [allow(
+        "r",
+        "runner",
+        Scope::Resource(rref("workspace", "w1")),
+    )];
+    assert_denied(
+        &ask(&g, &roles, "workflow", "execute", Some(&path)),
+        Reason::NoGrant,
+    );
+}
+
+#[test]
+fn implications_are_checked_when_written() {
+    use crate::model::{validate_implied_actions, ImpliedAction};
+    let imply = |a: &str, i: &str| ImpliedAction {
+        action: a.into(),
+        implies: i.into(),
+    };
+    let ok =
+        validate_implied_actions("f", &[imply("edit", "view"), imply("edit", "view")]).unwrap();
+    assert_eq!(ok.len(), 1, "duplicates are merged");
+    for bad in [
+        vec![imply("view", "view")],
+        vec![
+            imply("edit", "view"),
+            imply("view", "execute"),
+            imply("execute", "edit"),
+        ],
+        vec![imply("Edit!", "view")],
+        (0..33).map(|i| imply(&format!("a{i}"), "view")).collect(),
+    ] {
+        assert!(validate_implied_actions("f", &bad).is_err(), "{bad:?}");
+    }
+}

@@ -278,6 +278,14 @@ impl From<Tenant> for pb::Tenant {
             audit_retention_days: t.audit_retention_days,
             create_time: Some(timestamp(t.created_at)),
             actions: t.actions,
+            implied_actions: t
+                .implied_actions
+                .into_iter()
+                .map(|i| pb::ImpliedAction {
+                    action: i.action,
+                    implies: i.implies,
+                })
+                .collect(),
         }
     }
 }
@@ -421,6 +429,21 @@ fn opt_id(field: &str, v: String) -> Result<Option<String>> {
     }
 }
 
+/// A tenant's implied actions, validated.
+pub fn implied_actions(
+    field: &str,
+    v: Vec<pb::ImpliedAction>,
+) -> Result<Vec<model::ImpliedAction>> {
+    let list: Vec<model::ImpliedAction> = v
+        .into_iter()
+        .map(|i| model::ImpliedAction {
+            action: i.action,
+            implies: i.implies,
+        })
+        .collect();
+    model::validate_implied_actions(field, &list)
+}
+
 /// A `CreateTenant` for the tenant `tenant_id`.
 pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tenants::CreateTenant> {
     let now = model::now_millis();
@@ -438,6 +461,7 @@ pub fn create_tenant(tenant_id: &str, r: pb::CreateTenantRequest) -> Result<tena
         audit_retention_days: retention(r.audit_retention_days)?,
         created_at: now,
         actions: Vec::new(),
+        implied_actions: Vec::new(),
     };
     let first_admin = match r.first_admin {
         None => None,
@@ -467,6 +491,7 @@ impl TryFrom<pb::UpdateTenantRequest> for tenants::UpdateTenant {
                 "creator_owner_types",
                 "audit_retention_days",
                 "actions",
+                "implied_actions",
             ],
         )?;
         let named = |f: &str| mask.as_ref().is_some_and(|m| m.iter().any(|p| p == f));
@@ -486,6 +511,9 @@ impl TryFrom<pb::UpdateTenantRequest> for tenants::UpdateTenant {
                 .transpose()?,
             actions: named("actions")
                 .then(|| action_list("actions", r.actions))
+                .transpose()?,
+            implied_actions: named("implied_actions")
+                .then(|| implied_actions("implied_actions", r.implied_actions))
                 .transpose()?,
         })
     }

@@ -50,6 +50,10 @@ fn settings(tenant_id: &str, t: Option<pb::Tenant>, now: Millis) -> Result<Tenan
         },
         created_at: now,
         actions: action_list("settings.actions", t.actions)?,
+        implied_actions: super::convert::implied_actions(
+            "settings.implied_actions",
+            t.implied_actions,
+        )?,
     })
 }
 

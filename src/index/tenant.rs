@@ -138,14 +138,9 @@ impl TenantIndex {
     }
 
     fn compile_roles(&mut self) {
-        let declared = self
-            .tenant
-            .as_ref()
-            .map(|t| t.actions.clone())
-            .unwrap_or_default();
-        self.compiled = Arc::new(RoleTable::with_actions(
+        self.compiled = Arc::new(RoleTable::for_tenant(
             self.roles.values().cloned().collect(),
-            &declared,
+            self.tenant.as_ref(),
         ));
     }
 

@@ -254,6 +254,68 @@ pub struct Tenant {
     /// declared when the role is written, and stay).
     #[serde(default)]
     pub actions: Vec<String>,
+    /// Actions that imply others: whoever is denied `implies` is denied
+    /// `action` (`edit` ⇒ `view`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub implied_actions: Vec<ImpliedAction>,
+}
+
+/// `action` ⇒ `implies`: acting needs the implied action too, so whoever is
+/// denied `implies` on a resource is denied `action` there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ImpliedAction {
+    /// The implying action.
+    pub action: String,
+    /// The action it implies.
+    pub implies: String,
+}
+
+/// Most implications a tenant declares.
+pub const MAX_IMPLIED_ACTIONS: usize = 32;
+
+/// Validates a tenant's implications: names, no duplicates, no action
+/// implying itself, no cycle; returns them sorted.
+pub fn validate_implied_actions(field: &str, list: &[ImpliedAction]) -> Result<Vec<ImpliedAction>> {
+    if list.len() > MAX_IMPLIED_ACTIONS {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_IMPLIED_ACTIONS} implications"),
+        ));
+    }
+    let mut out = list.to_vec();
+    for i in &out {
+        validate_name(field, &i.action)?;
+        validate_name(field, &i.implies)?;
+        if i.action == i.implies {
+            return Err(Error::invalid(
+                field,
+                format!("`{}` cannot imply itself", i.action),
+            ));
+        }
+    }
+    out.sort();
+    out.dedup();
+    // No cycle: following implications from any action never returns to it.
+    for start in &out {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![start.implies.as_str()];
+        while let Some(a) = stack.pop() {
+            if a == start.action {
+                return Err(Error::invalid(
+                    field,
+                    format!("`{}` implies itself through a cycle", start.action),
+                ));
+            }
+            if seen.insert(a) {
+                stack.extend(
+                    out.iter()
+                        .filter(|x| x.action == a)
+                        .map(|x| x.implies.as_str()),
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// User or service account.

@@ -2,7 +2,7 @@
 //! decision reads, kept in the model so that storage can build it without
 //! knowing the engine.
 
-use super::{Condition, Permission, Role, TENANT_TYPE};
+use super::{Condition, ImpliedAction, Permission, Role, Tenant, TENANT_TYPE};
 use std::collections::{HashMap, HashSet};
 
 /// Actions every tenant knows, whatever its custom roles say.
@@ -120,6 +120,8 @@ pub struct RoleTable {
     /// For each role with any: the conditions of the role and of every role
     /// it inherits, all of which a grant of it must meet.
     conditions: HashMap<String, Vec<Condition>>,
+    /// For each implying action: every action it implies, transitively.
+    implied: HashMap<String, Vec<String>>,
 }
 
 impl RoleTable {
@@ -153,6 +155,7 @@ impl RoleTable {
             roles,
             known_actions,
             conditions: HashMap::new(),
+            implied: HashMap::new(),
         };
         // Writes refuse inheritance cycles; should a corrupt table hold one
         // anyway, the roles on it lose their inheritance (fail closed), so
@@ -183,6 +186,40 @@ impl RoleTable {
             }
         }
         table
+    }
+
+    /// The table of a tenant: its custom roles, declared actions and implied
+    /// actions.
+    pub fn for_tenant(custom: Vec<Role>, tenant: Option<&Tenant>) -> Self {
+        match tenant {
+            None => Self::new(custom),
+            Some(t) => Self::with_actions(custom, &t.actions).with_implications(&t.implied_actions),
+        }
+    }
+
+    /// With the tenant's implications (`edit` ⇒ `view`), closed transitively.
+    pub fn with_implications(mut self, list: &[ImpliedAction]) -> Self {
+        self.implied.clear();
+        for i in list {
+            let mut all: Vec<String> = Vec::new();
+            let mut stack = vec![i.action.as_str()];
+            while let Some(a) = stack.pop() {
+                for x in list.iter().filter(|x| x.action == a) {
+                    if x.implies != i.action && !all.contains(&x.implies) {
+                        all.push(x.implies.clone());
+                        stack.push(&x.implies);
+                    }
+                }
+            }
+            all.sort();
+            self.implied.insert(i.action.clone(), all);
+        }
+        self
+    }
+
+    /// The actions `action` implies, transitively (empty for most).
+    pub fn implied(&self, action: &str) -> &[String] {
+        self.implied.get(action).map_or(&[], Vec::as_slice)
     }
 
     /// The conditions a grant of `role_id` must meet: the role's own and

@@ -484,17 +484,10 @@ impl Store for MemStore {
     async fn roles(&self, tenant: &str) -> Result<Arc<RoleTable>> {
         let (custom, declared) = self.read(
             tenant,
-            || Ok((Vec::new(), Vec::new())),
-            |s| {
-                let declared = s
-                    .tenant
-                    .as_ref()
-                    .map(|t| t.actions.clone())
-                    .unwrap_or_default();
-                Ok((s.roles.values().cloned().collect(), declared))
-            },
+            || Ok((Vec::new(), None)),
+            |s| Ok((s.roles.values().cloned().collect(), s.tenant.clone())),
         )?;
-        Ok(Arc::new(RoleTable::with_actions(custom, &declared)))
+        Ok(Arc::new(RoleTable::for_tenant(custom, declared.as_ref())))
     }
 
     async fn resources_in_scopes(

@@ -100,6 +100,10 @@ pub struct Settings {
     /// Actions the tenant declares beyond the built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
+    /// Actions that imply others: `{ edit = ["view"], execute = ["view"] }`
+    /// (whoever is denied `view` is denied `edit` and `execute`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub implied_actions: BTreeMap<String, Vec<String>>,
 }
 
 /// A custom role.
@@ -331,6 +335,16 @@ impl TenantFile {
             audit_retention_days: t.audit_retention_days.unwrap_or(0),
             create_time: None,
             actions: t.actions.clone(),
+            implied_actions: t
+                .implied_actions
+                .iter()
+                .flat_map(|(a, implied)| {
+                    implied.iter().map(|i| pb::ImpliedAction {
+                        action: a.clone(),
+                        implies: i.clone(),
+                    })
+                })
+                .collect(),
         })
     }
 
@@ -486,6 +500,13 @@ impl TenantFile {
                 creator_owner_types: settings.creator_owner_types,
                 audit_retention_days: Some(settings.audit_retention_days),
                 actions: settings.actions,
+                implied_actions: settings.implied_actions.into_iter().fold(
+                    BTreeMap::new(),
+                    |mut m: BTreeMap<String, Vec<String>>, i| {
+                        m.entry(i.action).or_default().push(i.implies);
+                        m
+                    },
+                ),
             }),
             ..TenantFile::default()
         };

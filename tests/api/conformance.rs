@@ -60,6 +60,12 @@ fn tenant(id: &str, retention_days: u32) -> Tenant {
         audit_retention_days: retention_days,
         created_at: 1_700_000_000_000,
         actions: Vec::new(),
+        // Stored and read back like every setting (no action here is
+        // asked about with it).
+        implied_actions: vec![portcullis::model::ImpliedAction {
+            action: "sync".to_owned(),
+            implies: "archive".to_owned(),
+        }],
     }
 }
 

@@ -141,6 +141,8 @@ struct World {
     with_token: bool,
     /// The context of every question.
     context: Ctx,
+    /// The tenant declares `edit` ⇒ `view` and `execute` ⇒ `view`.
+    implies_view: bool,
 }
 
 impl World {
@@ -252,10 +254,11 @@ impl std::fmt::Display for World {
         }
         writeln!(
             s,
-            "// list page size: {}; consistency token: {}; context: {}",
+            "// list page size: {}; consistency token: {}; context: {}; edit and execute imply view: {}",
             self.page_size,
             self.with_token,
-            self.context.json()
+            self.context.json(),
+            self.implies_view
         )?;
         f.write_str(&s)
     }
@@ -309,6 +312,8 @@ fn world() -> impl Strategy<Value = World> {
             prop::bool::weighted(0.15),
             prop::bool::weighted(0.15),
             prop::option::weighted(0.35, 0..CONDITIONS.len()),
+            // A deny of viewing, where implications make it deny more.
+            prop::bool::weighted(0.5),
         ),
         0..=15,
     );
@@ -324,10 +329,17 @@ fn world() -> impl Strategy<Value = World> {
         0..=4usize,
         memberships,
         grants,
-        (page_size, any::<bool>(), context),
+        (page_size, any::<bool>(), context, any::<bool>()),
     )
         .prop_map(
-            |(rs, (names, statuses), teams, ms, gs, (page_size, with_token, context))| {
+            |(
+                rs,
+                (names, statuses),
+                teams,
+                ms,
+                gs,
+                (page_size, with_token, context, implies_view),
+            )| {
                 let mut taken = BTreeSet::new();
                 let resources: Vec<Res> = rs
                     .into_iter()
@@ -371,17 +383,23 @@ fn world() -> impl Strategy<Value = World> {
                 let grants = gs
                     .into_iter()
                     .map(
-                        |(to_team, who, role, scope, deny, expires, condition)| GrantSpec {
-                            subject: if to_team && teams > 0 {
-                                Who::Team(who.index(teams))
-                            } else {
-                                Who::Principal(who.index(n_principals))
-                            },
-                            role: ROLES[role],
-                            scope: scope.map(|ix| ix.index(resources.len())),
-                            deny,
-                            expires,
-                            condition,
+                        |(to_team, who, role, scope, deny, expires, condition, viewing)| {
+                            GrantSpec {
+                                subject: if to_team && teams > 0 {
+                                    Who::Team(who.index(teams))
+                                } else {
+                                    Who::Principal(who.index(n_principals))
+                                },
+                                role: if deny && viewing && implies_view {
+                                    "viewer"
+                                } else {
+                                    ROLES[role]
+                                },
+                                scope: scope.map(|ix| ix.index(resources.len())),
+                                deny,
+                                expires,
+                                condition,
+                            }
                         },
                     )
                     .collect();
@@ -394,6 +412,7 @@ fn world() -> impl Strategy<Value = World> {
                     page_size,
                     with_token,
                     context,
+                    implies_view,
                 }
             },
         )
@@ -552,6 +571,28 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
             Err(e) => return Err(format!("grant {g:?}: {e:?}")),
         }
     }
+    if w.implies_view {
+        token = app
+            .operator()
+            .update_tenant(pb::UpdateTenantRequest {
+                tenant_id: TENANT.into(),
+                implied_actions: ["edit", "execute"]
+                    .into_iter()
+                    .map(|a| pb::ImpliedAction {
+                        action: a.into(),
+                        implies: "view".into(),
+                    })
+                    .collect(),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["implied_actions".into()],
+                }),
+                ..Default::default()
+            })
+            .await
+            .map_err(err("imply view".to_owned()))?
+            .into_inner()
+            .consistency_token;
+    }
     let mut kept_active = BTreeSet::new();
     for (id, status) in &w.people {
         if matches!(status, Status::Suspended | Status::Removed) {
@@ -614,6 +655,18 @@ fn role_effective(role: &str, tenant_scope: bool) -> bool {
 /// counts only when nothing on the path is private), allows. No grant here
 /// expires before the test ends.
 fn model_allows(w: &World, built: &Built, principal: &str, action: &str, r: usize) -> bool {
+    // An implied action must be allowed too.
+    if w.implies_view
+        && matches!(action, "edit" | "execute")
+        && !model_allows(w, built, principal, "view", r)
+    {
+        return false;
+    }
+    model_allows_alone(w, built, principal, action, r)
+}
+
+/// [`model_allows`] for one action, implications aside.
+fn model_allows_alone(w: &World, built: &Built, principal: &str, action: &str, r: usize) -> bool {
     let principals = w.principals();
     let Some(me) = principals.iter().position(|(id, _)| id == principal) else {
         return false;

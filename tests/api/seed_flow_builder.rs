@@ -1100,6 +1100,122 @@ async fn invitations_time_out_and_can_be_resent_or_revoked(b: Backend) {
     }
 }
 
+/// Sets the tenant's implied actions acting as `actor`.
+async fn imply_as(
+    app: &TestApp,
+    actor: &str,
+    pairs: &[(&str, &str)],
+) -> Result<pb::Tenant, tonic::Status> {
+    app.admin()
+        .update_tenant(pb::UpdateTenantRequest {
+            tenant_id: TENANT.into(),
+            actor_id: actor.into(),
+            implied_actions: pairs
+                .iter()
+                .map(|(a, i)| pb::ImpliedAction {
+                    action: (*a).into(),
+                    implies: (*i).into(),
+                })
+                .collect(),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["implied_actions".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().tenant.expect("tenant"))
+}
+
+/// "Every level that can edit or run a flow can also view it": the tenant
+/// declares `edit` ⇒ `view` and `execute` ⇒ `view`, so a deny of viewing on
+/// one flow denies editing and running it too (before the declaration it
+/// left editing allowed). Lists follow; only someone who holds editing and
+/// running tenant-wide may take the implication away.
+async fn whoever_may_not_view_a_flow_may_not_edit_or_run_it(b: Backend) {
+    let app = spawn_app_on(b).await;
+    workspace(&app).await;
+    app.resource("workflow:sync", Some(WS)).await;
+    app.resource("workflow:other", Some(WS)).await;
+    // wes may change the tenant's settings, and holds nothing inside it.
+    app.user("wes").await;
+    app.role("settings_admin", &["tenant.manage"], &[], &["tenant"])
+        .await
+        .expect("role");
+    app.grant("wes", "settings_admin", "tenant").await;
+    app.deny("ed", "viewer", "workflow:sync").await;
+    // Without the implication the seed's table is broken: ed edits a flow
+    // it may not view.
+    assert!(!app.check("ed", "view", "workflow:sync").await);
+    assert!(app.check("ed", "edit", "workflow:sync").await);
+
+    let t = imply_as(&app, "ada", &[("edit", "view"), ("execute", "view")])
+        .await
+        .expect("declare the implications");
+    assert_eq!(t.implied_actions.len(), 2);
+    for action in ["edit", "execute"] {
+        let r = app.check_full("ed", action, "workflow:sync").await;
+        assert!(!r.allowed, "{action}: {r:?}");
+        assert_eq!(reason_of(&r), pb::Reason::ExplicitDeny, "{action}");
+        let e = r.explanation.expect("explanation");
+        assert!(e.detail.contains("implies `view`"), "{action}: {e:?}");
+        assert!(
+            app.check("ed", action, "workflow:other").await,
+            "{action} elsewhere"
+        );
+    }
+    assert_eq!(app.list("ed", "edit", "workflow").await, ["other"]);
+    assert!(!app
+        .subjects("workflow:sync", "edit")
+        .await
+        .contains(&"ed".to_owned()));
+    // Everyone else keeps what the table gives.
+    assert!(app.check("vic", "view", "workflow:sync").await);
+    assert!(!app.check("vic", "edit", "workflow:sync").await);
+
+    // Refused: a cycle, an action nobody declared, and taking the
+    // implication away by someone who does not hold editing tenant-wide (it
+    // would let edits through wherever viewing is denied).
+    let cycle = imply_as(&app, "ada", &[("edit", "view"), ("view", "edit")])
+        .await
+        .unwrap_err();
+    assert_eq!(cycle.code(), Code::InvalidArgument, "{cycle:?}");
+    let unknown = imply_as(&app, "ada", &[("edit", "peek")])
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
+    let lifted = imply_as(&app, "wes", &[]).await.unwrap_err();
+    assert_eq!(lifted.code(), Code::PermissionDenied, "{lifted:?}");
+    assert!(
+        lifted.message().contains("lift an implication of"),
+        "{lifted:?}"
+    );
+    // Adding one only narrows access: wes may ...
+    imply_as(
+        &app,
+        "wes",
+        &[("edit", "view"), ("execute", "view"), ("transfer", "view")],
+    )
+    .await
+    .expect("a further implication");
+    // ... unless it strips the account administrators of what they hold
+    // (`account_admin` deletes workspaces without viewing inside them).
+    let all = [("edit", "view"), ("execute", "view"), ("transfer", "view")];
+    let stripped = imply_as(&app, "ada", &[all[0], all[1], all[2], ("delete", "view")])
+        .await
+        .unwrap_err();
+    assert_eq!(stripped.code(), Code::FailedPrecondition, "{stripped:?}");
+    assert!(
+        stripped.message().contains("last_account_admin"),
+        "{stripped:?}"
+    );
+    // The tenant admin holds editing and running tenant-wide (not
+    // `transfer`, which `admin` lacks): it lifts those two.
+    imply_as(&app, "ada", &[all[2]])
+        .await
+        .expect("the tenant admin lifts it");
+    assert!(app.check("ed", "edit", "workflow:sync").await);
+}
+
 on_every_backend!(
     flow_permissions_follow_the_owner_editor_viewer_none_matrix,
     editors_manage_connections_and_viewers_cannot,
@@ -1117,4 +1233,5 @@ on_every_backend!(
     list_subjects_on_a_flow_names_exactly_who_may_view_it_with_teams_expanded,
     administrators_need_multi_factor_authentication,
     invitations_time_out_and_can_be_resent_or_revoked,
+    whoever_may_not_view_a_flow_may_not_edit_or_run_it,
 );

@@ -18,6 +18,8 @@ pub struct Model {
     pub created_at: i64,
     /// JSON array of the tenant's declared actions.
     pub actions: String,
+    /// JSON array of `{action, implies}`.
+    pub implied_actions: String,
 }
 
 /// No declared relations: joins are written where they are used.

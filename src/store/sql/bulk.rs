@@ -53,6 +53,7 @@ impl SqlStore {
             revision: Set(1),
             created_at: Set(now),
             actions: Set("[]".into()),
+            implied_actions: Set("[]".into()),
         })
         .exec(&txn)
         .await?;

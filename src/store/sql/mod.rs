@@ -155,13 +155,10 @@ impl Store for SqlStore {
     }
 
     async fn roles(&self, tenant: &str) -> Result<Arc<RoleTable>> {
-        let declared = read::tenant(&self.db, tenant)
-            .await?
-            .map(|t| t.actions)
-            .unwrap_or_default();
-        Ok(Arc::new(RoleTable::with_actions(
+        let settings = read::tenant(&self.db, tenant).await?;
+        Ok(Arc::new(RoleTable::for_tenant(
             read::custom_roles(&self.db, tenant).await?,
-            &declared,
+            settings.as_ref(),
         )))
     }
 
@@ -348,6 +345,8 @@ fn tenant_from_row(t: tenant::Model) -> Result<Tenant> {
         single_owner_types: json_list(&t.single_owner_types)?,
         creator_owner_types: json_list(&t.creator_owner_types)?,
         actions: json_list(&t.actions)?,
+        implied_actions: serde_json::from_str(&t.implied_actions)
+            .map_err(|_| corrupt("implied actions"))?,
         id: t.id,
         display_name: t.display_name,
         audit_retention_days: u32::try_from(t.audit_retention_days)

@@ -425,6 +425,7 @@ impl WriteTx for SqlTx {
             revision: Set(self.revision),
             created_at: Set(t.created_at),
             actions: Set(json(&t.actions)),
+            implied_actions: Set(json(&t.implied_actions)),
         }
         .insert(&self.txn)
         .await?;
@@ -451,6 +452,10 @@ impl WriteTx for SqlTx {
                 Expr::value(t.audit_retention_days as i32),
             )
             .col_expr(tenant::Column::Actions, Expr::value(json(&t.actions)))
+            .col_expr(
+                tenant::Column::ImpliedActions,
+                Expr::value(json(&t.implied_actions)),
+            )
             .filter(tenant::Column::Id.eq(self.t()))
             .exec(&self.txn)
             .await?;
