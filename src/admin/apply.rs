@@ -12,7 +12,7 @@ use super::members::{
 };
 use super::resources::{
     CreateResource, DeleteResource, MoveResource, SetResourceAttributes, SetResourcePrivate,
-    TransferOwnership,
+    SetResourceRestricted, TransferOwnership,
 };
 use super::roles::{CreateRole, DeleteRole, UpdateRole};
 use super::tenants::UpdateTenant;
@@ -59,6 +59,8 @@ pub enum Op {
     SetPrivate(ResourceRef, bool),
     /// Replace a resource's attributes.
     SetAttributes(ResourceRef, model::Attributes),
+    /// Change a resource's restricted flag.
+    SetRestricted(ResourceRef, bool),
     /// Delete a resource and its subtree.
     DeleteResource(ResourceRef),
     /// Create a grant.
@@ -158,6 +160,10 @@ impl Op {
                 "resource.set_private",
                 format!("{r} {}", if *p { "private" } else { "not private" }),
             ),
+            Op::SetRestricted(r, x) => (
+                "resource.set_restricted",
+                format!("{r} {}", if *x { "restricted" } else { "not restricted" }),
+            ),
             Op::SetAttributes(r, a) => (
                 "resource.set_attributes",
                 format!("{r} {}", serde_json::to_string(a).unwrap_or_default()),
@@ -212,7 +218,16 @@ impl Op {
                     parent: r.parent,
                     private: r.private,
                     owner,
+                    restricted: r.restricted,
                     attributes: r.attributes,
+                }
+                .run(tx, ctx)
+                .await?,
+            ),
+            Op::SetRestricted(resource, restricted) => drop(
+                SetResourceRestricted {
+                    resource,
+                    restricted,
                 }
                 .run(tx, ctx)
                 .await?,
@@ -453,6 +468,9 @@ fn resource_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
                 }
                 if old.private != r.private {
                     ops.push(Op::SetPrivate(r.resource.clone(), r.private));
+                }
+                if old.restricted != r.restricted {
+                    ops.push(Op::SetRestricted(r.resource.clone(), r.restricted));
                 }
                 if old.attributes != r.attributes {
                     ops.push(Op::SetAttributes(r.resource.clone(), r.attributes.clone()));

@@ -208,6 +208,7 @@ fn state(s: &Spec) -> TenantDump {
             private: *private,
             created_at: now,
             attributes: Default::default(),
+            restricted: Default::default(),
         });
     }
     d.grants.push(Grant {

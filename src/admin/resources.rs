@@ -51,6 +51,8 @@ pub struct CreateResource {
     pub private: bool,
     /// Explicit owner.
     pub owner: Option<String>,
+    /// Restricted from the start.
+    pub restricted: bool,
     /// Attributes conditions read.
     pub attributes: Attributes,
 }
@@ -64,6 +66,7 @@ impl Command for CreateResource {
             parent,
             private,
             owner,
+            restricted,
             attributes,
         } = self;
         let parent_path = existing_parent(tx, parent.as_ref()).await?;
@@ -99,12 +102,16 @@ impl Command for CreateResource {
             resource: resource.clone(),
             parent: parent.clone(),
             private,
+            restricted,
             attributes,
             created_at: tx.now(),
         };
         tx.insert_resource(&created).await?;
         let mut after =
             serde_json::json!({ "resource": &resource, "parent": &parent, "private": private });
+        if restricted {
+            after["restricted"] = serde_json::Value::Bool(true);
+        }
         if !created.attributes.is_empty() {
             after["attributes"] = serde_json::to_value(&created.attributes).unwrap_or_default();
         }
@@ -284,6 +291,62 @@ impl Command for SetResourcePrivate {
         };
         Ok(Change {
             action: "resource.set_private",
+            target: format!("resource:{resource}"),
+            before: json(&before),
+            after: json(&after),
+            output: after,
+            invalidation: Invalidation {
+                subtrees: vec![resource],
+                ..Invalidation::default()
+            },
+        })
+    }
+}
+
+/// Restrict a resource (only tenant-wide owner and admin grants reach in
+/// from above) or lift its restriction.
+#[derive(Debug, Clone)]
+pub struct SetResourceRestricted {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// New restriction.
+    pub restricted: bool,
+}
+
+impl Command for SetResourceRestricted {
+    type Output = Resource;
+
+    async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
+        let Self {
+            resource,
+            restricted,
+        } = self;
+        let path = existing(tx, &resource).await?;
+        // Tenant-wide owners and admins reach in anyway, and can always
+        // undo a restriction set below them.
+        authorize_or_tenant_wide(tx, ctx, &resource.rtype, "share", &path).await?;
+        let before = stored(tx, &resource).await?;
+        if before.restricted && !restricted && !before.private {
+            // The grants above come into the subtree (those that reached in
+            // already aside): the actor must hold what they give there.
+            let d = Delegator::load(tx, ctx).await?;
+            let mut incoming = reaching_from_above(tx, &path[1..]).await?;
+            incoming.retain(|g| {
+                !(g.scope == Scope::Tenant
+                    && crate::model::REACH_RESTRICTED.contains(&g.role_id.as_str()))
+            });
+            d.could_bring_in(tx, &incoming, &resource, true, &|| {
+                format!("lift the restriction of `{resource}`")
+            })
+            .await?;
+        }
+        tx.set_restricted(&resource, restricted).await?;
+        let after = Resource {
+            restricted,
+            ..before.clone()
+        };
+        Ok(Change {
+            action: "resource.set_restricted",
             target: format!("resource:{resource}"),
             before: json(&before),
             after: json(&after),

@@ -121,6 +121,7 @@ fn create(r: &ResourceRef, parent: Option<&ResourceRef>) -> CreateResource {
         private: false,
         owner: None,
         attributes: Default::default(),
+        restricted: Default::default(),
     }
 }
 
@@ -1574,6 +1575,7 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
             parent: None,
             private: false,
             attributes: Default::default(),
+            restricted: Default::default(),
         }]
     );
     let f2 = res("folder", "f2");

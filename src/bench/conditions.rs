@@ -245,6 +245,7 @@ fn in_process() -> Vec<Row> {
             id: id.into(),
         },
         private: false,
+        restricted: false,
         attributes: None,
     };
     let path = [node("workflow", "wf1"), node("workspace", "w")];

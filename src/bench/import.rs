@@ -49,6 +49,7 @@ fn records(b: &BulkTenant) -> pb::TenantRecords {
                 private: r.private,
                 create_time: None,
                 attributes: Default::default(),
+                restricted: false,
             })
             .collect(),
         grants: b

@@ -52,6 +52,9 @@ pub enum Reason {
     RoleNotEffective,
     /// Denied: a matching grant sits above a private boundary.
     PrivateBoundary,
+    /// Denied: a matching grant sits above a restricted resource, and is
+    /// not a tenant-wide `owner` or `admin` grant.
+    RestrictedBoundary,
     /// Denied: the only matching grant expired.
     GrantExpired,
     /// Denied: the condition of every matching grant (or of its role) does
@@ -255,6 +258,12 @@ where
     // Index of the scope on the path: 0 = the resource, path.len() = the tenant.
     // Allow grants count up to and including the nearest private node.
     let boundary = path.iter().position(|n| n.private);
+    // Only tenant-wide owner and admin grants reach past a restricted one.
+    let restricted = path.iter().position(|n| n.restricted);
+    let reaches_restricted = |b: &Binding| {
+        b.grant.scope == Scope::Tenant
+            && crate::model::REACH_RESTRICTED.contains(&b.grant.role_id.as_str())
+    };
     let depth_of = |scope: &Scope| -> Option<usize> {
         match scope {
             Scope::Tenant => Some(path.len()),
@@ -333,6 +342,8 @@ where
                     note(&mut failure, Failure::new(Reason::GrantExpired, b));
                 } else if boundary.is_some_and(|limit| depth > limit) {
                     note(&mut failure, Failure::new(Reason::PrivateBoundary, b));
+                } else if restricted.is_some_and(|limit| depth > limit) && !reaches_restricted(b) {
+                    note(&mut failure, Failure::new(Reason::RestrictedBoundary, b));
                 } else if has_conditions(b, roles) {
                     conditional.push((depth, b.via_teams.len(), b, permission));
                 } else if best
@@ -401,6 +412,10 @@ where
                 Reason::GrantExpired => "the matching grant has expired".to_owned(),
                 Reason::PrivateBoundary => {
                     "the matching grant sits above a private resource, which inherits nothing"
+                        .to_owned()
+                }
+                Reason::RestrictedBoundary => {
+                    "the matching grant sits above a restricted resource, which only tenant-wide owner and admin grants reach"
                         .to_owned()
                 }
                 Reason::ConditionFailed | Reason::ConditionContextMissing => f.detail,

@@ -42,6 +42,7 @@ fn node(rtype: &str, id: &str, private: bool) -> ResourceNode {
         resource: rref(rtype, id),
         private,
         attributes: None,
+        restricted: Default::default(),
     }
 }
 

@@ -195,6 +195,7 @@ write_requests!(
     MoveResourceRequest,
     SetResourcePrivateRequest,
     SetResourceAttributesRequest,
+    SetResourceRestrictedRequest,
     DeleteResourceRequest,
     TransferOwnershipRequest,
     CreatePrincipalRequest,
@@ -470,6 +471,19 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::SetResourcePrivateResponse>, Status> {
         let w = self.write::<_, resources::SetResourcePrivate>(req).await?;
         Ok(Response::new(pb::SetResourcePrivateResponse {
+            resource: Some(w.output.into()),
+            consistency_token: w.revision.to_string(),
+        }))
+    }
+
+    async fn set_resource_restricted(
+        &self,
+        req: Request<pb::SetResourceRestrictedRequest>,
+    ) -> Result<Response<pb::SetResourceRestrictedResponse>, Status> {
+        let w = self
+            .write::<_, resources::SetResourceRestricted>(req)
+            .await?;
+        Ok(Response::new(pb::SetResourceRestrictedResponse {
             resource: Some(w.output.into()),
             consistency_token: w.revision.to_string(),
         }))

@@ -239,6 +239,7 @@ impl From<Reason> for pb::Reason {
             Reason::NoGrant => pb::Reason::NoGrant,
             Reason::RoleNotEffective => pb::Reason::RoleNotEffective,
             Reason::PrivateBoundary => pb::Reason::PrivateBoundary,
+            Reason::RestrictedBoundary => pb::Reason::RestrictedBoundary,
             Reason::GrantExpired => pb::Reason::GrantExpired,
             Reason::ConditionFailed => pb::Reason::ConditionFailed,
             Reason::ConditionContextMissing => pb::Reason::ConditionContextMissing,
@@ -298,6 +299,7 @@ impl From<Resource> for pb::Resource {
             private: r.private,
             create_time: Some(timestamp(r.created_at)),
             attributes: r.attributes.into_iter().collect(),
+            restricted: r.restricted,
         }
     }
 }
@@ -527,7 +529,18 @@ impl TryFrom<pb::CreateResourceRequest> for resources::CreateResource {
             resource: resource("resource", r.resource)?,
             parent: opt_resource("parent", r.parent)?,
             private: r.private,
+            restricted: r.restricted,
             attributes: attributes("attributes", r.attributes)?,
+        })
+    }
+}
+
+impl TryFrom<pb::SetResourceRestrictedRequest> for resources::SetResourceRestricted {
+    type Error = Error;
+    fn try_from(r: pb::SetResourceRestrictedRequest) -> Result<Self> {
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+            restricted: r.restricted,
         })
     }
 }

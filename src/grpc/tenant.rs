@@ -124,6 +124,7 @@ pub fn add_records(d: &mut TenantDump, r: pb::TenantRecords, now: Millis) -> Res
             resource: resource(&f("ref"), x.r#ref)?,
             parent: opt_resource(&f("parent"), x.parent)?,
             private: x.private,
+            restricted: x.restricted,
             attributes: super::convert::attributes(&f("attributes"), x.attributes)?,
             created_at: at(time(&f("create_time"), x.create_time)?),
         });

@@ -111,6 +111,9 @@ impl TenantIndex {
         for (r, attributes) in &rows.attributes {
             index.tree.set_attributes(r, attributes);
         }
+        for r in &rows.restricted {
+            index.tree.set_restricted(r, true);
+        }
         for (team, member) in rows.members {
             index
                 .member_of
@@ -315,7 +318,8 @@ impl TenantIndex {
             Delta::Resource { .. }
             | Delta::Private { .. }
             | Delta::Moved { .. }
-            | Delta::Attributes { .. } => self.tree.apply(d),
+            | Delta::Attributes { .. }
+            | Delta::Restricted { .. } => self.tree.apply(d),
             Delta::SubtreeDeleted { resource } => match self.tree.remove_collect(resource) {
                 Some(gone) => {
                     for r in gone {

@@ -199,6 +199,17 @@ impl Tree {
         }
     }
 
+    /// Sets whether `r` is restricted; false when it is not there.
+    pub fn set_restricted(&mut self, r: &ResourceRef, restricted: bool) -> bool {
+        match self.ids.get(r) {
+            Some(&id) => {
+                self.node_mut(id).node.restricted = restricted;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Replaces the attributes of `r`; false when it is not there.
     pub fn set_attributes(&mut self, r: &ResourceRef, attributes: &Attributes) -> bool {
         match self.ids.get(r) {
@@ -222,11 +233,17 @@ impl Tree {
                 resource,
                 parent,
                 private,
+                restricted,
                 attributes,
             } => {
                 self.insert(resource.clone(), parent.as_ref(), *private)
+                    && (!*restricted || self.set_restricted(resource, true))
                     && (attributes.is_empty() || self.set_attributes(resource, attributes))
             }
+            Delta::Restricted {
+                resource,
+                restricted,
+            } => self.set_restricted(resource, *restricted),
             Delta::Attributes {
                 resource,
                 attributes,
@@ -401,6 +418,7 @@ impl Tree {
             node: ResourceNode {
                 resource: r.clone(),
                 private,
+                restricted: false,
                 attributes: None,
             },
             parent: None,

@@ -204,6 +204,9 @@ pub struct ResourceNode {
     pub resource: ResourceRef,
     /// Whether it is a private boundary.
     pub private: bool,
+    /// Whether it is restricted: grants from above do not reach in, except
+    /// tenant-wide `owner` and `admin` grants.
+    pub restricted: bool,
     /// Its attributes, for conditions (`None`: none).
     pub attributes: Option<Arc<Attributes>>,
 }
@@ -217,6 +220,10 @@ pub struct Resource {
     pub parent: Option<ResourceRef>,
     /// Private boundary.
     pub private: bool,
+    /// Restricted: grants from above reach in only when tenant-wide `owner`
+    /// or `admin`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restricted: bool,
     /// Attributes conditions may read (`resource.<name>`).
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
@@ -224,12 +231,20 @@ pub struct Resource {
     pub created_at: Millis,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The roles whose tenant-wide grants reach into restricted resources.
+pub const REACH_RESTRICTED: [&str; 2] = ["owner", "admin"];
+
 impl Resource {
     /// As a node of an ancestry.
     pub fn node(&self) -> ResourceNode {
         ResourceNode {
             resource: self.resource.clone(),
             private: self.private,
+            restricted: self.restricted,
             attributes: (!self.attributes.is_empty()).then(|| Arc::new(self.attributes.clone())),
         }
     }

@@ -23,8 +23,15 @@ pub enum Delta {
         resource: ResourceRef,
         parent: Option<ResourceRef>,
         private: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restricted: bool,
         #[serde(default, skip_serializing_if = "Attributes::is_empty")]
         attributes: Attributes,
+    },
+    /// A resource became restricted or not.
+    Restricted {
+        resource: ResourceRef,
+        restricted: bool,
     },
     /// A resource's attributes were replaced.
     Attributes {

@@ -28,6 +28,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 struct Node {
     parent: Option<ResourceRef>,
     private: bool,
+    restricted: bool,
     attributes: Option<Arc<Attributes>>,
     created_at: Millis,
 }
@@ -104,6 +105,7 @@ impl TenantState {
             resource: r.clone(),
             parent: n.parent.clone(),
             private: n.private,
+            restricted: n.restricted,
             attributes: n.attributes.as_deref().cloned().unwrap_or_default(),
             created_at: n.created_at,
         })
@@ -117,6 +119,7 @@ impl TenantState {
         let mut path = vec![ResourceNode {
             resource: r.clone(),
             private: node.private,
+            restricted: node.restricted,
             attributes: node.attributes.clone(),
         }];
         while let Some(parent) = &node.parent {
@@ -130,6 +133,7 @@ impl TenantState {
             path.push(ResourceNode {
                 resource: parent.clone(),
                 private: node.private,
+                restricted: node.restricted,
                 attributes: node.attributes.clone(),
             });
         }
@@ -380,6 +384,7 @@ impl TenantState {
                 resource: r.clone(),
                 parent: n.parent.clone(),
                 private: n.private,
+                restricted: n.restricted,
                 attributes: n.attributes.as_deref().cloned().unwrap_or_default(),
                 created_at: n.created_at,
             })
@@ -560,6 +565,12 @@ impl MemStore {
                 .resources
                 .iter()
                 .filter_map(|(r, n)| Some((r.clone(), n.attributes.as_deref()?.clone())))
+                .collect(),
+            restricted: s
+                .resources
+                .iter()
+                .filter(|(_, n)| n.restricted)
+                .map(|(r, _)| r.clone())
                 .collect(),
             principals: s.principals.values().cloned().collect(),
             teams: s.teams.values().cloned().collect(),
@@ -1172,6 +1183,7 @@ impl WriteTx for MemTx {
             Node {
                 parent: r.parent.clone(),
                 private: r.private,
+                restricted: r.restricted,
                 attributes: (!r.attributes.is_empty()).then(|| Arc::new(r.attributes.clone())),
                 created_at: r.created_at,
             },
@@ -1180,7 +1192,22 @@ impl WriteTx for MemTx {
             resource: r.resource.clone(),
             parent: r.parent.clone(),
             private: r.private,
+            restricted: r.restricted,
             attributes: r.attributes.clone(),
+        });
+        Ok(())
+    }
+
+    async fn set_restricted(&mut self, r: &ResourceRef, restricted: bool) -> Result<()> {
+        let node = self
+            .state
+            .resources
+            .get_mut(r)
+            .ok_or_else(|| missing_resource(r))?;
+        node.restricted = restricted;
+        self.deltas.push(Delta::Restricted {
+            resource: r.clone(),
+            restricted,
         });
         Ok(())
     }

@@ -195,6 +195,8 @@ pub struct TenantRows {
     pub resources: Vec<ResourceRow>,
     /// The attributes of every resource that has some.
     pub attributes: Vec<(ResourceRef, Attributes)>,
+    /// Every restricted resource.
+    pub restricted: Vec<ResourceRef>,
     /// Every principal.
     pub principals: Vec<Principal>,
     /// Every team.
@@ -252,6 +254,7 @@ impl TenantDump {
             tenant,
             resources,
             attributes,
+            restricted,
             mut principals,
             mut teams,
             mut members,
@@ -263,11 +266,13 @@ impl TenantDump {
         members.sort();
         grants.sort_by(|a, b| a.id.cmp(&b.id));
         let mut attributes: HashMap<ResourceRef, Attributes> = attributes.into_iter().collect();
+        let restricted: std::collections::HashSet<ResourceRef> = restricted.into_iter().collect();
         let resources = parents_first(resources)
             .into_iter()
             .map(|(r, parent, private)| Resource {
                 created_at: created(&r),
                 attributes: attributes.remove(&r).unwrap_or_default(),
+                restricted: restricted.contains(&r),
                 resource: r,
                 parent,
                 private,
@@ -300,6 +305,12 @@ impl TenantDump {
                 .iter()
                 .filter(|r| !r.attributes.is_empty())
                 .map(|r| (r.resource.clone(), r.attributes.clone()))
+                .collect(),
+            restricted: self
+                .resources
+                .iter()
+                .filter(|r| r.restricted)
+                .map(|r| r.resource.clone())
                 .collect(),
             principals: self.principals.clone(),
             teams: self.teams.clone(),
@@ -671,6 +682,12 @@ pub trait WriteTx: Send + Sized {
         &mut self,
         r: &ResourceRef,
         private: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Sets a resource's restricted flag.
+    fn set_restricted(
+        &mut self,
+        r: &ResourceRef,
+        restricted: bool,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Replaces a resource's attributes.
     fn set_attributes(

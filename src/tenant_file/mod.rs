@@ -220,6 +220,10 @@ pub struct ResourceEntry {
     /// Private: nothing granted above reaches in.
     #[serde(default, skip_serializing_if = "is_false")]
     pub private: bool,
+    /// Restricted: only tenant-wide owner and admin grants reach in from
+    /// above.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restricted: bool,
     /// Attributes conditions read as `resource.<name>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
@@ -436,7 +440,7 @@ impl TenantFile {
                 .map(|p| reference(&at("parent"), p))
                 .transpose()?;
             created.insert(me.clone(), time(&at("created_at"), &r.created_at)?);
-            attributes.insert(me.clone(), &r.attributes);
+            attributes.insert(me.clone(), (&r.attributes, r.restricted));
             rows.push((me, parent, r.private));
         }
         for (r, parent, private) in crate::store::parents_first(rows) {
@@ -444,8 +448,9 @@ impl TenantFile {
                 create_time: created.get(&r).cloned().flatten(),
                 attributes: attributes
                     .get(&r)
-                    .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .map(|(a, _)| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default(),
+                restricted: attributes.get(&r).is_some_and(|(_, x)| *x),
                 r#ref: Some(r.into()),
                 parent: parent.map(Into::into),
                 private,
@@ -551,6 +556,7 @@ impl TenantFile {
                     resource: x.r#ref.map(shown).unwrap_or_default(),
                     parent: x.parent.map(shown),
                     private: x.private,
+                    restricted: x.restricted,
                     attributes: x.attributes.into_iter().collect(),
                     created_at: x.create_time.map(|t| t.to_string()),
                 }

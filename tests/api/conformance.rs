@@ -81,6 +81,7 @@ fn node(x: &ResourceRef, private: bool) -> ResourceNode {
         resource: x.clone(),
         private,
         attributes: Default::default(),
+        restricted: Default::default(),
     }
 }
 
@@ -91,6 +92,7 @@ fn resource(x: &ResourceRef, parent: Option<&ResourceRef>, private: bool) -> Res
         private,
         created_at: 1_700_000_000_123,
         attributes: Default::default(),
+        restricted: Default::default(),
     }
 }
 

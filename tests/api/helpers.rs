@@ -451,6 +451,7 @@ impl TestApp {
                 private,
                 owner_id: String::new(),
                 attributes: Default::default(),
+                restricted: Default::default(),
             })
             .await
             .map(|r| r.into_inner().consistency_token)
@@ -598,6 +599,42 @@ impl TestApp {
             })
             .await
             .map(|r| r.into_inner().resource.expect("resource in response"))
+    }
+
+    /// Creates a restricted resource as the super user (only tenant-wide
+    /// owner and admin grants reach in from above).
+    pub async fn restricted_resource(&self, r: &str, parent: Option<&str>) -> String {
+        self.operator()
+            .create_resource(pb::CreateResourceRequest {
+                tenant_id: TENANT.into(),
+                resource: Some(res(r)),
+                parent: parent.map(res),
+                restricted: true,
+                ..Default::default()
+            })
+            .await
+            .expect("restricted resource")
+            .into_inner()
+            .consistency_token
+    }
+
+    /// Restricts a resource or lifts its restriction, acting as `actor`.
+    pub async fn set_restricted(
+        &self,
+        actor: &str,
+        r: &str,
+        restricted: bool,
+    ) -> Result<pb::Resource, Status> {
+        self.operator()
+            .set_resource_restricted(pb::SetResourceRestrictedRequest {
+                tenant_id: TENANT.into(),
+                actor_id: actor.into(),
+                resource: Some(res(r)),
+                restricted,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().resource.expect("resource"))
     }
 
     /// Revokes a grant; returns the revision token.

@@ -2421,6 +2421,7 @@ admin_rpcs! {
     MoveResource(MoveResourceRequest, MoveResourceResponse) = move_resource, true;
     SetResourcePrivate(SetResourcePrivateRequest, SetResourcePrivateResponse) = set_resource_private, true;
     SetResourceAttributes(SetResourceAttributesRequest, SetResourceAttributesResponse) = set_resource_attributes, true;
+    SetResourceRestricted(SetResourceRestrictedRequest, SetResourceRestrictedResponse) = set_resource_restricted, true;
     DeleteResource(DeleteResourceRequest, DeleteResourceResponse) = delete_resource, true;
     TransferOwnership(TransferOwnershipRequest, TransferOwnershipResponse) = transfer_ownership, true;
     CreatePrincipal(CreatePrincipalRequest, CreatePrincipalResponse) = create_principal, true;
@@ -2665,6 +2666,26 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                         private,
                         request_id,
                         ..Default::default()
+                    })
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (
+                t(),
+                a(),
+                opt_resource(p, false, 100_000, h),
+                any::<bool>(),
+                request_id(h),
+            )
+                .prop_map(|(tenant_id, actor_id, resource, restricted, request_id)| {
+                    Req::SetResourceRestricted(pb::SetResourceRestrictedRequest {
+                        tenant_id,
+                        actor_id,
+                        resource,
+                        restricted,
+                        request_id,
                     })
                 })
                 .boxed(),
@@ -3190,6 +3211,10 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
             e.resource("new_parent", r.new_parent.as_ref(), false);
         }
         Req::SetResourcePrivate(r) => {
+            e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
+            e.resource("resource", r.resource.as_ref(), true);
+        }
+        Req::SetResourceRestricted(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
             e.resource("resource", r.resource.as_ref(), true);
         }
@@ -4381,6 +4406,15 @@ async fn missing_fields(b: Backend) {
         tenant_id: tenant(),
         resource: Some(res("folder:fresh")),
         private: true,
+        ..Default::default()
+    }, actor: true, {
+        "tenant_id" => |r| r.tenant_id.clear(),
+        "resource" => |r| r.resource = None,
+    });
+    omit!(set_resource_restricted, pb::SetResourceRestrictedRequest {
+        tenant_id: tenant(),
+        resource: Some(res("folder:fresh")),
+        restricted: true,
         ..Default::default()
     }, actor: true, {
         "tenant_id" => |r| r.tenant_id.clear(),

@@ -837,6 +837,24 @@ fn every_rpc() -> Vec<Rpc> {
             }),
         ),
         rpc(
+            "AdminService/SetResourceRestricted",
+            Admin,
+            Write,
+            call!(|c| {
+                reply(
+                    c.admin()
+                        .set_resource_restricted(pb::SetResourceRestrictedRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            resource: Some(res(&c.n.folder2())),
+                            restricted: true,
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        rpc(
             "AdminService/SetResourceAttributes",
             Admin,
             SuperUserWrite,
@@ -3315,7 +3333,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 44);
+    assert_eq!(declared.len(), 45);
 }
 
 // ---- a side channel -----------------------------------------------------------

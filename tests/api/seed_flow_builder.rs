@@ -224,8 +224,9 @@ async fn connection_use_can_be_limited_to_specific_users_and_teams(b: Backend) {
     app.add_member("payments", "pat").await.unwrap();
     // Shared with all workspace members: anyone with a workspace role may use it.
     app.resource("connection:slack", Some(WS)).await;
-    // Restricted to a team: private, shared with the team only.
-    app.private_resource("connection:bank", Some(WS)).await;
+    // Restricted to a team: shared with the team only (administrators
+    // still see it, "Admin: view all flows and connections").
+    app.restricted_resource("connection:bank", Some(WS)).await;
     app.grant("team:payments", "editor", "connection:bank")
         .await;
 
@@ -233,10 +234,10 @@ async fn connection_use_can_be_limited_to_specific_users_and_teams(b: Backend) {
     assert!(app.check("pat", "execute", "connection:bank").await);
     let r = app.check_full("ed", "execute", "connection:bank").await;
     assert!(!r.allowed);
-    assert_eq!(reason_of(&r), pb::Reason::PrivateBoundary);
+    assert_eq!(reason_of(&r), pb::Reason::RestrictedBoundary);
     assert_eq!(
         app.subjects("connection:bank", "execute").await,
-        vec!["pat"]
+        vec!["ada", "pat"]
     );
     assert_eq!(app.list("pat", "execute", "connection").await, vec!["bank"]);
 }
@@ -1216,6 +1217,88 @@ async fn whoever_may_not_view_a_flow_may_not_edit_or_run_it(b: Backend) {
     assert!(app.check("ed", "edit", "workflow:sync").await);
 }
 
+/// The flow builder's three access modes of a connection — private to its
+/// owner, all users, specific users and teams — and "Admin: view all flows
+/// and connections", which holds for restricted ones too: "all users" is an
+/// ordinary resource, "private to the owner" and "specific users and teams"
+/// are restricted resources with grants to those (tenant-wide `admin` and
+/// `owner` grants still reach in; a workspace admin's do not). monday's
+/// private workflows (`private`) hide even from administrators.
+async fn connection_access_modes_and_administrators_see_every_connection(b: Backend) {
+    let app = spawn_app_on(b).await;
+    workspace(&app).await;
+    app.user("olive").await;
+    app.user("wes").await;
+    app.grant("wes", "admin", WS).await;
+    app.team("ops").await;
+    app.add_member("ops", "ed").await.expect("member");
+    app.resource("connection:all", Some(WS)).await;
+    app.restricted_resource("connection:mine", Some(WS)).await;
+    app.grant("olive", "owner", "connection:mine").await;
+    app.restricted_resource("connection:shared", Some(WS)).await;
+    app.grant("team:ops", "viewer", "connection:shared").await;
+    app.private_resource("workflow:private", Some(WS)).await;
+
+    // (who, all, mine, shared)
+    let table = [
+        ("ada", true, true, true),
+        ("olive", false, true, false),
+        ("ed", true, false, true),
+        ("vic", true, false, false),
+        ("wes", true, false, false),
+        ("nobody", false, false, false),
+    ];
+    for (who, all, mine, shared) in table {
+        for (r, want) in [
+            ("connection:all", all),
+            ("connection:mine", mine),
+            ("connection:shared", shared),
+        ] {
+            let a = app.check_full(who, "view", r).await;
+            assert_eq!(a.allowed, want, "{who} views {r}: {a:?}");
+        }
+        let mut listed: Vec<&str> = Vec::new();
+        for (id, on) in [("all", all), ("mine", mine), ("shared", shared)] {
+            if on {
+                listed.push(id);
+            }
+        }
+        assert_eq!(app.list(who, "view", "connection").await, listed, "{who}");
+    }
+    let r = app.check_full("vic", "view", "connection:shared").await;
+    assert_eq!(reason_of(&r), pb::Reason::RestrictedBoundary);
+    assert_eq!(
+        app.subjects("connection:mine", "view").await,
+        vec!["ada", "olive"]
+    );
+    // A private workflow hides from the administrator too.
+    assert_eq!(
+        app.reason("ada", "view", "workflow:private").await,
+        pb::Reason::PrivateBoundary
+    );
+
+    // Lifting a restriction needs `share` on the resource: neither the
+    // editor nor the workspace admin (kept out by the restriction) may; the
+    // tenant admin may.
+    for who in ["ed", "wes"] {
+        let refused = app
+            .set_restricted(who, "connection:shared", false)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{who}: {refused:?}");
+    }
+    let lifted = app
+        .set_restricted("ada", "connection:shared", false)
+        .await
+        .expect("lift");
+    assert!(!lifted.restricted);
+    assert!(app.check("vic", "view", "connection:shared").await);
+    app.set_restricted("ada", "connection:shared", true)
+        .await
+        .expect("restrict again");
+    assert!(!app.check("vic", "view", "connection:shared").await);
+}
+
 on_every_backend!(
     flow_permissions_follow_the_owner_editor_viewer_none_matrix,
     editors_manage_connections_and_viewers_cannot,
@@ -1234,4 +1317,5 @@ on_every_backend!(
     administrators_need_multi_factor_authentication,
     invitations_time_out_and_can_be_resent_or_revoked,
     whoever_may_not_view_a_flow_may_not_edit_or_run_it,
+    connection_access_modes_and_administrators_see_every_connection,
 );

@@ -25,6 +25,7 @@ fn node(attrs: &[(&str, &str)]) -> ResourceNode {
         },
         private: false,
         attributes: (!a.is_empty()).then(|| Arc::new(a)),
+        restricted: Default::default(),
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Model {
     /// Keys of the ancestors, root first, as `/1/5/` (`/` at the top).
     pub ancestors: String,
     pub is_private: bool,
+    /// Grants from above reach in only when tenant-wide `owner` or `admin`.
+    pub is_restricted: bool,
     /// JSON object of attribute strings; `None` for none.
     pub attributes: Option<String>,
     pub created_at: i64,

@@ -14,6 +14,7 @@ mod m20261202_000008_tenant_tombstones;
 mod m20261203_000009_conditions;
 mod m20261203_000010_invitation_expiry;
 mod m20261203_000011_implied_actions;
+mod m20261203_000012_restricted_resources;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_conditions::Migration),
             Box::new(m20261203_000010_invitation_expiry::Migration),
             Box::new(m20261203_000011_implied_actions::Migration),
+            Box::new(m20261203_000012_restricted_resources::Migration),
         ]
     }
 }

@@ -76,6 +76,7 @@ impl SqlStore {
                 parent_pk: Set(r.parent_pk),
                 ancestors: Set(r.ancestors.clone()),
                 is_private: Set(r.private),
+                is_restricted: Set(false),
                 attributes: Set(None),
                 created_at: Set(now),
             }))

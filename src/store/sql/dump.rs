@@ -279,6 +279,7 @@ async fn insert_resources<'a, C: ConnectionTrait>(
             parent_pk: Set(parent_pk),
             ancestors: Set(ancestors.clone()),
             is_private: Set(r.private),
+            is_restricted: Set(r.restricted),
             attributes: Set(attributes_column(&r.attributes)),
             created_at: Set(r.created_at),
         });
@@ -289,10 +290,10 @@ async fn insert_resources<'a, C: ConnectionTrait>(
             let v = |x: &sea_orm::ActiveValue<String>| x.clone().unwrap();
             unnest(
                 c,
-                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, attributes, created_at) \
-                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, NULLIF(attrs, ''), at \
-                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::text[], $9::bigint[]) \
-                 AS t(pk, rtype, rid, parent, anc, priv, attrs, at)",
+                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, is_restricted, attributes, created_at) \
+                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, restr, NULLIF(attrs, ''), at \
+                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::bool[], $9::text[], $10::bigint[]) \
+                 AS t(pk, rtype, rid, parent, anc, priv, restr, attrs, at)",
                 vec![
                     t.into(),
                     chunk.iter().map(|m| m.pk.clone().unwrap()).collect::<Vec<i64>>().into(),
@@ -305,6 +306,7 @@ async fn insert_resources<'a, C: ConnectionTrait>(
                         .into(),
                     strings(chunk, |m| v(&m.ancestors)),
                     chunk.iter().map(|m| m.is_private.clone().unwrap()).collect::<Vec<bool>>().into(),
+                    chunk.iter().map(|m| m.is_restricted.clone().unwrap()).collect::<Vec<bool>>().into(),
                     strings(chunk, |m| m.attributes.clone().unwrap().unwrap_or_default()),
                     chunk.iter().map(|m| m.created_at.clone().unwrap()).collect::<Vec<i64>>().into(),
                 ],

@@ -311,6 +311,7 @@ pub(super) async fn resource_from_row<C: ConnectionTrait>(
         resource: resource_ref(&row),
         parent,
         private: row.is_private,
+        restricted: row.is_restricted,
         attributes: attributes_from_column(row.attributes.as_deref())?,
         created_at: row.created_at,
     })
@@ -360,6 +361,7 @@ pub(super) async fn list_children<C: ConnectionTrait>(
                 resource: resource_ref(&r),
                 parent: parent_ref.clone(),
                 private: r.is_private,
+                restricted: r.is_restricted,
                 attributes: attributes_from_column(r.attributes.as_deref())?,
                 created_at: r.created_at,
             })
@@ -375,6 +377,7 @@ fn ancestry_of(
     let mut path = vec![ResourceNode {
         resource: resource_ref(row),
         private: row.is_private,
+        restricted: row.is_restricted,
         attributes: node_attributes(row.attributes.as_deref())?,
     }];
     for pk in ancestor_pks(&row.ancestors)?.into_iter().rev() {
@@ -382,6 +385,7 @@ fn ancestry_of(
         path.push(ResourceNode {
             resource: resource_ref(a),
             private: a.is_private,
+            restricted: a.is_restricted,
             attributes: node_attributes(a.attributes.as_deref())?,
         });
     }
@@ -632,18 +636,19 @@ pub(super) async fn resource_rows<C: ConnectionTrait>(
 }
 
 /// What [`resource_rows_by_pk`] reads: the resource of each key, every
-/// resource as `(resource, parent, private)`, and the attributes of those
-/// that have some.
+/// resource as `(resource, parent, private)`, the attributes of those that
+/// have some and the restricted ones.
 type ResourceRows = (
     HashMap<i64, ResourceRef>,
     Vec<crate::store::ResourceRow>,
     Vec<(ResourceRef, model::Attributes)>,
+    Vec<ResourceRef>,
 );
 
 /// Every resource of the tenant as `(resource, parent, private)`, with the
 /// resource of each key.
 async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<ResourceRows> {
-    type Row = (i64, String, String, Option<i64>, bool, Option<String>);
+    type Row = (i64, String, String, Option<i64>, bool, Option<String>, bool);
     let rows: Vec<Row> = resource::Entity::find()
         .select_only()
         .column(resource::Column::Pk)
@@ -652,6 +657,7 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<Resou
         .column(resource::Column::ParentPk)
         .column(resource::Column::IsPrivate)
         .column(resource::Column::Attributes)
+        .column(resource::Column::IsRestricted)
         .filter(resource::Column::TenantId.eq(t))
         .into_tuple()
         .all(c)
@@ -659,8 +665,12 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<Resou
     let mut by_pk: HashMap<i64, ResourceRef> = HashMap::with_capacity(rows.len());
     let mut parents = Vec::with_capacity(rows.len());
     let mut attributes = Vec::new();
-    for (pk, rtype, id, parent, private, attrs) in rows {
+    let mut restricted = Vec::new();
+    for (pk, rtype, id, parent, private, attrs, is_restricted) in rows {
         let r = ResourceRef { rtype, id };
+        if is_restricted {
+            restricted.push(r.clone());
+        }
         if attrs.is_some() {
             attributes.push((r.clone(), attributes_from_column(attrs.as_deref())?));
         }
@@ -679,7 +689,7 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<Resou
             Ok((by_pk[&pk].clone(), parent, private))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((by_pk, out, attributes))
+    Ok((by_pk, out, attributes, restricted))
 }
 
 /// Every row of the tenant, read through `c` (one statement per table; the
@@ -693,7 +703,7 @@ pub(super) async fn tenant_rows<C: ConnectionTrait>(
     };
     let revision = row.revision;
     let tenant = tenant_from_row(row)?;
-    let (by_pk, resources, attributes) = resource_rows_by_pk(c, t).await?;
+    let (by_pk, resources, attributes, restricted) = resource_rows_by_pk(c, t).await?;
     let principals = principal::Entity::find()
         .filter(principal::Column::TenantId.eq(t))
         .all(c)
@@ -743,6 +753,7 @@ pub(super) async fn tenant_rows<C: ConnectionTrait>(
         tenant,
         resources,
         attributes,
+        restricted,
         principals,
         teams,
         members,

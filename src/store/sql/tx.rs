@@ -479,6 +479,7 @@ impl WriteTx for SqlTx {
                 .map(child_path)
                 .unwrap_or_else(|| "/".to_owned())),
             is_private: Set(r.private),
+            is_restricted: Set(r.restricted),
             attributes: Set(attributes_column(&r.attributes)),
             created_at: Set(r.created_at),
         }
@@ -488,7 +489,22 @@ impl WriteTx for SqlTx {
             resource: r.resource.clone(),
             parent: r.parent.clone(),
             private: r.private,
+            restricted: r.restricted,
             attributes: r.attributes.clone(),
+        });
+        Ok(())
+    }
+
+    async fn set_restricted(&mut self, r: &ResourceRef, restricted: bool) -> Result<()> {
+        let row = self.row(r).await?;
+        resource::Entity::update_many()
+            .col_expr(resource::Column::IsRestricted, Expr::value(restricted))
+            .filter(resource::Column::Pk.eq(row.pk))
+            .exec(&self.txn)
+            .await?;
+        self.deltas.push(Delta::Restricted {
+            resource: r.clone(),
+            restricted,
         });
         Ok(())
     }
