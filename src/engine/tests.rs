@@ -1535,3 +1535,71 @@ fn implications_are_checked_when_written() {
         assert!(validate_implied_actions("f", &bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn only_tenant_wide_owner_and_admin_grants_reach_into_a_restricted_resource() {
+    // wf1 → f1 (restricted) → w1.
+    let mut path = wf1_path(&[]);
+    path[1].restricted = true;
+    let roles = predefined();
+    for (g, reason) in [
+        (
+            allow("g", "editor", Scope::Resource(rref("workspace", "w1"))),
+            Some(Reason::RestrictedBoundary),
+        ),
+        (
+            allow("g", "editor", Scope::Tenant),
+            Some(Reason::RestrictedBoundary),
+        ),
+        (
+            allow("g", "admin", Scope::Resource(rref("workspace", "w1"))),
+            Some(Reason::RestrictedBoundary),
+        ),
+        (allow("g", "admin", Scope::Tenant), None),
+        (allow("g", "owner", Scope::Tenant), None),
+        // On the restricted resource itself and below, as usual.
+        (
+            allow("g", "editor", Scope::Resource(rref("folder", "f1"))),
+            None,
+        ),
+        (
+            allow("g", "editor", Scope::Resource(rref("workflow", "wf1"))),
+            None,
+        ),
+    ] {
+        let d = ask(
+            std::slice::from_ref(&g),
+            &roles,
+            "workflow",
+            "edit",
+            Some(&path),
+        );
+        match reason {
+            None => assert_allowed(&d),
+            Some(r) => assert_denied(&d, r),
+        }
+    }
+    // A private boundary still stops even tenant-wide admins.
+    path[1].private = true;
+    let d = ask(
+        &[allow("g", "admin", Scope::Tenant)],
+        &roles,
+        "workflow",
+        "edit",
+        Some(&path),
+    );
+    assert_denied(&d, Reason::PrivateBoundary);
+    // A deny above a restricted resource still counts.
+    path[1].private = false;
+    let d = ask(
+        &[
+            allow("a", "admin", Scope::Tenant),
+            deny("d", "editor", Scope::Resource(rref("workspace", "w1"))),
+        ],
+        &roles,
+        "workflow",
+        "edit",
+        Some(&path),
+    );
+    assert_denied(&d, Reason::ExplicitDeny);
+}

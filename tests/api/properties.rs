@@ -49,6 +49,8 @@ struct Res {
     /// Index of the parent, always lower than the resource's own index.
     parent: Option<usize>,
     private: bool,
+    /// Restricted: only tenant-wide owner and admin grants reach in.
+    restricted: bool,
     /// The `tier` attribute, when set.
     tier: Option<&'static str>,
 }
@@ -195,6 +197,13 @@ impl std::fmt::Display for World {
                 )?,
                 None => writeln!(s, "app.{call}({:?}, {parent}).await;", r.key())?,
             }
+            if r.restricted {
+                writeln!(
+                    s,
+                    "app.set_restricted(\"\", {:?}, true).await.unwrap();",
+                    r.key()
+                )?;
+            }
         }
         for (id, status) in &self.people {
             let initial = if *status == Status::Invited {
@@ -292,6 +301,7 @@ fn world() -> impl Strategy<Value = World> {
             prop::option::weighted(0.8, any::<Index>()),
             prop::bool::weighted(0.25),
             prop::option::weighted(0.5, prop::sample::select(vec!["gold", "silver"])),
+            prop::bool::weighted(0.2),
         ),
         5..=25,
     );
@@ -344,7 +354,7 @@ fn world() -> impl Strategy<Value = World> {
                 let resources: Vec<Res> = rs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, stem, n, parent, private, tier))| {
+                    .map(|(i, (t, stem, n, parent, private, tier, restricted))| {
                         let rtype = TYPES[t];
                         let mut id = format!("{}{n}", STEMS[stem]);
                         if !taken.insert((rtype, id.clone())) {
@@ -356,6 +366,7 @@ fn world() -> impl Strategy<Value = World> {
                             id,
                             parent: parent.filter(|_| i > 0).map(|ix| ix.index(i)),
                             private,
+                            restricted,
                             tier,
                         }
                     })
@@ -467,6 +478,7 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
                 resource: Some(res(&r.key())),
                 parent: parent.as_deref().map(res),
                 private: r.private,
+                restricted: r.restricted,
                 attributes: r
                     .tier
                     .map(|t| [("tier".to_owned(), t.to_owned())].into())
@@ -699,6 +711,9 @@ fn model_allows_alone(w: &World, built: &Built, principal: &str, action: &str, r
     let boundary = path
         .iter()
         .position(|n| n.is_some_and(|i| w.resources[i].private));
+    let restricted = path
+        .iter()
+        .position(|n| n.is_some_and(|i| w.resources[i].restricted));
     let rtype = w.resources[r].rtype;
     let depth = |scope: Option<usize>| path.iter().position(|n| *n == scope);
     // A condition that holds lets its grant count; one that cannot be told
@@ -719,8 +734,12 @@ fn model_allows_alone(w: &World, built: &Built, principal: &str, action: &str, r
             }
             continue;
         }
+        // Past a restricted resource only tenant-wide owner and admin reach.
+        let reaches = restricted.is_none_or(|x| d <= x)
+            || (g.scope.is_none() && matches!(g.role, "owner" | "admin"));
         if role_effective(g.role, g.scope.is_none())
             && boundary.is_none_or(|b| d <= b)
+            && reaches
             && matches!(said(g), None | Some(Some(true)))
         {
             allowed = true;
