@@ -242,6 +242,15 @@ async fn private_workflow_is_visible_only_to_owners_and_invited_members(b: Backe
     assert_eq!(reason_of(&r), pb::Reason::PrivateBoundary);
     assert_eq!(r.explanation.unwrap().scope, Some(res(WS)));
 
+    // Private hides even from administrators: a tenant-wide admin grant
+    // stops at the boundary too (unlike a restricted resource's).
+    app.user("acc").await;
+    app.grant("acc", "admin", "tenant").await;
+    let r = app.check_full("acc", "view", "workflow:secret").await;
+    assert!(!r.allowed, "{r:?}");
+    assert_eq!(reason_of(&r), pb::Reason::PrivateBoundary);
+    assert!(app.check("acc", "view", "workflow:launch").await);
+
     // ListAccessible agrees with Check.
     assert_eq!(app.list("sam", "view", "workflow").await, vec!["launch"]);
     assert_eq!(
