@@ -202,47 +202,10 @@ fn decide_one<'b, I>(
 where
     I: Iterator<Item = &'b Binding> + Clone,
 {
-    let principal = match subject {
-        Subject::SuperUser => {
-            let mut d = Decision::deny(Reason::SuperUser, "super users are allowed everything");
-            d.allowed = true;
-            return d;
-        }
-        Subject::Principal(None) => {
-            return Decision::deny(
-                Reason::UnknownPrincipal,
-                "the principal is not a member of the tenant",
-            )
-        }
-        Subject::Principal(Some(p)) => p,
+    let principal = match member(subject, now) {
+        Ok(p) => p,
+        Err(d) => return *d,
     };
-    match principal.status {
-        PrincipalStatus::Active => {}
-        PrincipalStatus::Invited if principal.invitation_lapsed(now) => {
-            return Decision::deny(
-                Reason::PrincipalInvitationExpired,
-                format!(
-                    "the principal's invitation lapsed at {} without being accepted",
-                    crate::model::format_millis(principal.invitation_expires_at.unwrap_or(0))
-                ),
-            )
-        }
-        PrincipalStatus::Invited => {
-            return Decision::deny(
-                Reason::PrincipalInvited,
-                "the principal has not accepted the invitation",
-            )
-        }
-        PrincipalStatus::Suspended => {
-            return Decision::deny(Reason::PrincipalSuspended, "the principal is suspended")
-        }
-        PrincipalStatus::Removed => {
-            return Decision::deny(
-                Reason::PrincipalRemoved,
-                "the principal was removed from the tenant",
-            )
-        }
-    }
     let Some(path) = q.path else {
         return Decision::deny(
             Reason::UnknownResource,
@@ -255,47 +218,124 @@ where
             format!("no role of the tenant names the action `{}`", q.action),
         );
     }
-    // Index of the scope on the path: 0 = the resource, path.len() = the tenant.
-    // Allow grants count up to and including the nearest private node.
-    let boundary = path.iter().position(|n| n.private);
-    // Only tenant-wide owner and admin grants reach past a restricted one.
-    let restricted = path.iter().position(|n| n.restricted);
-    let reaches_restricted = |b: &Binding| {
-        b.grant.scope == Scope::Tenant
-            && crate::model::REACH_RESTRICTED.contains(&b.grant.role_id.as_str())
-    };
-    let depth_of = |scope: &Scope| -> Option<usize> {
-        match scope {
-            Scope::Tenant => Some(path.len()),
-            Scope::Resource(r) => path.iter().position(|n| &n.resource == r),
-        }
-    };
-
+    let on = OnPath::new(path);
     let facts = Facts {
         request: q.context,
         subject: principal,
         resource: path.first(),
         now,
     };
-    // A deny anywhere on the path wins over every allow; a conditional one
-    // when its condition holds, cannot be evaluated, or lacks context (fail
-    // closed).
-    for b in bindings
-        .clone()
-        .filter(|b| b.grant.effect == Effect::Deny && b.live(now))
-    {
-        if depth_of(&b.grant.scope).is_none() {
+    if let Some(d) = first_deny(bindings.clone(), roles, q, &on, &facts) {
+        return d;
+    }
+    best_allow(bindings, roles, q, &on, &facts)
+}
+
+/// The active principal asking, or the denial of anyone else (super users
+/// are allowed).
+fn member<'p>(subject: Subject<'p>, now: Millis) -> Result<&'p Principal, Box<Decision>> {
+    let principal = match subject {
+        Subject::SuperUser => {
+            let mut d = Decision::deny(Reason::SuperUser, "super users are allowed everything");
+            d.allowed = true;
+            return Err(Box::new(d));
+        }
+        Subject::Principal(None) => {
+            return Err(Box::new(Decision::deny(
+                Reason::UnknownPrincipal,
+                "the principal is not a member of the tenant",
+            )))
+        }
+        Subject::Principal(Some(p)) => p,
+    };
+    Err(Box::new(match principal.status {
+        PrincipalStatus::Active => return Ok(principal),
+        PrincipalStatus::Invited if principal.invitation_lapsed(now) => Decision::deny(
+            Reason::PrincipalInvitationExpired,
+            format!(
+                "the principal's invitation lapsed at {} without being accepted",
+                crate::model::format_millis(principal.invitation_expires_at.unwrap_or(0))
+            ),
+        ),
+        PrincipalStatus::Invited => Decision::deny(
+            Reason::PrincipalInvited,
+            "the principal has not accepted the invitation",
+        ),
+        PrincipalStatus::Suspended => {
+            Decision::deny(Reason::PrincipalSuspended, "the principal is suspended")
+        }
+        PrincipalStatus::Removed => Decision::deny(
+            Reason::PrincipalRemoved,
+            "the principal was removed from the tenant",
+        ),
+    }))
+}
+
+/// Where grants sit on a resource's path and which of them reach it.
+struct OnPath<'p> {
+    path: &'p [ResourceNode],
+    /// The nearest private node: allow grants count up to and including it.
+    private: Option<usize>,
+    /// The nearest restricted node: past it only tenant-wide owner and admin
+    /// grants count.
+    restricted: Option<usize>,
+}
+
+impl<'p> OnPath<'p> {
+    fn new(path: &'p [ResourceNode]) -> Self {
+        OnPath {
+            path,
+            private: path.iter().position(|n| n.private),
+            restricted: path.iter().position(|n| n.restricted),
+        }
+    }
+
+    /// Index of the scope on the path: 0 = the resource, path.len() = the
+    /// tenant; `None` off the path.
+    fn depth(&self, scope: &Scope) -> Option<usize> {
+        match scope {
+            Scope::Tenant => Some(self.path.len()),
+            Scope::Resource(r) => self.path.iter().position(|n| &n.resource == r),
+        }
+    }
+
+    /// Why an allow grant at `depth` does not reach the resource, if it
+    /// does not.
+    fn blocked(&self, b: &Binding, depth: usize) -> Option<Reason> {
+        if self.private.is_some_and(|limit| depth > limit) {
+            return Some(Reason::PrivateBoundary);
+        }
+        let reaches_restricted = b.grant.scope == Scope::Tenant
+            && crate::model::REACH_RESTRICTED.contains(&b.grant.role_id.as_str());
+        (self.restricted.is_some_and(|limit| depth > limit) && !reaches_restricted)
+            .then_some(Reason::RestrictedBoundary)
+    }
+}
+
+/// The deny that wins, if any: one anywhere on the path whose role names the
+/// permission (effective there or not: fail closed), unconditional, or whose
+/// condition holds, cannot be evaluated, or lacks context.
+fn first_deny<'b, I>(
+    bindings: I,
+    roles: &RoleTable,
+    q: Question<'_>,
+    on: &OnPath<'_>,
+    facts: &Facts<'_>,
+) -> Option<Decision>
+where
+    I: Iterator<Item = &'b Binding>,
+{
+    for b in bindings.filter(|b| b.grant.effect == Effect::Deny && b.live(facts.now)) {
+        if on.depth(&b.grant.scope).is_none() {
             continue;
         }
-        // Fail closed: a deny counts even where its role would not be
-        // effective as an allow.
         let permission =
             match roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action) {
                 RoleMatch::Matched(p) => p,
                 RoleMatch::NotEffective => String::new(),
                 RoleMatch::NoMatch => continue,
             };
-        let (detail, condition) = match judge(b, roles, &facts) {
+        let (detail, condition) = match judge(b, roles, facts) {
             Verdict::Holds(c) => ("an explicit deny grant matches".to_owned(), c),
             Verdict::False(_) => continue,
             Verdict::Error(c, e) => (
@@ -303,33 +343,47 @@ where
                 Some(c),
             ),
             Verdict::Missing(c, fields) => {
-                let mut d = Decision {
+                let mut explanation =
+                    explain(b, permission, &missing_detail("a deny grant's", &fields));
+                explanation.condition = c.source().to_owned();
+                explanation.missing_context = fields;
+                return Some(Decision {
                     allowed: false,
                     reason: Reason::ConditionContextMissing,
-                    explanation: explain(b, permission, &missing_detail("a deny grant's", &fields)),
-                };
-                d.explanation.condition = c.source().to_owned();
-                d.explanation.missing_context = fields;
-                return d;
+                    explanation,
+                });
             }
         };
         let mut explanation = explain(b, permission, &detail);
         explanation.condition = condition.map(|c| c.source().to_owned()).unwrap_or_default();
-        return Decision {
+        return Some(Decision {
             allowed: false,
             reason: Reason::ExplicitDeny,
             explanation,
-        };
+        });
     }
+    None
+}
 
-    // The best allow: nearest scope, then fewest teams, then grant id, among
-    // those whose conditions hold. Unconditional ones are ranked as they
-    // come; conditional ones are evaluated only when they would rank first.
-    let mut best: Option<(usize, usize, &Binding, String)> = None;
-    let mut conditional: Vec<(usize, usize, &Binding, String)> = Vec::new();
+/// The best allow: nearest scope, then fewest teams, then grant id, among
+/// those that reach the resource and whose conditions hold; otherwise the
+/// most telling denial. Unconditional grants are ranked as they come;
+/// conditional ones are evaluated only when they would rank first.
+fn best_allow<'b, I>(
+    bindings: I,
+    roles: &RoleTable,
+    q: Question<'_>,
+    on: &OnPath<'_>,
+    facts: &Facts<'_>,
+) -> Decision
+where
+    I: Iterator<Item = &'b Binding>,
+{
+    let mut best: Option<(usize, &Binding, String)> = None;
+    let mut conditional: Vec<(usize, &Binding, String)> = Vec::new();
     let mut failure: Option<Failure<'_>> = None;
     for b in bindings.filter(|b| b.grant.effect == Effect::Allow) {
-        let Some(depth) = depth_of(&b.grant.scope) else {
+        let Some(depth) = on.depth(&b.grant.scope) else {
             continue;
         };
         match roles.role_match(&b.grant.role_id, b.grant.scope.kind(), q.rtype, q.action) {
@@ -338,32 +392,30 @@ where
                 note(&mut failure, Failure::new(Reason::RoleNotEffective, b))
             }
             RoleMatch::Matched(permission) => {
-                if !b.live(now) {
+                if !b.live(facts.now) {
                     note(&mut failure, Failure::new(Reason::GrantExpired, b));
-                } else if boundary.is_some_and(|limit| depth > limit) {
-                    note(&mut failure, Failure::new(Reason::PrivateBoundary, b));
-                } else if restricted.is_some_and(|limit| depth > limit) && !reaches_restricted(b) {
-                    note(&mut failure, Failure::new(Reason::RestrictedBoundary, b));
+                } else if let Some(reason) = on.blocked(b, depth) {
+                    note(&mut failure, Failure::new(reason, b));
                 } else if has_conditions(b, roles) {
-                    conditional.push((depth, b.via_teams.len(), b, permission));
+                    conditional.push((depth, b, permission));
                 } else if best
                     .as_ref()
-                    .is_none_or(|cur| rank(depth, b, cur.0, cur.2) == std::cmp::Ordering::Less)
+                    .is_none_or(|cur| rank(depth, b, cur.0, cur.1) == std::cmp::Ordering::Less)
                 {
-                    best = Some((depth, b.via_teams.len(), b, permission));
+                    best = Some((depth, b, permission));
                 }
             }
         }
     }
-    conditional.sort_by(|x, y| rank(x.0, x.2, y.0, y.2));
-    for (depth, _, b, permission) in conditional {
+    conditional.sort_by(|x, y| rank(x.0, x.1, y.0, y.1));
+    for (depth, b, permission) in conditional {
         if best
             .as_ref()
-            .is_some_and(|cur| rank(depth, b, cur.0, cur.2) != std::cmp::Ordering::Less)
+            .is_some_and(|cur| rank(depth, b, cur.0, cur.1) != std::cmp::Ordering::Less)
         {
             break;
         }
-        match judge(b, roles, &facts) {
+        match judge(b, roles, facts) {
             Verdict::Holds(c) => {
                 let mut explanation = explain(
                     b,
@@ -377,69 +429,53 @@ where
                     explanation,
                 };
             }
-            Verdict::False(c) => {
-                let mut f = Failure::new(Reason::ConditionFailed, b);
-                f.detail = format!("the matching grant's condition `{c}` does not hold");
-                f.condition = Some(c);
-                note(&mut failure, f);
-            }
-            Verdict::Error(c, e) => {
-                let mut f = Failure::new(Reason::ConditionFailed, b);
-                f.detail =
-                    format!("the matching grant's condition `{c}` could not be evaluated: {e}");
-                f.condition = Some(c);
-                note(&mut failure, f);
-            }
-            Verdict::Missing(c, fields) => {
-                let mut f = Failure::new(Reason::ConditionContextMissing, b);
-                f.detail = missing_detail("the matching grant's", &fields);
-                f.condition = Some(c);
-                f.missing = fields;
-                note(&mut failure, f);
-            }
+            verdict => note(&mut failure, Failure::of_condition(b, verdict)),
         }
     }
-    if let Some((_, _, b, permission)) = best {
-        return Decision {
+    match best {
+        Some((_, b, permission)) => Decision {
             allowed: true,
             reason: Reason::Granted,
             explanation: explain(b, permission, "an allow grant matches"),
-        };
+        },
+        None => denial(failure, q),
     }
-    match failure {
-        Some(f) => {
-            let detail = match f.reason {
-                Reason::GrantExpired => "the matching grant has expired".to_owned(),
-                Reason::PrivateBoundary => {
-                    "the matching grant sits above a private resource, which inherits nothing"
-                        .to_owned()
-                }
-                Reason::RestrictedBoundary => {
-                    "the matching grant sits above a restricted resource, which only tenant-wide owner and admin grants reach"
-                        .to_owned()
-                }
-                Reason::ConditionFailed | Reason::ConditionContextMissing => f.detail,
-                _ => "the matching role is not effective at the scope it was granted on".to_owned(),
-            };
-            let mut explanation = explain(f.binding, String::new(), &detail);
-            explanation.condition = f
-                .condition
-                .map(|c| c.source().to_owned())
-                .unwrap_or_default();
-            explanation.missing_context = f.missing;
-            Decision {
-                allowed: false,
-                reason: f.reason,
-                explanation,
-            }
-        }
-        None => Decision::deny(
+}
+
+/// The denial when no allow grant decided: the most telling failure, or no
+/// grant at all.
+fn denial(failure: Option<Failure<'_>>, q: Question<'_>) -> Decision {
+    let Some(f) = failure else {
+        return Decision::deny(
             Reason::NoGrant,
             format!(
                 "no grant of the principal or its teams gives `{}.{}` here",
                 q.rtype, q.action
             ),
-        ),
+        );
+    };
+    let detail = match f.reason {
+        Reason::GrantExpired => "the matching grant has expired".to_owned(),
+        Reason::PrivateBoundary => {
+            "the matching grant sits above a private resource, which inherits nothing".to_owned()
+        }
+        Reason::RestrictedBoundary => {
+            "the matching grant sits above a restricted resource, which only tenant-wide owner and admin grants reach"
+                .to_owned()
+        }
+        Reason::ConditionFailed | Reason::ConditionContextMissing => f.detail,
+        _ => "the matching role is not effective at the scope it was granted on".to_owned(),
+    };
+    let mut explanation = explain(f.binding, String::new(), &detail);
+    explanation.condition = f
+        .condition
+        .map(|c| c.source().to_owned())
+        .unwrap_or_default();
+    explanation.missing_context = f.missing;
+    Decision {
+        allowed: false,
+        reason: f.reason,
+        explanation,
     }
 }
 
@@ -518,6 +554,39 @@ impl<'b> Failure<'b> {
             detail: String::new(),
             condition: None,
             missing: Vec::new(),
+        }
+    }
+
+    /// Why a matching allow grant's condition kept it from counting.
+    fn of_condition(binding: &'b Binding, verdict: Verdict) -> Self {
+        let (reason, detail, condition, missing) = match verdict {
+            // Not reached (a holding condition allows); ranked last if it were.
+            Verdict::Holds(c) => (Reason::Granted, String::new(), c, Vec::new()),
+            Verdict::False(c) => (
+                Reason::ConditionFailed,
+                format!("the matching grant's condition `{c}` does not hold"),
+                Some(c),
+                Vec::new(),
+            ),
+            Verdict::Error(c, e) => (
+                Reason::ConditionFailed,
+                format!("the matching grant's condition `{c}` could not be evaluated: {e}"),
+                Some(c),
+                Vec::new(),
+            ),
+            Verdict::Missing(c, fields) => (
+                Reason::ConditionContextMissing,
+                missing_detail("the matching grant's", &fields),
+                Some(c),
+                fields,
+            ),
+        };
+        Failure {
+            reason,
+            binding,
+            detail,
+            condition,
+            missing,
         }
     }
 }
