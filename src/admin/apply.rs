@@ -757,10 +757,55 @@ fn access_of(
     out
 }
 
+/// Whether `actor` may view `resource` (`type:id`, or `tenant` for the
+/// tenant itself) in `idx`.
+pub fn may_view(idx: &TenantIndex, actor: &str, resource: &str) -> bool {
+    let Some(p) = idx.principal(actor) else {
+        return false;
+    };
+    let bindings = idx.bindings(actor);
+    let (rtype, path) = match resource.split_once(':') {
+        None => (model::TENANT_TYPE.to_owned(), Some(Vec::new())),
+        Some((t, id)) => (
+            t.to_owned(),
+            idx.tree().ancestry(&ResourceRef {
+                rtype: t.to_owned(),
+                id: id.to_owned(),
+            }),
+        ),
+    };
+    let q = Question {
+        rtype: &rtype,
+        action: "view",
+        path: path.as_deref(),
+        context: model::condition::RequestContext::none(),
+    };
+    engine::decide(
+        Subject::Principal(Some(p)),
+        &bindings,
+        idx.roles(),
+        q,
+        model::now_millis(),
+    )
+    .allowed
+}
+
 /// Who gains and who loses which access going from `before` to `after`,
 /// over every principal of either, every action either knows and every
 /// resource type either has; at most `limit` differences listed.
 pub fn access_changes(before: &TenantDump, after: &TenantDump, limit: usize) -> Result<AccessDiff> {
+    access_changes_where(before, after, limit, |_, _, _| true)
+}
+
+/// [`access_changes`] counting and listing only the differences on the
+/// resources `keep` accepts (given both states and the resource, `type:id`
+/// or `tenant`).
+pub fn access_changes_where(
+    before: &TenantDump,
+    after: &TenantDump,
+    limit: usize,
+    keep: impl Fn(&TenantIndex, &TenantIndex, &str) -> bool,
+) -> Result<AccessDiff> {
     let build = |d: &TenantDump| {
         TenantIndex::from_rows(d.rows())
             .map_err(|e| Error::invalid("tenant", format!("the resource tree: {e}")))
@@ -795,6 +840,9 @@ pub fn access_changes(before: &TenantDump, after: &TenantDump, limit: usize) -> 
         }
         for (gained, set) in [(true, is.difference(&was)), (false, was.difference(&is))] {
             for (action, resource) in set {
+                if !keep(&a, &b, resource) {
+                    continue;
+                }
                 if gained {
                     diff.gained += 1;
                 } else {

@@ -417,3 +417,214 @@ fn applying_the_plan_gives_exactly_the_file_and_the_reported_access() {
         "only {n} of 128 random applies were accepted and checked"
     );
 }
+
+// ---- PreviewChange ------------------------------------------------------------
+
+/// One random admin write of a preview case.
+#[derive(Debug, Clone)]
+enum Change {
+    Grant(usize, usize, usize, bool),
+    Revoke(usize),
+    Status(usize, u8),
+    Join(usize, bool),
+    Private(usize, bool),
+    Restricted(usize, bool),
+    Delete(usize),
+    Move(usize, usize),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let res = 0usize..RESOURCES.len();
+    prop_oneof![
+        4 => (0usize..5, 0usize..ROLES.len(), 0usize..(RESOURCES.len() + 1), prop::bool::weighted(0.3))
+            .prop_map(|(s, r, x, d)| Change::Grant(s, r, x, d)),
+        2 => (0usize..8).prop_map(Change::Revoke),
+        2 => (0usize..PEOPLE.len(), 0u8..4).prop_map(|(p, s)| Change::Status(p, s)),
+        2 => (0usize..PEOPLE.len(), any::<bool>()).prop_map(|(p, j)| Change::Join(p, j)),
+        1 => (res.clone(), any::<bool>()).prop_map(|(r, x)| Change::Private(r, x)),
+        1 => (res.clone(), any::<bool>()).prop_map(|(r, x)| Change::Restricted(r, x)),
+        1 => res.clone().prop_map(Change::Delete),
+        1 => (res.clone(), 0usize..(RESOURCES.len() + 1)).prop_map(|(r, p)| Change::Move(r, p)),
+    ]
+}
+
+fn subject_of(i: usize) -> SubjectRef {
+    match i {
+        0..=2 => SubjectRef::Principal(PEOPLE[i].to_owned()),
+        3 => SubjectRef::Team("t1".to_owned()),
+        _ => SubjectRef::Team("t2".to_owned()),
+    }
+}
+
+/// Previews `c` then makes it, with the same context: what the preview
+/// said of acceptance and access must be what the write then does.
+async fn preview_then_write(
+    admin: &Admin<MemStore>,
+    ctx: &WriteContext,
+    d: &TenantDump,
+    c: Change,
+) -> (super::Preview, Result<(), Error>) {
+    use super::grants::{CreateGrant, DeleteGrant};
+    use super::members::{AddTeamMember, RemoveTeamMember, SetPrincipalStatus};
+    use super::resources::{
+        DeleteResource, MoveResource, SetResourcePrivate, SetResourceRestricted,
+    };
+    macro_rules! both {
+        ($cmd:expr) => {{
+            let p = admin
+                .preview_change(ctx, $cmd, 1_000_000)
+                .await
+                .expect("preview");
+            let w = admin.write(ctx, $cmd).await.map(drop);
+            (p, w)
+        }};
+    }
+    let res = |i: usize| r(RESOURCES[i].0);
+    match c {
+        Change::Grant(s, role, x, deny) => both!(CreateGrant {
+            subject: subject_of(s),
+            role_id: ROLES[role].to_owned(),
+            scope: if x == RESOURCES.len() {
+                Scope::Tenant
+            } else {
+                Scope::Resource(res(x))
+            },
+            effect: if deny { Effect::Deny } else { Effect::Allow },
+            expires_at: None,
+            condition: None,
+        }),
+        Change::Revoke(i) => {
+            let id = d
+                .grants
+                .get(i)
+                .map_or_else(|| "none".to_owned(), |g| g.id.clone());
+            both!(DeleteGrant {
+                grant_id: id.clone()
+            })
+        }
+        Change::Status(p, s) => both!(SetPrincipalStatus {
+            principal_id: PEOPLE[p].to_owned(),
+            status: [
+                PrincipalStatus::Active,
+                PrincipalStatus::Suspended,
+                PrincipalStatus::Invited,
+                PrincipalStatus::Removed
+            ][usize::from(s)],
+            invitation_expires_at: None,
+        }),
+        Change::Join(p, true) => both!(AddTeamMember {
+            team_id: "t1".to_owned(),
+            member: SubjectRef::Principal(PEOPLE[p].to_owned()),
+        }),
+        Change::Join(p, false) => both!(RemoveTeamMember {
+            team_id: "t1".to_owned(),
+            member: SubjectRef::Principal(PEOPLE[p].to_owned()),
+        }),
+        Change::Private(x, on) => both!(SetResourcePrivate {
+            resource: res(x),
+            private: on,
+        }),
+        Change::Restricted(x, on) => both!(SetResourceRestricted {
+            resource: res(x),
+            restricted: on,
+        }),
+        Change::Delete(x) => both!(DeleteResource { resource: res(x) }),
+        Change::Move(x, p) => both!(MoveResource {
+            resource: res(x),
+            new_parent: (p < RESOURCES.len()).then(|| res(p)),
+        }),
+    }
+}
+
+/// Ok(true) when the change was accepted (and its access compared).
+async fn preview_case(base: Spec, c: Change, actor: Option<usize>) -> Result<bool, TestCaseError> {
+    let base = state(&base);
+    let store = MemStore::new();
+    let admin = Admin::new(store.clone(), Arc::new(|_, _, _| Box::pin(async {})));
+    admin
+        .write(&ctx(), ImportTenant { dump: base })
+        .await
+        .map_err(|e| TestCaseError::fail(format!("import: {e}")))?;
+    let now = store.export(T).await.expect("export").expect("tenant");
+    let ctx = WriteContext {
+        actor: actor.map_or(Actor::SuperUser, |p| Actor::Principal(PEOPLE[p].to_owned())),
+        ..ctx()
+    };
+    let before = allowed(&store, &now).await;
+    let (preview, written) = preview_then_write(&admin, &ctx, &now, c).await;
+    let after_dump = store.export(T).await.expect("export").expect("tenant");
+    match (&preview.refused, &written) {
+        (Some(p), Err(w)) => {
+            prop_assert_eq!(
+                p.to_string(),
+                w.to_string(),
+                "the preview's error is the write's"
+            );
+            prop_assert_eq!(after_dump.revision, now.revision);
+            return Ok(false);
+        }
+        (None, Ok(())) => {}
+        (p, w) => {
+            return Err(TestCaseError::fail(format!(
+                "the preview said {p:?}, the write did {w:?}"
+            )))
+        }
+    }
+    let after = allowed(&store, &after_dump).await;
+    let acts: BTreeSet<&str> = ACTIONS.iter().copied().collect();
+    let reported = |g: bool| -> BTreeSet<(String, String, String)> {
+        preview
+            .diff
+            .changes
+            .iter()
+            .filter(|c| c.gained == g && c.resource != "tenant" && acts.contains(c.action.as_str()))
+            .map(|c| (c.principal.clone(), c.action.clone(), c.resource.clone()))
+            .collect()
+    };
+    let gained: BTreeSet<_> = after.difference(&before).cloned().collect();
+    let lost: BTreeSet<_> = before.difference(&after).cloned().collect();
+    prop_assert!(preview.diff.complete);
+    if actor.is_none() {
+        // The super user sees every difference.
+        prop_assert_eq!(reported(true), gained, "gained");
+        prop_assert_eq!(reported(false), lost, "lost");
+    } else {
+        // An actor sees differences it may view, and only real ones.
+        prop_assert!(reported(true).is_subset(&gained), "gained");
+        prop_assert!(reported(false).is_subset(&lost), "lost");
+    }
+    Ok(true)
+}
+
+#[test]
+fn a_preview_reports_exactly_what_the_write_then_does() {
+    use proptest::test_runner::{Config, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (accepted, changed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let mut runner = TestRunner::new(Config::with_cases(192));
+    runner
+        .run(
+            &(
+                spec(),
+                change(),
+                prop::option::weighted(0.3, 0usize..PEOPLE.len()),
+            ),
+            |(base, c, actor)| {
+                if rt.block_on(preview_case(base, c, actor))? {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                changed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            },
+        )
+        .unwrap();
+    let n = accepted.load(Ordering::Relaxed);
+    assert!(
+        n >= 48,
+        "only {n} of 192 random changes were accepted and compared"
+    );
+}

@@ -32,6 +32,7 @@ mod apply_tests;
 mod tests;
 
 use crate::error::{Error, Result};
+use crate::model::Actor;
 use crate::store::{Begun, Invalidation, Record, WriteContext, WriteStore, WriteTx};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -186,6 +187,79 @@ impl<S: WriteStore> Admin<S> {
         // Dropping the transaction rolls it back.
         drop(tx);
         Ok(change?.output)
+    }
+}
+
+/// What a change would do: refused (with the error the write would give),
+/// or accepted with the access it adds and removes.
+#[derive(Debug, Default)]
+pub struct Preview {
+    /// `None` when the change would be accepted.
+    pub refused: Option<Error>,
+    /// The access differences it makes (empty when refused).
+    pub diff: apply::AccessDiff,
+}
+
+impl<S: WriteStore> Admin<S> {
+    /// Runs `cmd` in a write that is rolled back and compares the tenant
+    /// before and after it: whether it would be accepted and, if so, who
+    /// would gain or lose which access, the first `limit` differences
+    /// listed. A principal acting sees only the differences on resources
+    /// it may view (before or after); the counts are of those too. Storage
+    /// errors are errors, not refusals.
+    pub async fn preview_change<C: Command>(
+        &self,
+        ctx: &WriteContext,
+        cmd: C,
+        limit: usize,
+    ) -> Result<Preview> {
+        let ctx = WriteContext {
+            request: None,
+            ..ctx.clone()
+        };
+        let mut tx = match self.store.begin(&ctx, C::CREATES_TENANT).await? {
+            Begun::Open(tx) => tx,
+            Begun::Replayed { .. } => {
+                return Err(Error::Internal(
+                    "a preview replayed a request id".to_owned(),
+                ))
+            }
+        };
+        let before = tx.snapshot().await?;
+        let (change, _) = delegation::tracking(cmd.run(&mut tx, &ctx)).await;
+        let after = match change {
+            Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => return Err(e),
+            Err(e) => {
+                return Ok(Preview {
+                    refused: Some(e),
+                    diff: apply::AccessDiff {
+                        complete: true,
+                        ..apply::AccessDiff::default()
+                    },
+                })
+            }
+            Ok(_) => tx.snapshot().await?,
+        };
+        // Dropping the transaction rolls it back.
+        drop(tx);
+        let dump = |rows: Option<crate::store::TenantRows>| {
+            rows.map(|r| crate::store::TenantDump::from_rows(r, |_| 0))
+        };
+        let (Some(before), Some(after)) = (dump(before), dump(after)) else {
+            return Err(Error::not_found("tenant"));
+        };
+        let diff = match &ctx.actor {
+            Actor::SuperUser => apply::access_changes(&before, &after, limit)?,
+            Actor::Principal(actor) => {
+                apply::access_changes_where(&before, &after, limit, |a, b, resource| {
+                    apply::may_view(a, actor, resource) || apply::may_view(b, actor, resource)
+                })?
+            }
+        };
+        Ok(Preview {
+            refused: None,
+            diff,
+        })
     }
 }
 

@@ -22,9 +22,9 @@ pub const MAX_ADMIN_PAGE: u32 = 1_000;
 /// Serves AdminService.
 #[derive(Clone)]
 pub struct AdminApi<S> {
-    admin: Admin<S>,
+    pub(super) admin: Admin<S>,
     actor_tokens: Option<ActorTokens>,
-    shares: TenantShares,
+    pub(super) shares: TenantShares,
     /// Whole-tenant calls (import, export, apply) under way on this replica:
     /// each may hold a whole tenant in memory.
     bulk: std::sync::Arc<tokio::sync::Semaphore>,
@@ -136,7 +136,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
 
     /// For a credential with `require_actor_token`, checks that the
     /// request's actor token proves its actor.
-    fn prove_actor(
+    pub(super) fn prove_actor(
         &self,
         caller: &Caller,
         token: Option<&str>,
@@ -224,7 +224,7 @@ impl WriteRequest for pb::DeleteTenantRequest {
 /// with the tenant and actor still in the message), then its tenant and
 /// actor, taken out of the message. An empty `actor_id` means the super
 /// user, which only an operator key may be.
-fn write_ctx<M: WriteRequest>(caller: &Caller, r: &mut M) -> Result<WriteContext> {
+pub(super) fn write_ctx<M: WriteRequest>(caller: &Caller, r: &mut M) -> Result<WriteContext> {
     let request = request_key(r)?;
     let (_, tenant_id, actor_id) = r.write_fields();
     let tenant_id = caller.tenant(std::mem::take(tenant_id))?;
@@ -474,6 +474,18 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
             resource: Some(w.output.into()),
             consistency_token: w.revision.to_string(),
         }))
+    }
+
+    async fn preview_change(
+        &self,
+        req: Request<pb::PreviewChangeRequest>,
+    ) -> Result<Response<pb::PreviewChangeResponse>, Status> {
+        let caller = caller(&req)?;
+        let token = actor_token(&req);
+        Ok(Response::new(
+            self.preview(&caller, token.as_deref(), req.into_inner())
+                .await?,
+        ))
     }
 
     async fn set_resource_restricted(

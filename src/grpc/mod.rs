@@ -19,6 +19,8 @@ pub mod observe;
 #[cfg(feature = "server")]
 pub mod operator;
 #[cfg(feature = "server")]
+mod preview;
+#[cfg(feature = "server")]
 mod status;
 #[cfg(feature = "server")]
 pub mod tenant;

@@ -965,6 +965,10 @@ impl WriteTx for MemTx {
         Ok(())
     }
 
+    async fn snapshot(&mut self) -> Result<Option<TenantRows>> {
+        Ok(MemStore::rows(&self.state))
+    }
+
     async fn delete_tenant(&mut self) -> Result<()> {
         self.deleting = true;
         Ok(())

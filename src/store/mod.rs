@@ -777,6 +777,9 @@ pub trait WriteTx: Send + Sized {
     /// with the id continues after it; `commit` then records only the
     /// deletion's audit event.
     fn delete_tenant(&mut self) -> impl Future<Output = Result<()>> + Send;
+    /// Every row of the tenant as this write sees it (its own changes
+    /// included); `None` when the tenant does not exist.
+    fn snapshot(&mut self) -> impl Future<Output = Result<Option<TenantRows>>> + Send;
     /// Replaces a principal's display name by `pseudonym` in its record, in
     /// every audit event and revision-log entry that shows it, and forgets
     /// the request ids whose stored results show it; returns how many audit

@@ -2422,6 +2422,7 @@ admin_rpcs! {
     SetResourcePrivate(SetResourcePrivateRequest, SetResourcePrivateResponse) = set_resource_private, true;
     SetResourceAttributes(SetResourceAttributesRequest, SetResourceAttributesResponse) = set_resource_attributes, true;
     SetResourceRestricted(SetResourceRestrictedRequest, SetResourceRestrictedResponse) = set_resource_restricted, true;
+    PreviewChange(PreviewChangeRequest, PreviewChangeResponse) = preview_change, false;
     DeleteResource(DeleteResourceRequest, DeleteResourceResponse) = delete_resource, true;
     TransferOwnership(TransferOwnershipRequest, TransferOwnershipResponse) = transfer_ownership, true;
     CreatePrincipal(CreatePrincipalRequest, CreatePrincipalResponse) = create_principal, true;
@@ -3071,6 +3072,36 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
             1,
             (
                 t(),
+                a(),
+                pick(&p.grants, h),
+                request_id(h),
+                page_size(10_000, h),
+                prop::bool::weighted(if h { 0.8 } else { 1.0 }),
+            )
+                .prop_map(
+                    |(tenant_id, actor_id, grant_id, request_id, page_size, named)| {
+                        Req::PreviewChange(pb::PreviewChangeRequest {
+                            change: named.then_some(
+                                pb::preview_change_request::Change::DeleteGrant(
+                                    pb::DeleteGrantRequest {
+                                        tenant_id,
+                                        actor_id,
+                                        grant_id,
+                                        request_id,
+                                    },
+                                ),
+                            ),
+                            page_size,
+                            page_token: String::new(),
+                        })
+                    },
+                )
+                .boxed(),
+        ),
+        (
+            1,
+            (
+                t(),
                 prop_oneof![2 => Just(None), 3 => subject_ref(p, h)],
                 orr(),
                 page_size(1_000, h),
@@ -3318,6 +3349,17 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
         Req::DeleteGrant(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
             e.id("grant_id", &r.grant_id);
+        }
+        Req::PreviewChange(r) => {
+            // The write's own refusals are answers; the call's reach
+            // (tenant, actor, request id) and its page are the call's.
+            e.page(r.page_size, 10_000, &r.page_token, true);
+            match &r.change {
+                Some(pb::preview_change_request::Change::DeleteGrant(w)) => {
+                    e.write(key, &w.tenant_id, &w.actor_id, &w.request_id)
+                }
+                _ => e.bad("change"),
+            }
         }
         Req::ListGrants(r) => {
             e.id("tenant_id", &r.tenant_id);

@@ -638,6 +638,8 @@ enum Access {
     Write,
     /// A write only the super user makes (an operator key, no actor).
     SuperUserWrite,
+    /// A write previewed: the write's context and actor, nothing written.
+    Preview,
     /// Operator only, on one tenant.
     CreateTenant,
     /// Operator only, deleting the tenant (last in the table).
@@ -1202,6 +1204,31 @@ fn every_rpc() -> Vec<Rpc> {
                             role_id: "viewer".into(),
                             scope: Some(res(&c.n.folder())),
                             effect: pb::Effect::Allow as i32,
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        rpc(
+            "AdminService/PreviewChange",
+            Admin,
+            Preview,
+            call!(|c| {
+                reply(
+                    c.admin()
+                        .preview_change(pb::PreviewChangeRequest {
+                            change: Some(pb::preview_change_request::Change::CreateGrant(
+                                pb::CreateGrantRequest {
+                                    tenant_id: c.t(),
+                                    actor_id: c.a(),
+                                    subject: Some(subj(&c.n.user())),
+                                    role_id: "editor".into(),
+                                    scope: Some(res(&c.n.folder())),
+                                    effect: pb::Effect::Allow as i32,
+                                    ..Default::default()
+                                },
+                            )),
                             ..Default::default()
                         })
                         .await,
@@ -3333,7 +3360,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 45);
+    assert_eq!(declared.len(), 46);
 }
 
 // ---- a side channel -----------------------------------------------------------

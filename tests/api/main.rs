@@ -18,6 +18,7 @@ mod json_http;
 mod lifecycle;
 mod masks_and_pages;
 mod observability;
+mod preview;
 mod properties;
 mod python_client;
 mod runbook;

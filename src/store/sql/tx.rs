@@ -209,6 +209,10 @@ impl WriteTx for SqlTx {
         super::dump::insert(&self.txn, &t, now, dump).await
     }
 
+    async fn snapshot(&mut self) -> Result<Option<crate::store::TenantRows>> {
+        read::tenant_rows(&self.txn, self.t()).await
+    }
+
     async fn delete_tenant(&mut self) -> Result<()> {
         let (t, now) = (self.ctx.tenant_id.clone(), self.now);
         super::dump::delete(&self.txn, &t, self.revision, now).await

@@ -1,0 +1,196 @@
+//! `AdminService/PreviewChange`: any admin write, run in a transaction that
+//! is rolled back, answered with whether it would be accepted and the access
+//! it would add and remove (see [`crate::admin::Admin::preview_change`]).
+
+use super::admin::{write_ctx, AdminApi, WriteRequest};
+use super::pb;
+use crate::admin::{grants, members, resources, roles, tenants, Command, Preview};
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::model::{decode_page_token, encode_page_token, page_size};
+use crate::store::{Catalog, Store, WriteStore};
+use tonic::Status;
+
+/// Most access differences a preview computes (its last page ends there).
+const MAX_PREVIEW_DIFFERENCES: usize = 100_000;
+
+impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
+    /// Previews one write request: the same context, actor proof and
+    /// conversion as the write. The caller's reach (tenant, actor) is
+    /// checked as for any call; what the write itself would refuse
+    /// (its fields, its authorization as the actor, the invariants) is the
+    /// answer; storage errors are errors.
+    async fn preview_one<M, C>(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+        mut r: M,
+        limit: usize,
+    ) -> Result<Preview>
+    where
+        M: WriteRequest,
+        C: Command + TryFrom<M, Error = Error>,
+    {
+        let refused = |e: Error| match e {
+            Error::Unavailable(_) | Error::Internal(_) => Err(e),
+            e => Ok(Preview {
+                refused: Some(e),
+                diff: Default::default(),
+            }),
+        };
+        // Who may call for which tenant and actor is the call's own
+        // question: refused as the call, like the write would be.
+        let ctx = write_ctx(caller, &mut r)?;
+        self.prove_actor(caller, token, &ctx.tenant_id, &ctx.actor.to_string())?;
+        let cmd = match C::try_from(r) {
+            Ok(cmd) => cmd,
+            Err(e) => return refused(e),
+        };
+        let _share = self.shares.enter(&ctx.tenant_id).await?;
+        self.admin.preview_change(&ctx, cmd, limit).await
+    }
+
+    /// The handler of `PreviewChange`.
+    pub(super) async fn preview(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+        r: pb::PreviewChangeRequest,
+    ) -> Result<pb::PreviewChangeResponse> {
+        use pb::preview_change_request::Change as C;
+        let size = page_size("page_size", r.page_size, 1_000, 10_000)? as usize;
+        let offset: usize = match decode_page_token("page_token", &r.page_token)? {
+            None => 0,
+            Some(n) => n
+                .parse()
+                .ok()
+                .filter(|n| *n < MAX_PREVIEW_DIFFERENCES)
+                .ok_or_else(|| Error::invalid("page_token", "not a page token of this call"))?,
+        };
+        let limit = (offset + size + 1).min(MAX_PREVIEW_DIFFERENCES);
+        let change = r
+            .change
+            .ok_or_else(|| Error::invalid("change", "name the write to preview"))?;
+        // Previews compare whole tenants: they share the replica's places
+        // for whole-tenant calls.
+        let _slot = self.bulk_slot()?;
+        let p = match change {
+            C::UpdateTenant(m) => {
+                self.preview_one::<_, tenants::UpdateTenant>(caller, token, m, limit)
+                    .await
+            }
+            C::CreateResource(m) => {
+                self.preview_one::<_, resources::CreateResource>(caller, token, m, limit)
+                    .await
+            }
+            C::MoveResource(m) => {
+                self.preview_one::<_, resources::MoveResource>(caller, token, m, limit)
+                    .await
+            }
+            C::SetResourcePrivate(m) => {
+                self.preview_one::<_, resources::SetResourcePrivate>(caller, token, m, limit)
+                    .await
+            }
+            C::SetResourceRestricted(m) => {
+                self.preview_one::<_, resources::SetResourceRestricted>(caller, token, m, limit)
+                    .await
+            }
+            C::SetResourceAttributes(m) => {
+                self.preview_one::<_, resources::SetResourceAttributes>(caller, token, m, limit)
+                    .await
+            }
+            C::DeleteResource(m) => {
+                self.preview_one::<_, resources::DeleteResource>(caller, token, m, limit)
+                    .await
+            }
+            C::TransferOwnership(m) => {
+                self.preview_one::<_, resources::TransferOwnership>(caller, token, m, limit)
+                    .await
+            }
+            C::CreatePrincipal(m) => {
+                self.preview_one::<_, members::CreatePrincipal>(caller, token, m, limit)
+                    .await
+            }
+            C::SetPrincipalStatus(m) => {
+                self.preview_one::<_, members::SetPrincipalStatus>(caller, token, m, limit)
+                    .await
+            }
+            C::AcceptInvitation(m) => {
+                self.preview_one::<_, members::AcceptInvitation>(caller, token, m, limit)
+                    .await
+            }
+            C::CreateTeam(m) => {
+                self.preview_one::<_, members::CreateTeam>(caller, token, m, limit)
+                    .await
+            }
+            C::DeleteTeam(m) => {
+                self.preview_one::<_, members::DeleteTeam>(caller, token, m, limit)
+                    .await
+            }
+            C::AddTeamMember(m) => {
+                self.preview_one::<_, members::AddTeamMember>(caller, token, m, limit)
+                    .await
+            }
+            C::RemoveTeamMember(m) => {
+                self.preview_one::<_, members::RemoveTeamMember>(caller, token, m, limit)
+                    .await
+            }
+            C::CreateRole(m) => {
+                self.preview_one::<_, roles::CreateRole>(caller, token, m, limit)
+                    .await
+            }
+            C::UpdateRole(m) => {
+                self.preview_one::<_, roles::UpdateRole>(caller, token, m, limit)
+                    .await
+            }
+            C::DeleteRole(m) => {
+                self.preview_one::<_, roles::DeleteRole>(caller, token, m, limit)
+                    .await
+            }
+            C::CreateGrant(m) => {
+                self.preview_one::<_, grants::CreateGrant>(caller, token, m, limit)
+                    .await
+            }
+            C::DeleteGrant(m) => {
+                self.preview_one::<_, grants::DeleteGrant>(caller, token, m, limit)
+                    .await
+            }
+        }?;
+        Ok(response(p, offset, size))
+    }
+}
+
+/// One page of a preview's answer.
+fn response(p: Preview, offset: usize, size: usize) -> pb::PreviewChangeResponse {
+    let mut out = pb::PreviewChangeResponse {
+        accepted: p.refused.is_none(),
+        gained: p.diff.gained,
+        lost: p.diff.lost,
+        complete: p.diff.complete,
+        ..Default::default()
+    };
+    if let Some(e) = p.refused {
+        let status = Status::from(e);
+        out.error_code = status.code() as i32;
+        out.error_message = status.message().to_owned();
+        return out;
+    }
+    let listed = p.diff.changes.len();
+    out.access_changes = p
+        .diff
+        .changes
+        .into_iter()
+        .skip(offset)
+        .take(size)
+        .map(|c| pb::AccessChange {
+            principal_id: c.principal,
+            action: c.action,
+            resource: c.resource,
+            gained: c.gained,
+        })
+        .collect();
+    if listed > offset + size {
+        out.next_page_token = encode_page_token(&(offset + size).to_string());
+    }
+    out
+}
