@@ -22,9 +22,8 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
     /// answer; storage errors are errors.
     async fn preview_one<M, C>(
         &self,
-        caller: &Caller,
-        token: Option<&str>,
-        mut r: M,
+        (caller, token): (&Caller, Option<&str>),
+        (field, mut r): (&str, M),
         limit: usize,
     ) -> Result<Preview>
     where
@@ -40,8 +39,16 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
         };
         // Who may call for which tenant and actor is the call's own
         // question: refused as the call, like the write would be.
-        let ctx = write_ctx(caller, &mut r)?;
-        self.prove_actor(caller, token, &ctx.tenant_id, &ctx.actor.to_string())?;
+        let within = |e: Error| match e {
+            Error::InvalidArgument { field: f, message } => Error::InvalidArgument {
+                field: format!("{field}.{f}"),
+                message,
+            },
+            e => e,
+        };
+        let ctx = write_ctx(caller, &mut r).map_err(within)?;
+        self.prove_actor(caller, token, &ctx.tenant_id, &ctx.actor.to_string())
+            .map_err(within)?;
         let cmd = match C::try_from(r) {
             Ok(cmd) => cmd,
             Err(e) => return refused(e),
@@ -76,84 +83,152 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
         let _slot = self.bulk_slot()?;
         let p = match change {
             C::UpdateTenant(m) => {
-                self.preview_one::<_, tenants::UpdateTenant>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, tenants::UpdateTenant>(
+                    (caller, token),
+                    ("update_tenant", m),
+                    limit,
+                )
+                .await
             }
             C::CreateResource(m) => {
-                self.preview_one::<_, resources::CreateResource>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::CreateResource>(
+                    (caller, token),
+                    ("create_resource", m),
+                    limit,
+                )
+                .await
             }
             C::MoveResource(m) => {
-                self.preview_one::<_, resources::MoveResource>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::MoveResource>(
+                    (caller, token),
+                    ("move_resource", m),
+                    limit,
+                )
+                .await
             }
             C::SetResourcePrivate(m) => {
-                self.preview_one::<_, resources::SetResourcePrivate>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::SetResourcePrivate>(
+                    (caller, token),
+                    ("set_resource_private", m),
+                    limit,
+                )
+                .await
             }
             C::SetResourceRestricted(m) => {
-                self.preview_one::<_, resources::SetResourceRestricted>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::SetResourceRestricted>(
+                    (caller, token),
+                    ("set_resource_restricted", m),
+                    limit,
+                )
+                .await
             }
             C::SetResourceAttributes(m) => {
-                self.preview_one::<_, resources::SetResourceAttributes>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::SetResourceAttributes>(
+                    (caller, token),
+                    ("set_resource_attributes", m),
+                    limit,
+                )
+                .await
             }
             C::DeleteResource(m) => {
-                self.preview_one::<_, resources::DeleteResource>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::DeleteResource>(
+                    (caller, token),
+                    ("delete_resource", m),
+                    limit,
+                )
+                .await
             }
             C::TransferOwnership(m) => {
-                self.preview_one::<_, resources::TransferOwnership>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, resources::TransferOwnership>(
+                    (caller, token),
+                    ("transfer_ownership", m),
+                    limit,
+                )
+                .await
             }
             C::CreatePrincipal(m) => {
-                self.preview_one::<_, members::CreatePrincipal>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::CreatePrincipal>(
+                    (caller, token),
+                    ("create_principal", m),
+                    limit,
+                )
+                .await
             }
             C::SetPrincipalStatus(m) => {
-                self.preview_one::<_, members::SetPrincipalStatus>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::SetPrincipalStatus>(
+                    (caller, token),
+                    ("set_principal_status", m),
+                    limit,
+                )
+                .await
             }
             C::AcceptInvitation(m) => {
-                self.preview_one::<_, members::AcceptInvitation>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::AcceptInvitation>(
+                    (caller, token),
+                    ("accept_invitation", m),
+                    limit,
+                )
+                .await
             }
             C::CreateTeam(m) => {
-                self.preview_one::<_, members::CreateTeam>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::CreateTeam>(
+                    (caller, token),
+                    ("create_team", m),
+                    limit,
+                )
+                .await
             }
             C::DeleteTeam(m) => {
-                self.preview_one::<_, members::DeleteTeam>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::DeleteTeam>(
+                    (caller, token),
+                    ("delete_team", m),
+                    limit,
+                )
+                .await
             }
             C::AddTeamMember(m) => {
-                self.preview_one::<_, members::AddTeamMember>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::AddTeamMember>(
+                    (caller, token),
+                    ("add_team_member", m),
+                    limit,
+                )
+                .await
             }
             C::RemoveTeamMember(m) => {
-                self.preview_one::<_, members::RemoveTeamMember>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, members::RemoveTeamMember>(
+                    (caller, token),
+                    ("remove_team_member", m),
+                    limit,
+                )
+                .await
             }
             C::CreateRole(m) => {
-                self.preview_one::<_, roles::CreateRole>(caller, token, m, limit)
+                self.preview_one::<_, roles::CreateRole>((caller, token), ("create_role", m), limit)
                     .await
             }
             C::UpdateRole(m) => {
-                self.preview_one::<_, roles::UpdateRole>(caller, token, m, limit)
+                self.preview_one::<_, roles::UpdateRole>((caller, token), ("update_role", m), limit)
                     .await
             }
             C::DeleteRole(m) => {
-                self.preview_one::<_, roles::DeleteRole>(caller, token, m, limit)
+                self.preview_one::<_, roles::DeleteRole>((caller, token), ("delete_role", m), limit)
                     .await
             }
             C::CreateGrant(m) => {
-                self.preview_one::<_, grants::CreateGrant>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, grants::CreateGrant>(
+                    (caller, token),
+                    ("create_grant", m),
+                    limit,
+                )
+                .await
             }
             C::DeleteGrant(m) => {
-                self.preview_one::<_, grants::DeleteGrant>(caller, token, m, limit)
-                    .await
+                self.preview_one::<_, grants::DeleteGrant>(
+                    (caller, token),
+                    ("delete_grant", m),
+                    limit,
+                )
+                .await
             }
         }?;
         Ok(response(p, offset, size))

@@ -253,7 +253,12 @@ fn api() -> &'static Api {
             for m in &f.message_type {
                 messages.insert(
                     format!(".{}.{}", f.package(), m.name()),
-                    m.field.iter().map(|x| x.name().to_owned()).collect(),
+                    // A oneof is named like a field (`change`).
+                    m.field
+                        .iter()
+                        .map(|x| x.name().to_owned())
+                        .chain(m.oneof_decl.iter().map(|o| o.name().to_owned()))
+                        .collect(),
                 );
             }
         }
@@ -3356,7 +3361,14 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
             e.page(r.page_size, 10_000, &r.page_token, true);
             match &r.change {
                 Some(pb::preview_change_request::Change::DeleteGrant(w)) => {
-                    e.write(key, &w.tenant_id, &w.actor_id, &w.request_id)
+                    // Named within the change: `delete_grant.actor_id`.
+                    let mut inner = Expect::default();
+                    inner.write(key, &w.tenant_id, &w.actor_id, &w.request_id);
+                    for f in inner.invalid {
+                        e.bad(format!("delete_grant.{f}"));
+                    }
+                    e.maybe
+                        .extend(inner.maybe.into_iter().map(|f| format!("delete_grant.{f}")));
                 }
                 _ => e.bad("change"),
             }
