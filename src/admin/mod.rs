@@ -171,18 +171,7 @@ impl<S: WriteStore> Admin<S> {
     /// Runs one command as one write and rolls it back: whether it would
     /// be accepted, and its output. Nothing is written or recorded.
     pub async fn preview<C: Command>(&self, ctx: &WriteContext, cmd: C) -> Result<C::Output> {
-        let ctx = WriteContext {
-            request: None,
-            ..ctx.clone()
-        };
-        let mut tx = match self.store.begin(&ctx, C::CREATES_TENANT).await? {
-            Begun::Open(tx) => tx,
-            Begun::Replayed { .. } => {
-                return Err(Error::Internal(
-                    "a preview replayed a request id".to_owned(),
-                ))
-            }
-        };
+        let (ctx, mut tx) = self.begin_unrecorded::<C>(ctx).await?;
         let (change, _) = delegation::tracking(cmd.run(&mut tx, &ctx)).await;
         // Dropping the transaction rolls it back.
         drop(tx);
@@ -201,6 +190,24 @@ pub struct Preview {
 }
 
 impl<S: WriteStore> Admin<S> {
+    /// Opens a write whose request id is not recorded (it will be rolled
+    /// back), with its context.
+    async fn begin_unrecorded<C: Command>(
+        &self,
+        ctx: &WriteContext,
+    ) -> Result<(WriteContext, S::Tx)> {
+        let ctx = WriteContext {
+            request: None,
+            ..ctx.clone()
+        };
+        match self.store.begin(&ctx, C::CREATES_TENANT).await? {
+            Begun::Open(tx) => Ok((ctx, tx)),
+            Begun::Replayed { .. } => Err(Error::Internal(
+                "a preview replayed a request id".to_owned(),
+            )),
+        }
+    }
+
     /// Runs `cmd` in a write that is rolled back and compares the tenant
     /// before and after it: whether it would be accepted and, if so, who
     /// would gain or lose which access, the first `limit` differences
@@ -213,18 +220,7 @@ impl<S: WriteStore> Admin<S> {
         cmd: C,
         limit: usize,
     ) -> Result<Preview> {
-        let ctx = WriteContext {
-            request: None,
-            ..ctx.clone()
-        };
-        let mut tx = match self.store.begin(&ctx, C::CREATES_TENANT).await? {
-            Begun::Open(tx) => tx,
-            Begun::Replayed { .. } => {
-                return Err(Error::Internal(
-                    "a preview replayed a request id".to_owned(),
-                ))
-            }
-        };
+        let (ctx, mut tx) = self.begin_unrecorded::<C>(ctx).await?;
         let before = tx.snapshot().await?;
         let (change, _) = delegation::tracking(cmd.run(&mut tx, &ctx)).await;
         let after = match change {

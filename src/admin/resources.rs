@@ -258,48 +258,7 @@ impl Command for SetResourcePrivate {
     type Output = Resource;
 
     async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
-        let Self { resource, private } = self;
-        let path = existing(tx, &resource).await?;
-        // Tenant-wide owners and admins can always undo privacy set below them.
-        authorize_or_tenant_wide(tx, ctx, &resource.rtype, "share", &path).await?;
-        let before = stored(tx, &resource).await?;
-        if before.private && !private {
-            // The grants above come into the subtree: the actor must hold
-            // what they give there (or, recovering, tenant-wide). Tenant-wide
-            // grants that let their holders undo the privacy themselves
-            // (owners, admins: `share` on the tenant) bring in nothing they
-            // could not have taken back anyway.
-            let d = Delegator::load(tx, ctx).await?;
-            let mut incoming = reaching_from_above(tx, &path[1..]).await?;
-            incoming.retain(|g| {
-                g.scope != Scope::Tenant
-                    || !matches!(
-                        d.roles()
-                            .role_match(&g.role_id, TENANT_TYPE, &resource.rtype, "share"),
-                        RoleMatch::Matched(_)
-                    )
-            });
-            d.could_bring_in(tx, &incoming, &resource, true, &|| {
-                format!("make `{resource}` public")
-            })
-            .await?;
-        }
-        tx.set_private(&resource, private).await?;
-        let after = Resource {
-            private,
-            ..before.clone()
-        };
-        Ok(Change {
-            action: "resource.set_private",
-            target: format!("resource:{resource}"),
-            before: json(&before),
-            after: json(&after),
-            output: after,
-            invalidation: Invalidation {
-                subtrees: vec![resource],
-                ..Invalidation::default()
-            },
-        })
+        set_boundary(tx, ctx, self.resource, Boundary::Private, self.private).await
     }
 }
 
@@ -317,46 +276,97 @@ impl Command for SetResourceRestricted {
     type Output = Resource;
 
     async fn run<T: WriteTx>(self, tx: &mut T, ctx: &WriteContext) -> Result<Change<Resource>> {
-        let Self {
-            resource,
-            restricted,
-        } = self;
-        let path = existing(tx, &resource).await?;
-        // Tenant-wide owners and admins reach in anyway, and can always
-        // undo a restriction set below them.
-        authorize_or_tenant_wide(tx, ctx, &resource.rtype, "share", &path).await?;
-        let before = stored(tx, &resource).await?;
-        if before.restricted && !restricted && !before.private {
-            // The grants above come into the subtree (those that reached in
-            // already aside): the actor must hold what they give there.
-            let d = Delegator::load(tx, ctx).await?;
-            let mut incoming = reaching_from_above(tx, &path[1..]).await?;
-            incoming.retain(|g| {
-                !(g.scope == Scope::Tenant
-                    && crate::model::REACH_RESTRICTED.contains(&g.role_id.as_str()))
-            });
-            d.could_bring_in(tx, &incoming, &resource, true, &|| {
-                format!("lift the restriction of `{resource}`")
-            })
-            .await?;
-        }
-        tx.set_restricted(&resource, restricted).await?;
-        let after = Resource {
-            restricted,
-            ..before.clone()
-        };
-        Ok(Change {
-            action: "resource.set_restricted",
-            target: format!("resource:{resource}"),
-            before: json(&before),
-            after: json(&after),
-            output: after,
-            invalidation: Invalidation {
-                subtrees: vec![resource],
-                ..Invalidation::default()
-            },
-        })
+        set_boundary(
+            tx,
+            ctx,
+            self.resource,
+            Boundary::Restricted,
+            self.restricted,
+        )
+        .await
     }
+}
+
+/// What keeps grants from above out of a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boundary {
+    /// Nothing from above reaches in.
+    Private,
+    /// Only tenant-wide owner and admin grants reach in.
+    Restricted,
+}
+
+/// Sets or lifts a boundary on a resource. Needs `share` there; tenant-wide
+/// owners and admins can always undo a boundary set below them. Lifting it
+/// lets the grants above into the subtree: the actor must hold what they
+/// give there (or, recovering, tenant-wide), those that reach in already
+/// aside — for privacy, the tenant-wide grants that let their holders undo
+/// it themselves (owners, admins: `share` on the tenant), which bring in
+/// nothing they could not have taken back anyway.
+async fn set_boundary<T: WriteTx>(
+    tx: &mut T,
+    ctx: &WriteContext,
+    resource: ResourceRef,
+    kind: Boundary,
+    on: bool,
+) -> Result<Change<Resource>> {
+    let path = existing(tx, &resource).await?;
+    authorize_or_tenant_wide(tx, ctx, &resource.rtype, "share", &path).await?;
+    let before = stored(tx, &resource).await?;
+    let lifting = match kind {
+        Boundary::Private => before.private && !on,
+        // Under privacy, lifting a restriction brings nothing in.
+        Boundary::Restricted => before.restricted && !on && !before.private,
+    };
+    if lifting {
+        let d = Delegator::load(tx, ctx).await?;
+        let mut incoming = reaching_from_above(tx, &path[1..]).await?;
+        incoming.retain(|g| {
+            let tenant_wide = g.scope == Scope::Tenant;
+            match kind {
+                Boundary::Private => {
+                    !tenant_wide
+                        || !matches!(
+                            d.roles()
+                                .role_match(&g.role_id, TENANT_TYPE, &resource.rtype, "share"),
+                            RoleMatch::Matched(_)
+                        )
+                }
+                Boundary::Restricted => {
+                    !(tenant_wide && crate::model::REACH_RESTRICTED.contains(&g.role_id.as_str()))
+                }
+            }
+        });
+        d.could_bring_in(tx, &incoming, &resource, true, &|| match kind {
+            Boundary::Private => format!("make `{resource}` public"),
+            Boundary::Restricted => format!("lift the restriction of `{resource}`"),
+        })
+        .await?;
+    }
+    let mut after = before.clone();
+    let action = match kind {
+        Boundary::Private => {
+            tx.set_private(&resource, on).await?;
+            after.private = on;
+            "resource.set_private"
+        }
+        Boundary::Restricted => {
+            tx.set_restricted(&resource, on).await?;
+            after.restricted = on;
+            "resource.set_restricted"
+        }
+    };
+    Ok(Change {
+        action,
+        target: format!("resource:{resource}"),
+        before: json(&before),
+        after: json(&after),
+        output: after,
+        invalidation: Invalidation {
+            subtrees: vec![resource],
+            ..Invalidation::default()
+        },
+    })
 }
 
 /// Replace a resource's attributes. Attributes are facts the platform
