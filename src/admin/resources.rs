@@ -231,17 +231,28 @@ impl Command for MoveResource {
             parent: new_parent,
             ..before.clone()
         };
-        Ok(Change {
-            action: "resource.move",
-            target: format!("resource:{resource}"),
-            before: json(&before),
-            after: json(&after),
-            output: after,
-            invalidation: Invalidation {
-                subtrees: vec![resource],
-                ..Invalidation::default()
-            },
-        })
+        Ok(subtree_change("resource.move", resource, before, after))
+    }
+}
+
+/// The record of a write that changed `resource`, its subtree made stale
+/// (every cached ancestry below carries the resource's node).
+fn subtree_change(
+    action: &'static str,
+    resource: ResourceRef,
+    before: Resource,
+    after: Resource,
+) -> Change<Resource> {
+    Change {
+        action,
+        target: format!("resource:{resource}"),
+        before: json(&before),
+        after: json(&after),
+        output: after,
+        invalidation: Invalidation {
+            subtrees: vec![resource],
+            ..Invalidation::default()
+        },
     }
 }
 
@@ -356,17 +367,7 @@ async fn set_boundary<T: WriteTx>(
             "resource.set_restricted"
         }
     };
-    Ok(Change {
-        action,
-        target: format!("resource:{resource}"),
-        before: json(&before),
-        after: json(&after),
-        output: after,
-        invalidation: Invalidation {
-            subtrees: vec![resource],
-            ..Invalidation::default()
-        },
-    })
+    Ok(subtree_change(action, resource, before, after))
 }
 
 /// Replace a resource's attributes. Attributes are facts the platform
@@ -402,18 +403,12 @@ impl Command for SetResourceAttributes {
             attributes,
             ..before.clone()
         };
-        Ok(Change {
-            action: "resource.set_attributes",
-            target: format!("resource:{resource}"),
-            before: json(&before),
-            after: json(&after),
-            output: after,
-            // Every ancestry below carries the resource's node.
-            invalidation: Invalidation {
-                subtrees: vec![resource],
-                ..Invalidation::default()
-            },
-        })
+        Ok(subtree_change(
+            "resource.set_attributes",
+            resource,
+            before,
+            after,
+        ))
     }
 }
 
