@@ -264,9 +264,21 @@ impl From<Explanation> for pb::Explanation {
 }
 
 /// The parts of a decision a response carries.
+/// A denial for missing context always names the fields (only them without
+/// `explain`), so that a caller can retry with them.
 pub fn decision(d: Decision, explain: bool) -> (bool, i32, Option<pb::Explanation>) {
     let reason = pb::Reason::from(d.reason) as i32;
-    (d.allowed, reason, explain.then(|| d.explanation.into()))
+    let explanation = if explain {
+        Some(d.explanation.into())
+    } else if d.reason == Reason::ConditionContextMissing {
+        Some(pb::Explanation {
+            missing_context: d.explanation.missing_context,
+            ..Default::default()
+        })
+    } else {
+        None
+    };
+    (d.allowed, reason, explanation)
 }
 
 impl From<Tenant> for pb::Tenant {

@@ -467,6 +467,8 @@ fn explanation(e: &Option<pb::Explanation>) -> Option<Value> {
             "scope": e.scope.as_ref().map(|s| json!({"type": s.r#type, "id": s.id})),
             "viaTeams": e.via_teams,
             "detail": e.detail,
+            "condition": e.condition,
+            "missingContext": e.missing_context,
         })
     })
 }

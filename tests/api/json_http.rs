@@ -4,6 +4,7 @@
 //! errors with HTTP statuses, and nothing else is reachable this way.
 
 use crate::helpers::*;
+use portcullis::grpc::pb;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,6 +100,32 @@ async fn json_over_http_answers_as_grpc_does() {
         v["explanation"]["scope"],
         json!({"type": "folder", "id": "f"})
     );
+
+    // A condition reads the typed context of a JSON call; without it the
+    // answer names the missing field.
+    app.conditional_grant(
+        "",
+        "bob",
+        "viewer",
+        "workflow:w2",
+        pb::Effect::Allow,
+        "request.mfa == true",
+    )
+    .await
+    .expect("conditional grant");
+    let ask = |typed: serde_json::Value| {
+        json!({"tenantId": TENANT, "principalId": "bob", "action": "view",
+               "resource": {"type": "workflow", "id": "w2"}, "typedContext": typed})
+        .to_string()
+    };
+    let (status, v) = post(addr, CHECK, Some(CHECK_KEY), &ask(json!({"mfa": true}))).await;
+    assert_eq!((status, v["allowed"].clone()), (200, json!(true)), "{v}");
+    let (status, v) = post(addr, CHECK, Some(CHECK_KEY), &ask(json!({}))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["reason"], "REASON_CONDITION_CONTEXT_MISSING", "{v}");
+    assert_eq!(v["explanation"]["missingContext"], json!(["mfa"]), "{v}");
+    let (status, v) = post(addr, CHECK, Some(CHECK_KEY), &ask(json!("not an object"))).await;
+    assert_eq!(status, 400, "{v}");
 
     let (status, v) = post(
         addr,

@@ -885,6 +885,20 @@ async fn administrators_need_multi_factor_authentication(b: Backend) {
     assert!(!without.allowed);
     assert_eq!(reason_of(&without), pb::Reason::ConditionContextMissing);
     assert_eq!(without.explanation.unwrap().missing_context, ["mfa"]);
+    // The fields are named without `explain` too.
+    let plain = app
+        .checker()
+        .check(pb::CheckRequest {
+            tenant_id: TENANT.into(),
+            principal_id: "ada".into(),
+            action: "manage".into(),
+            resource: Some(res("workflow:sync")),
+            ..Default::default()
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert_eq!(plain.explanation.expect("fields").missing_context, ["mfa"]);
     let refused = app
         .check_with(
             "ada",
