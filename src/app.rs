@@ -101,6 +101,8 @@ pub struct App {
     health_listener: Option<TcpListener>,
     /// The database as the startup line names it (password redacted).
     database: String,
+    /// Where decisions are logged (off by default).
+    decision_log: crate::config::DecisionLogConfig,
 }
 
 impl App {
@@ -158,6 +160,7 @@ impl App {
             metrics,
             metrics_listener,
             health_listener,
+            decision_log: config.decision_log.clone(),
             database: config.database.redacted_url(),
         })
     }
@@ -197,7 +200,11 @@ impl App {
             self.grpc.max_in_flight_per_tenant,
             self.grpc.max_queued_per_tenant,
         );
-        let check_api = CheckApi::new(authz, self.metrics.clone(), shares.clone());
+        let decisions = crate::decision_log::DecisionLog::start(&self.decision_log)
+            .await
+            .map_err(|e| StartupError::config("decision_log.path", e.to_string()))?;
+        let check_api =
+            CheckApi::new(authz, self.metrics.clone(), shares.clone()).with_decision_log(decisions);
         let (on_commit, cache_stats) = cache_hooks(&cache);
         let admin_api = AdminApi::new(
             Admin::new(self.store.clone(), on_commit),

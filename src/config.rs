@@ -432,6 +432,33 @@ pub struct MetricsConfig {
     pub addr: Option<SocketAddr>,
 }
 
+/// The decision log (every decision of `Check` and `BatchCheck` as a JSON
+/// line), off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    /// `off`, `stdout` or `file`.
+    pub sink: String,
+    /// With `file`: the file decisions are appended to.
+    pub path: Option<PathBuf>,
+    /// Share of decisions written, 0.0 to 1.0.
+    pub sample_rate: f64,
+    /// Decisions queued for the writer; past it new ones are dropped (and
+    /// counted), never waited for.
+    pub buffer: usize,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        Self {
+            sink: "off".to_owned(),
+            path: None,
+            sample_rate: 1.0,
+            buffer: 10_000,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -463,6 +490,9 @@ pub struct Config {
     /// Proven actors (for keys with `require_actor_token`).
     #[serde(default)]
     pub actor_tokens: ActorTokenConfig,
+    /// The decision log.
+    #[serde(default)]
+    pub decision_log: DecisionLogConfig,
 }
 
 impl Default for Config {
@@ -507,6 +537,7 @@ impl Default for Config {
             },
             metrics: MetricsConfig::default(),
             actor_tokens: ActorTokenConfig::default(),
+            decision_log: DecisionLogConfig::default(),
         }
     }
 }
@@ -608,6 +639,7 @@ impl Config {
 
     /// Checks every value; the first bad one is named.
     pub fn validate(&self) -> Result<()> {
+        self.validate_decision_log()?;
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -651,6 +683,35 @@ impl Config {
 
     /// API keys and certificate identities: unique names, long keys, valid
     /// tenant lists.
+    fn validate_decision_log(&self) -> Result<()> {
+        let d = &self.decision_log;
+        if !["off", "stdout", "file"].contains(&d.sink.as_str()) {
+            return Err(Error::invalid(
+                "decision_log.sink",
+                "must be `off`, `stdout` or `file`",
+            ));
+        }
+        if d.sink == "file" && d.path.is_none() {
+            return Err(Error::invalid(
+                "decision_log.path",
+                "must be set with sink `file`",
+            ));
+        }
+        if !(0.0..=1.0).contains(&d.sample_rate) {
+            return Err(Error::invalid(
+                "decision_log.sample_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if !(1..=1_000_000).contains(&d.buffer) {
+            return Err(Error::invalid(
+                "decision_log.buffer",
+                "must be 1 to 1,000,000",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_credentials(&self) -> Result<()> {
         let mut names = std::collections::HashSet::new();
         for (i, k) in self.api_keys.iter().enumerate() {

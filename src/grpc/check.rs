@@ -7,7 +7,9 @@ use super::pb;
 use super::pb::check_service_server::CheckService;
 use super::pb::list_accessible_service_server::ListAccessibleService;
 use crate::auth::{caller, Caller};
+use crate::decision_log::{DecisionLog, Entry};
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
+use crate::engine::Decision;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::condition::{self, RequestContext};
@@ -26,6 +28,7 @@ pub struct CheckApi<S> {
     authz: Arc<Authorizer<S>>,
     metrics: Metrics,
     shares: TenantShares,
+    decisions: Option<Arc<DecisionLog>>,
 }
 
 impl<S> Clone for CheckApi<S> {
@@ -34,6 +37,7 @@ impl<S> Clone for CheckApi<S> {
             authz: self.authz.clone(),
             metrics: self.metrics.clone(),
             shares: self.shares.clone(),
+            decisions: self.decisions.clone(),
         }
     }
 }
@@ -46,7 +50,39 @@ impl<S: Store> CheckApi<S> {
             authz,
             metrics,
             shares,
+            decisions: None,
         }
+    }
+
+    /// Writes every decision to `log` too.
+    pub fn with_decision_log(mut self, log: Option<Arc<DecisionLog>>) -> Self {
+        self.decisions = log;
+        self
+    }
+
+    /// Logs one decision, when the decision log is on.
+    fn log(&self, at: (&Caller, &str, &str, i64), q: &CheckQuery, d: &Decision) {
+        let Some(log) = &self.decisions else {
+            return;
+        };
+        let (caller, tenant, request_id, revision) = at;
+        let reason = pb::Reason::from(d.reason) as i32;
+        log.record(&Entry {
+            time: model::format_millis(model::now_millis()),
+            tenant,
+            caller: &caller.name,
+            principal: &q.subject_id,
+            action: &q.action,
+            resource: q.resource.to_string(),
+            allowed: d.allowed,
+            reason: super::reason_name(reason),
+            grant_id: &d.explanation.grant_id,
+            role_id: &d.explanation.role_id,
+            condition: &d.explanation.condition,
+            missing_context: &d.explanation.missing_context,
+            revision,
+            request_id,
+        });
     }
 
     /// The caller's tenant, once the call has a slot of the tenant's share.
@@ -67,6 +103,15 @@ impl<S: Store> CheckApi<S> {
     fn count(&self, allowed: bool, reason: i32) {
         self.metrics.decision(allowed, super::reason_name(reason));
     }
+}
+
+/// The call's request id (the observing layer sets one on every call).
+fn request_id<M>(req: &Request<M>) -> String {
+    req.metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The request's context (strings and typed values) as conditions see it.
@@ -182,12 +227,14 @@ impl<S: Store> CheckService for CheckApi<S> {
         req: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let caller = caller(&req)?;
+        let request_id = request_id(&req);
         let r = req.into_inner();
         let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         let q = query(None, r.principal_id, r.action, r.resource)?;
         let ctx = context(r.context, r.typed_context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
-        let (d, revision) = self.authz.check(&tenant, q, &ctx, min).await?;
+        let (d, revision) = self.authz.check(&tenant, q.clone(), &ctx, min).await?;
+        self.log((&caller, &tenant, &request_id, revision), &q, &d);
         tracing::debug!(tenant, allowed = d.allowed, reason = ?d.reason, context = ?ctx.entries(), "check");
         let (allowed, reason, explanation) = convert::decision(d, r.explain);
         self.count(allowed, reason);
@@ -205,6 +252,7 @@ impl<S: Store> CheckService for CheckApi<S> {
         req: Request<pb::BatchCheckRequest>,
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
         let caller = caller(&req)?;
+        let request_id = request_id(&req);
         let r = req.into_inner();
         let (tenant, _share) = self.enter(&caller, r.tenant_id).await?;
         if r.items.is_empty() || r.items.len() > MAX_BATCH {
@@ -221,6 +269,9 @@ impl<S: Store> CheckService for CheckApi<S> {
         let ctx = context(r.context, r.typed_context)?;
         let min = parse_revision_token("consistency_token", &r.consistency_token)?;
         let (decisions, revision) = self.authz.check_many(&tenant, &queries, &ctx, min).await?;
+        for (q, d) in queries.iter().zip(&decisions) {
+            self.log((&caller, &tenant, &request_id, revision), q, d);
+        }
         let results = decisions
             .into_iter()
             .map(|d| {

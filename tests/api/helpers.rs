@@ -266,10 +266,21 @@ pub async fn serve(
 
 /// A server on `backend` with no tenant.
 pub async fn spawn_bare(backend: Backend) -> TestApp {
+    spawn_configured(backend, |_, _| {}).await
+}
+
+/// A server on `backend` with no tenant, its configuration changed by
+/// `tweak` (given the test's temporary directory).
+pub async fn spawn_configured(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config, &std::path::Path),
+) -> TestApp {
     init_logs();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(&backend, dir.path()).await;
-    let (addr, channel, tx, server) = serve(&test_config(&database_url), true).await;
+    let mut cfg = test_config(&database_url);
+    tweak(&mut cfg, dir.path());
+    let (addr, channel, tx, server) = serve(&cfg, true).await;
     TestApp {
         addr,
         channel,
@@ -280,7 +291,6 @@ pub async fn spawn_bare(backend: Backend) -> TestApp {
     }
 }
 
-/// Parses `type:id` into a resource reference.
 /// A JSON object as a `google.protobuf.Struct`.
 pub fn typed(v: serde_json::Value) -> prost_types::Struct {
     fn value(v: serde_json::Value) -> prost_types::Value {
@@ -307,6 +317,7 @@ pub fn typed(v: serde_json::Value) -> prost_types::Struct {
     }
 }
 
+/// Parses `type:id` into a resource reference.
 pub fn res(s: &str) -> pb::ResourceRef {
     let (t, id) = s.split_once(':').expect("`type:id`");
     pb::ResourceRef {

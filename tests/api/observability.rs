@@ -509,3 +509,129 @@ async fn an_unreachable_collector_never_blocks_calls() {
     // An export waits up to 3 s; no call waited for one.
     assert!(slowest < Duration::from_secs(1), "{slowest:?}");
 }
+
+/// The decision log: with `decision_log.sink = "file"`, every decision of
+/// Check and BatchCheck is a JSON line (tenant, caller, principal, action,
+/// resource, answer, reason, grant, condition, missing context, revision,
+/// request id); with `sample_rate = 0` none is; a bad setting is refused
+/// naming it.
+#[tokio::test]
+async fn decisions_are_logged_as_json_lines_and_sampled() {
+    let path = std::sync::Arc::new(Mutex::new(None));
+    let keep = path.clone();
+    let app = spawn_configured(Backend::Sqlite, move |cfg, dir| {
+        let p = dir.join("decisions.jsonl");
+        *keep.lock().unwrap() = Some(p.clone());
+        cfg.decision_log.sink = "file".into();
+        cfg.decision_log.path = Some(p);
+    })
+    .await;
+    let path = path.lock().unwrap().clone().expect("path");
+    create_tenant(&mut app.operator(), TENANT).await;
+    app.user("alice").await;
+    app.resource("workflow:w1", None).await;
+    let g = app
+        .conditional_grant(
+            "",
+            "alice",
+            "viewer",
+            "workflow:w1",
+            pb::Effect::Allow,
+            "request.mfa == true",
+        )
+        .await
+        .expect("grant");
+    let allowed = app
+        .check_with(
+            "alice",
+            "view",
+            "workflow:w1",
+            serde_json::json!({"mfa": true}),
+        )
+        .await;
+    assert!(allowed.allowed);
+    assert!(!app.check("alice", "view", "workflow:w1").await);
+    app.checker()
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: TENANT.into(),
+            items: ["alice", "nobody"]
+                .iter()
+                .map(|p| pb::BatchCheckItem {
+                    principal_id: (*p).into(),
+                    action: "view".into(),
+                    resource: Some(res("workflow:w1")),
+                })
+                .collect(),
+            typed_context: Some(typed(serde_json::json!({"mfa": true}))),
+            ..Default::default()
+        })
+        .await
+        .expect("batch");
+    // The writer is asynchronous: wait for the four lines.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        if lines.len() >= 4 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let first = &lines[0];
+    assert_eq!(first["tenant"], TENANT);
+    assert_eq!(first["caller"], "test-check");
+    assert_eq!(first["principal"], "alice");
+    assert_eq!(first["action"], "view");
+    assert_eq!(first["resource"], "workflow:w1");
+    assert_eq!(first["allowed"], true);
+    assert_eq!(first["reason"], "REASON_GRANTED");
+    assert_eq!(first["grant_id"], g.id.as_str());
+    assert_eq!(first["condition"], "request.mfa == true");
+    assert!(first["revision"].as_i64().unwrap() > 0);
+    assert!(!first["request_id"].as_str().unwrap_or_default().is_empty());
+    assert_eq!(lines[1]["reason"], "REASON_CONDITION_CONTEXT_MISSING");
+    assert_eq!(lines[1]["missing_context"], serde_json::json!(["mfa"]));
+    assert_eq!(lines[2]["allowed"], true);
+    assert_eq!(lines[3]["principal"], "nobody");
+    assert_eq!(lines[3]["reason"], "REASON_UNKNOWN_PRINCIPAL");
+    assert_eq!(
+        lines[2]["request_id"], lines[3]["request_id"],
+        "one batch, one request"
+    );
+
+    // Sampled at 0: nothing written.
+    let quiet_path = std::sync::Arc::new(Mutex::new(None));
+    let keep = quiet_path.clone();
+    let quiet = spawn_configured(Backend::Sqlite, move |cfg, dir| {
+        let p = dir.join("none.jsonl");
+        *keep.lock().unwrap() = Some(p.clone());
+        cfg.decision_log.sink = "file".into();
+        cfg.decision_log.path = Some(p);
+        cfg.decision_log.sample_rate = 0.0;
+    })
+    .await;
+    create_tenant(&mut quiet.operator(), TENANT).await;
+    for _ in 0..20 {
+        quiet.check(ADMIN, "view", "workflow:none").await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text =
+        std::fs::read_to_string(quiet_path.lock().unwrap().clone().unwrap()).unwrap_or_default();
+    assert!(text.is_empty(), "{text}");
+
+    // Settings are checked.
+    let mut bad = portcullis::config::Config::default();
+    bad.decision_log.sink = "file".into();
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("decision_log.path"), "{e}");
+    bad.decision_log.sink = "syslog".into();
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("decision_log.sink"));
+}
