@@ -51,6 +51,18 @@ impl Error {
         Error::NotFound { what: what.into() }
     }
 
+    /// The error with its field named inside `place` (`items[3].action`,
+    /// `create_grant.actor_id`); any other error as it is.
+    pub fn within(self, place: &str) -> Self {
+        match self {
+            Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                field: format!("{place}.{field}"),
+                message,
+            },
+            e => e,
+        }
+    }
+
     /// A `FAILED_PRECONDITION` naming the broken `rule`.
     pub fn precondition(rule: &'static str, message: impl Into<String>) -> Self {
         Error::FailedPrecondition {

@@ -247,8 +247,16 @@ impl<S: WriteStore> Admin<S> {
         let diff = match &ctx.actor {
             Actor::SuperUser => apply::access_changes(&before, &after, limit)?,
             Actor::Principal(actor) => {
+                // Many differences share a resource: each is judged once.
+                let seen = std::cell::RefCell::new(std::collections::HashMap::new());
                 apply::access_changes_where(&before, &after, limit, |a, b, resource| {
-                    apply::may_view(a, actor, resource) || apply::may_view(b, actor, resource)
+                    *seen
+                        .borrow_mut()
+                        .entry(resource.to_owned())
+                        .or_insert_with(|| {
+                            apply::may_view(a, actor, resource)
+                                || apply::may_view(b, actor, resource)
+                        })
                 })?
             }
         };

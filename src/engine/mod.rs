@@ -336,13 +336,13 @@ where
                 RoleMatch::NoMatch => continue,
             };
         let (detail, condition) = match judge(b, roles, facts) {
-            Verdict::Holds(c) => ("an explicit deny grant matches".to_owned(), c),
-            Verdict::False(_) => continue,
-            Verdict::Error(c, e) => (
+            Ok(c) => ("an explicit deny grant matches".to_owned(), c),
+            Err(Unmet::False(_)) => continue,
+            Err(Unmet::Error(c, e)) => (
                 format!("an explicit deny grant matches: its condition could not be evaluated ({e}), so it counts"),
                 Some(c),
             ),
-            Verdict::Missing(c, fields) => {
+            Err(Unmet::Missing(c, fields)) => {
                 let mut explanation =
                     explain(b, permission, &missing_detail("a deny grant's", &fields));
                 explanation.condition = c.source().to_owned();
@@ -416,7 +416,7 @@ where
             break;
         }
         match judge(b, roles, facts) {
-            Verdict::Holds(c) => {
+            Ok(c) => {
                 let mut explanation = explain(
                     b,
                     permission,
@@ -429,7 +429,7 @@ where
                     explanation,
                 };
             }
-            verdict => note(&mut failure, Failure::of_condition(b, verdict)),
+            Err(unmet) => note(&mut failure, Failure::of_condition(b, unmet)),
         }
     }
     match best {
@@ -489,15 +489,14 @@ fn rank(depth: usize, b: &Binding, other_depth: usize, other: &Binding) -> std::
     ))
 }
 
-/// What a grant's conditions (its own and its role's) say about a question.
-enum Verdict {
-    /// All hold; the first condition, when there is one.
-    Holds(Option<Condition>),
-    /// This one does not hold.
+/// The first of a grant's conditions (its own and its role's) that did not
+/// hold for a question, and how.
+enum Unmet {
+    /// It does not hold.
     False(Condition),
-    /// This one could not be evaluated.
+    /// It could not be evaluated.
     Error(Condition, String),
-    /// This one needs context the question lacks.
+    /// It needs context the question lacks.
     Missing(Condition, Vec<String>),
 }
 
@@ -506,7 +505,13 @@ pub fn has_conditions(b: &Binding, roles: &RoleTable) -> bool {
     b.grant.condition.is_some() || !roles.conditions(&b.grant.role_id).is_empty()
 }
 
-fn judge(b: &Binding, roles: &RoleTable, facts: &Facts<'_>) -> Verdict {
+/// `Ok` with the first condition (if any) when all of a grant's conditions
+/// hold, else the first that does not.
+fn judge(
+    b: &Binding,
+    roles: &RoleTable,
+    facts: &Facts<'_>,
+) -> std::result::Result<Option<Condition>, Unmet> {
     let mut first = None;
     for c in b
         .grant
@@ -518,12 +523,12 @@ fn judge(b: &Binding, roles: &RoleTable, facts: &Facts<'_>) -> Verdict {
             Outcome::Holds => {
                 first.get_or_insert_with(|| c.clone());
             }
-            Outcome::Fails => return Verdict::False(c.clone()),
-            Outcome::Error(e) => return Verdict::Error(c.clone(), e),
-            Outcome::Missing(fields) => return Verdict::Missing(c.clone(), fields),
+            Outcome::Fails => return Err(Unmet::False(c.clone())),
+            Outcome::Error(e) => return Err(Unmet::Error(c.clone(), e)),
+            Outcome::Missing(fields) => return Err(Unmet::Missing(c.clone(), fields)),
         }
     }
-    Verdict::Holds(first)
+    Ok(first)
 }
 
 fn missing_detail(whose: &str, fields: &[String]) -> String {
@@ -558,23 +563,21 @@ impl<'b> Failure<'b> {
     }
 
     /// Why a matching allow grant's condition kept it from counting.
-    fn of_condition(binding: &'b Binding, verdict: Verdict) -> Self {
-        let (reason, detail, condition, missing) = match verdict {
-            // Not reached (a holding condition allows); ranked last if it were.
-            Verdict::Holds(c) => (Reason::Granted, String::new(), c, Vec::new()),
-            Verdict::False(c) => (
+    fn of_condition(binding: &'b Binding, unmet: Unmet) -> Self {
+        let (reason, detail, condition, missing) = match unmet {
+            Unmet::False(c) => (
                 Reason::ConditionFailed,
                 format!("the matching grant's condition `{c}` does not hold"),
                 Some(c),
                 Vec::new(),
             ),
-            Verdict::Error(c, e) => (
+            Unmet::Error(c, e) => (
                 Reason::ConditionFailed,
                 format!("the matching grant's condition `{c}` could not be evaluated: {e}"),
                 Some(c),
                 Vec::new(),
             ),
-            Verdict::Missing(c, fields) => (
+            Unmet::Missing(c, fields) => (
                 Reason::ConditionContextMissing,
                 missing_detail("the matching grant's", &fields),
                 Some(c),

@@ -127,12 +127,6 @@ fn context(
             ));
         }
     }
-    if strings.len() > condition::MAX_CONTEXT_ENTRIES {
-        return Err(Error::invalid(
-            "context",
-            format!("at most {} entries", condition::MAX_CONTEXT_ENTRIES),
-        ));
-    }
     let typed = typed
         .map(|s| {
             s.fields
@@ -208,15 +202,9 @@ fn query(
     };
     // The field names the request's own place (`items[3].action`), built
     // only when there is an error to name it in.
-    q().map_err(|e| match e {
-        Error::InvalidArgument { field, message } => Error::InvalidArgument {
-            field: match item {
-                Some(i) => format!("items[{i}].{field}"),
-                None => field,
-            },
-            message,
-        },
-        e => e,
+    q().map_err(|e: Error| match item {
+        Some(i) => e.within(&format!("items[{i}]")),
+        None => e,
     })
 }
 

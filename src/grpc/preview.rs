@@ -39,13 +39,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
         };
         // Who may call for which tenant and actor is the call's own
         // question: refused as the call, like the write would be.
-        let within = |e: Error| match e {
-            Error::InvalidArgument { field: f, message } => Error::InvalidArgument {
-                field: format!("{field}.{f}"),
-                message,
-            },
-            e => e,
-        };
+        let within = |e: Error| e.within(field);
         let ctx = write_ctx(caller, &mut r).map_err(within)?;
         self.prove_actor(caller, token, &ctx.tenant_id, &ctx.actor.to_string())
             .map_err(within)?;
@@ -81,155 +75,39 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
         // Previews compare whole tenants: they share the replica's places
         // for whole-tenant calls.
         let _slot = self.bulk_slot()?;
-        let p = match change {
-            C::UpdateTenant(m) => {
-                self.preview_one::<_, tenants::UpdateTenant>(
-                    (caller, token),
-                    ("update_tenant", m),
-                    limit,
-                )
-                .await
-            }
-            C::CreateResource(m) => {
-                self.preview_one::<_, resources::CreateResource>(
-                    (caller, token),
-                    ("create_resource", m),
-                    limit,
-                )
-                .await
-            }
-            C::MoveResource(m) => {
-                self.preview_one::<_, resources::MoveResource>(
-                    (caller, token),
-                    ("move_resource", m),
-                    limit,
-                )
-                .await
-            }
-            C::SetResourcePrivate(m) => {
-                self.preview_one::<_, resources::SetResourcePrivate>(
-                    (caller, token),
-                    ("set_resource_private", m),
-                    limit,
-                )
-                .await
-            }
-            C::SetResourceRestricted(m) => {
-                self.preview_one::<_, resources::SetResourceRestricted>(
-                    (caller, token),
-                    ("set_resource_restricted", m),
-                    limit,
-                )
-                .await
-            }
-            C::SetResourceAttributes(m) => {
-                self.preview_one::<_, resources::SetResourceAttributes>(
-                    (caller, token),
-                    ("set_resource_attributes", m),
-                    limit,
-                )
-                .await
-            }
-            C::DeleteResource(m) => {
-                self.preview_one::<_, resources::DeleteResource>(
-                    (caller, token),
-                    ("delete_resource", m),
-                    limit,
-                )
-                .await
-            }
-            C::TransferOwnership(m) => {
-                self.preview_one::<_, resources::TransferOwnership>(
-                    (caller, token),
-                    ("transfer_ownership", m),
-                    limit,
-                )
-                .await
-            }
-            C::CreatePrincipal(m) => {
-                self.preview_one::<_, members::CreatePrincipal>(
-                    (caller, token),
-                    ("create_principal", m),
-                    limit,
-                )
-                .await
-            }
-            C::SetPrincipalStatus(m) => {
-                self.preview_one::<_, members::SetPrincipalStatus>(
-                    (caller, token),
-                    ("set_principal_status", m),
-                    limit,
-                )
-                .await
-            }
-            C::AcceptInvitation(m) => {
-                self.preview_one::<_, members::AcceptInvitation>(
-                    (caller, token),
-                    ("accept_invitation", m),
-                    limit,
-                )
-                .await
-            }
-            C::CreateTeam(m) => {
-                self.preview_one::<_, members::CreateTeam>(
-                    (caller, token),
-                    ("create_team", m),
-                    limit,
-                )
-                .await
-            }
-            C::DeleteTeam(m) => {
-                self.preview_one::<_, members::DeleteTeam>(
-                    (caller, token),
-                    ("delete_team", m),
-                    limit,
-                )
-                .await
-            }
-            C::AddTeamMember(m) => {
-                self.preview_one::<_, members::AddTeamMember>(
-                    (caller, token),
-                    ("add_team_member", m),
-                    limit,
-                )
-                .await
-            }
-            C::RemoveTeamMember(m) => {
-                self.preview_one::<_, members::RemoveTeamMember>(
-                    (caller, token),
-                    ("remove_team_member", m),
-                    limit,
-                )
-                .await
-            }
-            C::CreateRole(m) => {
-                self.preview_one::<_, roles::CreateRole>((caller, token), ("create_role", m), limit)
-                    .await
-            }
-            C::UpdateRole(m) => {
-                self.preview_one::<_, roles::UpdateRole>((caller, token), ("update_role", m), limit)
-                    .await
-            }
-            C::DeleteRole(m) => {
-                self.preview_one::<_, roles::DeleteRole>((caller, token), ("delete_role", m), limit)
-                    .await
-            }
-            C::CreateGrant(m) => {
-                self.preview_one::<_, grants::CreateGrant>(
-                    (caller, token),
-                    ("create_grant", m),
-                    limit,
-                )
-                .await
-            }
-            C::DeleteGrant(m) => {
-                self.preview_one::<_, grants::DeleteGrant>(
-                    (caller, token),
-                    ("delete_grant", m),
-                    limit,
-                )
-                .await
-            }
+        // Each change as its write: the same conversion and rules, named
+        // as the oneof names it.
+        macro_rules! preview {
+            ($($variant:ident => $cmd:ty, $field:literal;)*) => {
+                match change {
+                    $(C::$variant(m) => {
+                        self.preview_one::<_, $cmd>((caller, token), ($field, m), limit)
+                            .await
+                    })*
+                }
+            };
+        }
+        let p = preview! {
+            UpdateTenant => tenants::UpdateTenant, "update_tenant";
+            CreateResource => resources::CreateResource, "create_resource";
+            MoveResource => resources::MoveResource, "move_resource";
+            SetResourcePrivate => resources::SetResourcePrivate, "set_resource_private";
+            SetResourceRestricted => resources::SetResourceRestricted, "set_resource_restricted";
+            SetResourceAttributes => resources::SetResourceAttributes, "set_resource_attributes";
+            DeleteResource => resources::DeleteResource, "delete_resource";
+            TransferOwnership => resources::TransferOwnership, "transfer_ownership";
+            CreatePrincipal => members::CreatePrincipal, "create_principal";
+            SetPrincipalStatus => members::SetPrincipalStatus, "set_principal_status";
+            AcceptInvitation => members::AcceptInvitation, "accept_invitation";
+            CreateTeam => members::CreateTeam, "create_team";
+            DeleteTeam => members::DeleteTeam, "delete_team";
+            AddTeamMember => members::AddTeamMember, "add_team_member";
+            RemoveTeamMember => members::RemoveTeamMember, "remove_team_member";
+            CreateRole => roles::CreateRole, "create_role";
+            UpdateRole => roles::UpdateRole, "update_role";
+            DeleteRole => roles::DeleteRole, "delete_role";
+            CreateGrant => grants::CreateGrant, "create_grant";
+            DeleteGrant => grants::DeleteGrant, "delete_grant";
         }?;
         Ok(response(p, offset, size))
     }

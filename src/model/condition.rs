@@ -210,22 +210,7 @@ impl Condition {
 
     /// Evaluates it for one question.
     pub fn evaluate(&self, facts: &Facts<'_>) -> Outcome {
-        // Only the variables it names are built and bound.
-        let uses = &self.0.uses;
-        let mut ctx = cel::Context::with_env(ENV.clone());
-        if uses[0] {
-            ctx.add_variable_from_value("request", facts.request.value().clone());
-        }
-        if uses[1] {
-            ctx.add_variable_from_value("subject", subject_value(facts.subject));
-        }
-        if uses[2] {
-            ctx.add_variable_from_value("resource", resource_value(facts.resource));
-        }
-        if uses[3] {
-            ctx.add_variable_from_value("now", time_value(facts.now));
-        }
-        match self.0.program.execute(&ctx) {
+        match self.execute(facts) {
             Ok(Value::Bool(true)) => Outcome::Holds,
             Ok(Value::Bool(false)) => Outcome::Fails,
             Ok(other) => Outcome::Error(format!(
@@ -249,6 +234,25 @@ impl Condition {
         }
     }
 
+    /// Runs the program on `facts`, binding only the variables it names.
+    fn execute(&self, facts: &Facts<'_>) -> cel::ResolveResult {
+        let uses = &self.0.uses;
+        let mut ctx = cel::Context::with_env(ENV.clone());
+        if uses[0] {
+            ctx.add_variable_from_value("request", facts.request.value().clone());
+        }
+        if uses[1] {
+            ctx.add_variable_from_value("subject", subject_value(facts.subject));
+        }
+        if uses[2] {
+            ctx.add_variable_from_value("resource", resource_value(facts.resource));
+        }
+        if uses[3] {
+            ctx.add_variable_from_value("now", time_value(facts.now));
+        }
+        self.0.program.execute(&ctx)
+    }
+
     /// Runs it on a sample question (an empty context, a user, a resource
     /// without attributes): refuses a result other than a bool and errors
     /// that no data could cause.
@@ -268,12 +272,7 @@ impl Condition {
             resource: None,
             now: 0,
         };
-        let mut ctx = cel::Context::with_env(ENV.clone());
-        ctx.add_variable_from_value("request", request.value().clone());
-        ctx.add_variable_from_value("subject", subject_value(facts.subject));
-        ctx.add_variable_from_value("resource", resource_value(None));
-        ctx.add_variable_from_value("now", time_value(0));
-        match self.0.program.execute(&ctx) {
+        match self.execute(&facts) {
             Ok(Value::Bool(_)) => Ok(()),
             Ok(other) => Err(format!("yields a {}, not a bool", other.type_of())),
             Err(

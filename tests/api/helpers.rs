@@ -722,18 +722,7 @@ impl TestApp {
 
     /// The full answer to a check, with explanation.
     pub async fn check_full(&self, subject: &str, action: &str, r: &str) -> pb::CheckResponse {
-        self.checker()
-            .check(pb::CheckRequest {
-                tenant_id: TENANT.into(),
-                principal_id: subject.into(),
-                action: action.into(),
-                resource: Some(res(r)),
-                explain: true,
-                ..Default::default()
-            })
-            .await
-            .expect("check")
-            .into_inner()
+        self.check_in(subject, action, r, None).await
     }
 
     /// The full answer to a check carrying a typed context (a JSON object).
@@ -744,6 +733,17 @@ impl TestApp {
         r: &str,
         context: serde_json::Value,
     ) -> pb::CheckResponse {
+        self.check_in(subject, action, r, Some(typed(context)))
+            .await
+    }
+
+    async fn check_in(
+        &self,
+        subject: &str,
+        action: &str,
+        r: &str,
+        typed_context: Option<prost_types::Struct>,
+    ) -> pb::CheckResponse {
         self.checker()
             .check(pb::CheckRequest {
                 tenant_id: TENANT.into(),
@@ -751,7 +751,7 @@ impl TestApp {
                 action: action.into(),
                 resource: Some(res(r)),
                 explain: true,
-                typed_context: Some(typed(context)),
+                typed_context,
                 ..Default::default()
             })
             .await
@@ -768,31 +768,11 @@ impl TestApp {
         rtype: &str,
         context: serde_json::Value,
     ) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .lister()
-                .list_accessible(pb::ListAccessibleRequest {
-                    tenant_id: TENANT.into(),
-                    principal_id: subject.into(),
-                    action: action.into(),
-                    resource_type: rtype.into(),
-                    page_token,
-                    typed_context: Some(typed(context.clone())),
-                    ..Default::default()
-                })
-                .await
-                .expect("list")
-                .into_inner();
-            out.extend(page.resource_ids);
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
-        out.sort();
-        out
+        let mut ids = self
+            .list_in((subject, action, rtype), 0, Some(typed(context)))
+            .await;
+        ids.sort();
+        ids
     }
 
     /// Every principal who may `action` on `r` with a typed context, sorted.
@@ -802,19 +782,7 @@ impl TestApp {
         action: &str,
         context: serde_json::Value,
     ) -> Vec<String> {
-        self.lister()
-            .list_subjects(pb::ListSubjectsRequest {
-                tenant_id: TENANT.into(),
-                resource: Some(res(r)),
-                action: action.into(),
-                page_size: 10_000,
-                typed_context: Some(typed(context)),
-                ..Default::default()
-            })
-            .await
-            .expect("list subjects")
-            .into_inner()
-            .principal_ids
+        self.subjects_in(r, action, Some(typed(context))).await
     }
 
     /// Whether `subject` may `action` on `r` (`type:id`).
@@ -845,6 +813,16 @@ impl TestApp {
         rtype: &str,
         page_size: u32,
     ) -> Vec<String> {
+        self.list_in((subject, action, rtype), page_size, None)
+            .await
+    }
+
+    async fn list_in(
+        &self,
+        (subject, action, rtype): (&str, &str, &str),
+        page_size: u32,
+        typed_context: Option<prost_types::Struct>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
@@ -857,6 +835,7 @@ impl TestApp {
                     resource_type: rtype.into(),
                     page_size,
                     page_token: token.clone(),
+                    typed_context: typed_context.clone(),
                     ..Default::default()
                 })
                 .await
@@ -872,6 +851,15 @@ impl TestApp {
 
     /// Every principal who may `action` on `r`, following all pages.
     pub async fn subjects(&self, r: &str, action: &str) -> Vec<String> {
+        self.subjects_in(r, action, None).await
+    }
+
+    async fn subjects_in(
+        &self,
+        r: &str,
+        action: &str,
+        typed_context: Option<prost_types::Struct>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
@@ -882,6 +870,7 @@ impl TestApp {
                     resource: Some(res(r)),
                     action: action.into(),
                     page_token: token.clone(),
+                    typed_context: typed_context.clone(),
                     ..Default::default()
                 })
                 .await
