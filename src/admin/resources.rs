@@ -71,6 +71,14 @@ impl Command for CreateResource {
         } = self;
         let parent_path = existing_parent(tx, parent.as_ref()).await?;
         authorize(tx, ctx, &resource.rtype, "create", &parent_path).await?;
+        if !attributes.is_empty() && ctx.actor != Actor::SuperUser {
+            // Attributes can make a condition hold (`resource.user ==
+            // subject.id`) and so give access the creator may not hold:
+            // they are the platform's, as on SetResourceAttributes.
+            return Err(Error::PermissionDenied(
+                "only a super user sets a resource's attributes (conditions read them)".to_owned(),
+            ));
+        }
         check_depth("parent", parent_path.len() + 1)?;
         if tx.resource(&resource).await?.is_some() {
             return Err(Error::AlreadyExists {

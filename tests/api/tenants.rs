@@ -115,9 +115,16 @@ async fn walkthrough(app: &TestApp, t: &str) {
     op.create_resource(res_req("workflow:payroll", Some("folder:billing"), true))
         .await
         .expect("private workflow");
-    op.create_resource(pb::CreateResourceRequest {
+    // Attributes are the platform's: the operator (no actor) sets them.
+    let attributed = pb::CreateResourceRequest {
         attributes: [("region".to_owned(), "eu".to_owned())].into(),
         ..res_req("connection:bank", Some("workspace:ops"), false)
+    };
+    let refused = op.create_resource(attributed.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    op.create_resource(pb::CreateResourceRequest {
+        actor_id: String::new(),
+        ..attributed
     })
     .await
     .expect("connection");
