@@ -459,6 +459,10 @@ async fn migrate(config: &Config) -> Result<(), StartupError> {
 }
 
 async fn serve(config: &mut Config, migrate: bool) -> Result<(), StartupError> {
+    // Listened for from the start: a SIGTERM that arrives while the server
+    // migrates, binds or starts serving is a graceful shutdown, not the
+    // default kill.
+    let shutdown = shutdown_signal();
     if config.api_keys.is_empty() {
         // Quick start: no keys configured, so only this machine may call, with
         // a key made for this run and shown once.
@@ -484,26 +488,39 @@ async fn serve(config: &mut Config, migrate: bool) -> Result<(), StartupError> {
             addr: config.grpc.addr.to_string(),
             source,
         })?;
-    app.serve(listener, shutdown_signal()).await
+    app.serve(listener, shutdown).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on the first SIGTERM or Ctrl-C received after this call: the
+/// handlers are registered here, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(term) => {},
+                _ = wait(interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
