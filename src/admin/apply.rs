@@ -61,6 +61,8 @@ pub enum Op {
     SetAttributes(ResourceRef, model::Attributes),
     /// Change a resource's restricted flag.
     SetRestricted(ResourceRef, bool),
+    /// Replace a resource's links.
+    SetLinks(ResourceRef, Vec<model::Link>),
     /// Delete a resource and its subtree.
     DeleteResource(ResourceRef),
     /// Create a grant.
@@ -168,6 +170,10 @@ impl Op {
                 "resource.set_attributes",
                 format!("{r} {}", serde_json::to_string(a).unwrap_or_default()),
             ),
+            Op::SetLinks(r, l) => (
+                "resource.set_links",
+                format!("{r} {}", serde_json::to_string(l).unwrap_or_default()),
+            ),
             Op::DeleteResource(r) => ("resource.delete", r.to_string()),
             Op::CreateGrant(g) => ("grant.create", grant_str(g)),
             Op::Transfer(r, o) => ("resource.transfer_ownership", format!("{r} to {o}")),
@@ -220,6 +226,7 @@ impl Op {
                     owner,
                     restricted: r.restricted,
                     attributes: r.attributes,
+                    links: r.links,
                 }
                 .run(tx, ctx)
                 .await?,
@@ -231,6 +238,11 @@ impl Op {
                 }
                 .run(tx, ctx)
                 .await?,
+            ),
+            Op::SetLinks(resource, links) => drop(
+                super::links::SetResourceLinks { resource, links }
+                    .run(tx, ctx)
+                    .await?,
             ),
             Op::SetAttributes(resource, attributes) => drop(
                 SetResourceAttributes {
@@ -456,12 +468,22 @@ fn resource_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
     let now_res: HashMap<&ResourceRef, &Resource> =
         now.resources.iter().map(|r| (&r.resource, r)).collect();
     let want_owner = single_owners(want);
+    // Links last: a link may name a resource created after its own.
+    let mut links = Vec::new();
     for r in &want.resources {
         match now_res.get(&r.resource) {
-            None => ops.push(Op::CreateResource(
-                r.clone(),
-                want_owner.get(&r.resource).map(|o| (*o).to_owned()),
-            )),
+            None => {
+                ops.push(Op::CreateResource(
+                    Resource {
+                        links: Vec::new(),
+                        ..r.clone()
+                    },
+                    want_owner.get(&r.resource).map(|o| (*o).to_owned()),
+                ));
+                if !r.links.is_empty() {
+                    links.push(Op::SetLinks(r.resource.clone(), r.links.clone()));
+                }
+            }
             Some(old) => {
                 if old.parent != r.parent {
                     ops.push(Op::Move(r.resource.clone(), r.parent.clone()));
@@ -475,9 +497,13 @@ fn resource_changes(now: &TenantDump, want: &TenantDump, ops: &mut Vec<Op>) {
                 if old.attributes != r.attributes {
                     ops.push(Op::SetAttributes(r.resource.clone(), r.attributes.clone()));
                 }
+                if old.links != r.links {
+                    links.push(Op::SetLinks(r.resource.clone(), r.links.clone()));
+                }
             }
         }
     }
+    ops.extend(links);
 }
 
 /// Whether `g` is the owner grant of a single-owner resource (changed by
@@ -780,12 +806,17 @@ pub fn may_view(idx: &TenantIndex, actor: &str, resource: &str) -> bool {
         path: path.as_deref(),
         context: model::condition::RequestContext::none(),
     };
-    engine::decide(
+    let resolve = |r: &ResourceRef| idx.tree().ancestry(r);
+    engine::decide_linked(
         Subject::Principal(Some(p)),
-        &bindings,
+        bindings.iter(),
         idx.roles(),
         q,
         model::now_millis(),
+        &engine::Linked {
+            bindings: &bindings,
+            ancestry: &resolve,
+        },
     )
     .allowed
 }

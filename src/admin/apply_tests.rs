@@ -203,6 +203,7 @@ fn state(s: &Spec) -> TenantDump {
             .filter(|p| d.resources.iter().any(|x| x.resource == r(p)))
             .map(|p| r(p));
         d.resources.push(Resource {
+            links: Default::default(),
             resource: r(me),
             parent,
             private: *private,

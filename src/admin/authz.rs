@@ -2,7 +2,9 @@
 //! allows its acting principal the write's permission where it applies, by
 //! the same rule as every `Check` (the super user is always allowed).
 
-use crate::engine::{self, Question, Subject};
+use crate::engine::authorizer::gathered;
+use crate::engine::links::{links_to_fetch, Gathered};
+use crate::engine::{self, Linked, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
     Actor, Effect, Millis, PrincipalStatus, ResourceNode, RoleMatch, RoleTable, Scope,
@@ -25,8 +27,30 @@ pub(crate) async fn subject<T: WriteTx>(tx: &mut T, id: &str) -> Result<SubjectE
     })
 }
 
+/// Reads, inside the write, the ancestries of the linked resources deciding
+/// `action` on the resource `path` starts with may need.
+pub(crate) async fn gather_in<T: WriteTx>(
+    tx: &mut T,
+    path: &[ResourceNode],
+    action: &str,
+    roles: &RoleTable,
+) -> Result<Gathered> {
+    let mut known = Gathered::new();
+    loop {
+        let wanted = links_to_fetch(path, action, roles, &known);
+        if wanted.is_empty() {
+            return Ok(known);
+        }
+        for r in wanted {
+            let a = tx.ancestry(&r).await?;
+            known.insert(r, a);
+        }
+    }
+}
+
 /// Refuses the write unless the actor may `<rtype>.<action>` on the resource
-/// whose ancestry is `path` (the tenant itself when `path` is empty).
+/// whose ancestry is `path` (the tenant itself when `path` is empty), its
+/// links followed.
 pub async fn authorize<T: WriteTx>(
     tx: &mut T,
     ctx: &WriteContext,
@@ -38,7 +62,8 @@ pub async fn authorize<T: WriteTx>(
         return Ok(());
     };
     let actor = Acting::load(tx, id).await?;
-    actor.may(rtype, action, path)
+    let known = gather_in(tx, path, action, &actor.roles).await?;
+    actor.may(rtype, action, path, &known)
 }
 
 /// The acting principal with its grants and the tenant's roles, read once
@@ -60,20 +85,29 @@ impl<'a> Acting<'a> {
         })
     }
 
-    /// Refuses unless the actor may `<rtype>.<action>` where `path` says.
-    fn may(&self, rtype: &str, action: &str, path: &[ResourceNode]) -> Result<()> {
+    /// Refuses unless the actor may `<rtype>.<action>` where `path` says,
+    /// the links followed through the ancestries `known`.
+    fn may(
+        &self,
+        rtype: &str,
+        action: &str,
+        path: &[ResourceNode],
+        known: &Gathered,
+    ) -> Result<()> {
         let q = Question {
             rtype,
             action,
             path: Some(path),
             context: crate::model::condition::RequestContext::none(),
         };
-        let d = engine::decide(
+        let resolve = gathered(known);
+        let d = engine::decide_linked(
             Subject::Principal(self.entry.principal.as_ref()),
-            &self.entry.bindings,
+            self.entry.bindings.iter(),
             &self.roles,
             q,
             self.now,
+            &Linked::over(&self.entry.bindings, &resolve),
         );
         if d.allowed {
             return Ok(());
@@ -121,10 +155,13 @@ pub async fn authorize_or_tenant_wide<T: WriteTx>(
         return Ok(());
     };
     let actor = Acting::load(tx, id).await?;
-    match actor.may(rtype, action, path) {
+    let known = gather_in(tx, path, action, &actor.roles).await?;
+    match actor.may(rtype, action, path, &known) {
         Err(Error::PermissionDenied(why)) if !path.is_empty() => {
             // Nobody recovers with a power it is itself denied there.
-            if actor.may(rtype, action, &[]).is_err() || actor.denied_on(rtype, action, path) {
+            if actor.may(rtype, action, &[], &known).is_err()
+                || actor.denied_on(rtype, action, path)
+            {
                 return Err(Error::PermissionDenied(why));
             }
             Ok(())
@@ -157,19 +194,21 @@ pub async fn authorize_subtree<T: WriteTx>(
     } = subject(tx, id).await?;
     let roles = super::role_table(tx).await?;
     let now = tx.now();
-    let allowed = |rtype: &str, path: &[ResourceNode]| {
+    let allowed = |rtype: &str, path: &[ResourceNode], known: &Gathered| {
         let q = Question {
             rtype,
             action,
             path: Some(path),
             context: crate::model::condition::RequestContext::none(),
         };
-        engine::decide(
+        let resolve = gathered(known);
+        engine::decide_linked(
             Subject::Principal(principal.as_ref()),
-            &bindings,
+            bindings.iter(),
             &roles,
             q,
             now,
+            &Linked::over(&bindings, &resolve),
         )
         .allowed
     };
@@ -177,7 +216,7 @@ pub async fn authorize_subtree<T: WriteTx>(
     // deny of the actor's sits inside the subtree.
     let inside: std::collections::HashSet<&crate::model::ResourceRef> =
         below.iter().map(|d| &d.resource).collect();
-    let uniform = below.iter().all(|d| !d.private)
+    let uniform = below.iter().all(|d| !d.private && !d.linked)
         && !bindings.iter().any(|b| {
             b.grant.effect == crate::model::Effect::Deny
                 && matches!(&b.grant.scope, crate::model::Scope::Resource(r) if inside.contains(r))
@@ -185,7 +224,8 @@ pub async fn authorize_subtree<T: WriteTx>(
     if uniform {
         let types: std::collections::BTreeSet<&str> =
             below.iter().map(|d| d.resource.rtype.as_str()).collect();
-        if types.iter().all(|t| allowed(t, root_path)) {
+        let none = Gathered::new();
+        if types.iter().all(|t| allowed(t, root_path, &none)) {
             return Ok(());
         }
     }
@@ -194,7 +234,12 @@ pub async fn authorize_subtree<T: WriteTx>(
             .ancestry(&d.resource)
             .await?
             .ok_or_else(|| Error::not_found(format!("resource `{}`", d.resource)))?;
-        if !allowed(&d.resource.rtype, &path) {
+        let known = if d.linked {
+            gather_in(tx, &path, action, &roles).await?
+        } else {
+            Gathered::new()
+        };
+        if !allowed(&d.resource.rtype, &path, &known) {
             return Err(Error::PermissionDenied(format!(
                 "actor `{id}` may not `{}.{action}` on `{}`, which is inside `{root}`: nothing was deleted",
                 d.resource.rtype, d.resource

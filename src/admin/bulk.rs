@@ -113,6 +113,78 @@ fn dup(what: &str, id: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The links of a dump: known actions, linked resources in the dump, none
+/// to itself, no cycle and no chain deeper than [`model::MAX_LINK_DEPTH`].
+fn check_dump_links(
+    d: &TenantDump,
+    table: &model::RoleTable,
+    resources: &HashMap<&ResourceRef, usize>,
+) -> Result<()> {
+    let mut links: HashMap<&ResourceRef, &[model::Link]> = HashMap::new();
+    for (i, r) in d.resources.iter().enumerate() {
+        for (j, l) in r.links.iter().enumerate() {
+            let at = format!("resources[{i}].links[{j}]");
+            for a in std::iter::once(&l.action).chain(&l.on) {
+                if !table.knows_action(a) {
+                    return Err(Error::invalid(
+                        at,
+                        format!("`{a}` is not an action of the tenant"),
+                    ));
+                }
+            }
+            if l.resource == r.resource || !resources.contains_key(&l.resource) {
+                return Err(Error::not_found(format!(
+                    "{at}: resource `{}` (another resource of the tenant)",
+                    l.resource
+                )));
+            }
+        }
+        if !r.links.is_empty() {
+            links.insert(&r.resource, &r.links);
+        }
+    }
+    // The longest chain from each linked resource, depth first; a resource
+    // met again on the way down is a cycle.
+    fn longest<'a>(
+        r: &'a ResourceRef,
+        links: &HashMap<&'a ResourceRef, &'a [model::Link]>,
+        on_the_way: &mut Vec<&'a ResourceRef>,
+        memo: &mut HashMap<&'a ResourceRef, usize>,
+    ) -> Result<usize> {
+        if let Some(n) = memo.get(r) {
+            return Ok(*n);
+        }
+        if on_the_way.contains(&r) {
+            return Err(Error::precondition(
+                "link_cycle",
+                format!("the links through `{r}` form a cycle"),
+            ));
+        }
+        on_the_way.push(r);
+        let mut n = 0;
+        for l in links.get(r).copied().unwrap_or_default() {
+            n = n.max(1 + longest(&l.resource, links, on_the_way, memo)?);
+        }
+        on_the_way.pop();
+        if n > model::MAX_LINK_DEPTH {
+            return Err(Error::precondition(
+                "link_depth",
+                format!(
+                    "`{r}` acts on resources more than {} links away",
+                    model::MAX_LINK_DEPTH
+                ),
+            ));
+        }
+        memo.insert(r, n);
+        Ok(n)
+    }
+    let mut memo = HashMap::new();
+    for r in links.keys() {
+        longest(r, &links, &mut Vec::new(), &mut memo)?;
+    }
+    Ok(())
+}
+
 /// Checks a dump against the rules every single write keeps: each record
 /// names only records before it (roles the roles they inherit, memberships
 /// existing teams and members, resources their parent, grants their
@@ -217,6 +289,7 @@ pub fn check_dump(d: &TenantDump, _now: model::Millis) -> Result<()> {
         check_depth(&format!("resources[{i}].parent"), level)?;
         depth.insert(&r.resource, level);
     }
+    check_dump_links(d, &table, &depth)?;
     let mut grant_ids = HashSet::with_capacity(d.grants.len());
     let mut owners: HashMap<&ResourceRef, usize> = HashMap::new();
     for (i, g) in d.grants.iter().enumerate() {

@@ -20,6 +20,7 @@ pub mod bulk;
 pub mod delegation;
 pub mod grants;
 pub mod invariants;
+pub mod links;
 pub mod members;
 pub mod reads;
 pub mod resources;

@@ -3,6 +3,8 @@
 
 use super::invariants::account_admins;
 use super::Admin;
+use crate::engine::authorizer::{gather_links, gathered};
+use crate::engine::links::Gathered;
 use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -142,20 +144,35 @@ impl Viewer {
     }
 
     /// Whether the actor may `<rtype>.<action>` on the resource whose
-    /// ancestry is `path` (the tenant when empty).
+    /// ancestry is `path` (the tenant when empty). A link of the resource
+    /// reads as one to a resource that does not exist (a denial): where
+    /// links may count, ask [`Admin::viewer_may`].
     pub fn may(&self, rtype: &str, action: &str, path: &[ResourceNode]) -> bool {
+        self.may_among(rtype, action, path, &Gathered::new())
+    }
+
+    /// [`Viewer::may`] with the ancestries of linked resources `known`.
+    fn may_among(
+        &self,
+        rtype: &str,
+        action: &str,
+        path: &[ResourceNode],
+        known: &Gathered,
+    ) -> bool {
         let q = Question {
             rtype,
             action,
             path: Some(path),
             context: crate::model::condition::RequestContext::none(),
         };
-        engine::decide(
+        let resolve = gathered(known);
+        engine::decide_linked(
             Subject::Principal(Some(&self.principal)),
-            &self.bindings,
+            self.bindings.iter(),
             &self.roles,
             q,
             self.now,
+            &engine::Linked::over(&self.bindings, &resolve),
         )
         .allowed
     }
@@ -196,10 +213,34 @@ impl<S: Store> Admin<S> {
         Ok(match scope {
             Scope::Tenant => viewer.may_view(scope, &[]),
             Scope::Resource(r) => match Store::ancestry(&self.store, tenant, r).await? {
-                Some(path) => viewer.may_view(scope, &path),
+                Some(path) => self.viewer_may(tenant, viewer, "view", &path).await?,
                 None => false,
             },
         })
+    }
+
+    /// Whether `viewer` may do `action` on the resource `path` starts with,
+    /// its links followed.
+    pub async fn viewer_may(
+        &self,
+        tenant: &str,
+        viewer: &Viewer,
+        action: &str,
+        path: &[ResourceNode],
+    ) -> Result<bool> {
+        let Some(rtype) = path.first().map(|n| n.resource.rtype.as_str()) else {
+            return Ok(viewer.may(TENANT_TYPE, action, path));
+        };
+        let mut known = Gathered::new();
+        gather_links(
+            &self.store,
+            tenant,
+            (path, action),
+            &viewer.roles,
+            &mut known,
+        )
+        .await?;
+        Ok(viewer.may_among(rtype, action, path, &known))
     }
 }
 
@@ -238,22 +279,26 @@ impl<S: Store> Admin<S> {
         };
         let above: Vec<ResourceNode> = match parent {
             None => Vec::new(),
-            Some(p) => match Store::ancestry(&self.store, tenant, p).await? {
-                // A parent the actor may not view is one that does not exist.
-                Some(path) if v.may(&p.rtype, "view", &path) => path.to_vec(),
-                _ => return Err(Error::not_found(format!("resource `{p}`"))),
-            },
+            Some(p) => {
+                let path = Store::ancestry(&self.store, tenant, p).await?;
+                match path {
+                    // A parent the actor may not view is one that does not exist.
+                    Some(path) if self.viewer_may(tenant, v, "view", &path).await? => path.to_vec(),
+                    _ => return Err(Error::not_found(format!("resource `{p}`"))),
+                }
+            }
         };
         let mut path = Vec::with_capacity(above.len() + 1);
-        Ok(items
-            .into_iter()
-            .filter(|r| {
-                path.clear();
-                path.push(r.node());
-                path.extend(above.iter().cloned());
-                v.may(&r.resource.rtype, "view", &path)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(items.len());
+        for r in items {
+            path.clear();
+            path.push(r.node());
+            path.extend(above.iter().cloned());
+            if self.viewer_may(tenant, v, "view", &path).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// `grants` (asked on `scope`, when given) without those on scopes

@@ -34,7 +34,7 @@ async fn existing_parent<T: WriteTx>(
 }
 
 /// A resource as stored, or NOT_FOUND.
-async fn stored<T: WriteTx>(tx: &mut T, r: &ResourceRef) -> Result<Resource> {
+pub(crate) async fn stored<T: WriteTx>(tx: &mut T, r: &ResourceRef) -> Result<Resource> {
     tx.resource(r)
         .await?
         .ok_or_else(|| Error::not_found(format!("resource `{r}`")))
@@ -55,6 +55,8 @@ pub struct CreateResource {
     pub restricted: bool,
     /// Attributes conditions read.
     pub attributes: Attributes,
+    /// The resources it acts on.
+    pub links: Vec<crate::model::Link>,
 }
 
 impl Command for CreateResource {
@@ -68,6 +70,7 @@ impl Command for CreateResource {
             owner,
             restricted,
             attributes,
+            links,
         } = self;
         let parent_path = existing_parent(tx, parent.as_ref()).await?;
         authorize(tx, ctx, &resource.rtype, "create", &parent_path).await?;
@@ -112,8 +115,14 @@ impl Command for CreateResource {
             private,
             restricted,
             attributes,
+            links,
             created_at: tx.now(),
         };
+        if !created.links.is_empty() {
+            let mut path = vec![created.node()];
+            path.extend(parent_path.iter().cloned());
+            super::links::check_links(tx, ctx, &path, &[], &created.links).await?;
+        }
         tx.insert_resource(&created).await?;
         let mut after =
             serde_json::json!({ "resource": &resource, "parent": &parent, "private": private });
@@ -122,6 +131,9 @@ impl Command for CreateResource {
         }
         if !created.attributes.is_empty() {
             after["attributes"] = serde_json::to_value(&created.attributes).unwrap_or_default();
+        }
+        if !created.links.is_empty() {
+            after["links"] = serde_json::to_value(&created.links).unwrap_or_default();
         }
         let mut inv = Invalidation {
             resources: vec![resource.clone()],
@@ -245,7 +257,7 @@ impl Command for MoveResource {
 
 /// The record of a write that changed `resource`, its subtree made stale
 /// (every cached ancestry below carries the resource's node).
-fn subtree_change(
+pub(crate) fn subtree_change(
     action: &'static str,
     resource: ResourceRef,
     before: Resource,

@@ -116,6 +116,7 @@ fn allow(subject: SubjectRef, role: &str, scope: Scope) -> CreateGrant {
 
 fn create(r: &ResourceRef, parent: Option<&ResourceRef>) -> CreateResource {
     CreateResource {
+        links: Default::default(),
         resource: r.clone(),
         parent: parent.cloned(),
         private: false,
@@ -1571,6 +1572,7 @@ async fn every_committed_write_records_one_audit_event_and_calls_on_commit() {
     assert_eq!(
         inv.deltas,
         [Delta::Resource {
+            links: Default::default(),
             resource: f1.clone(),
             parent: None,
             private: false,

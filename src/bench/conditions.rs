@@ -240,6 +240,7 @@ fn in_process() -> Vec<Row> {
         created_at: 0,
     };
     let node = |t: &str, id: &str| ResourceNode {
+        links: Default::default(),
         resource: ResourceRef {
             rtype: t.into(),
             id: id.into(),

@@ -44,6 +44,7 @@ fn records(b: &BulkTenant) -> pb::TenantRecords {
             .resources
             .iter()
             .map(|r| pb::Resource {
+                links: Default::default(),
                 r#ref: Some(r.resource.clone().into()),
                 parent: r.parent_pk.and_then(|p| refs.get(&p).cloned()),
                 private: r.private,

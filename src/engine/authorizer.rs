@@ -1,8 +1,10 @@
 //! The decision services: gathers inputs through the [`Store`] trait and asks
 //! [`decide`]. No gRPC and no SQL here.
 
+use super::links::{links_to_fetch, Gathered};
 use super::{
-    candidate_scopes, decide, decide_among, Binding, Cooperate, Decision, Question, Reason, Subject,
+    candidate_scopes, decide_linked, Binding, Cooperate, Decision, Linked, Question, Reason,
+    RoleTable, Subject,
 };
 use crate::error::{Error, Result};
 use crate::model::condition::RequestContext;
@@ -10,6 +12,34 @@ use crate::model::{now_millis, PrincipalStatus, ResourceNode, ResourceRef, Scope
 use crate::store::{Store, SubjectEntry};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+/// Reads into `known` the ancestries of the linked resources deciding
+/// `action` on the resource `path` starts with may need (none when it has
+/// no links).
+pub async fn gather_links<S: Store>(
+    store: &S,
+    tenant: &str,
+    (path, action): (&[ResourceNode], &str),
+    roles: &RoleTable,
+    known: &mut Gathered,
+) -> Result<()> {
+    loop {
+        let wanted = links_to_fetch(path, action, roles, known);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        for r in wanted {
+            let a = store.ancestry(tenant, &r).await?;
+            known.insert(r, a.map(|a| a.to_vec()));
+        }
+    }
+}
+
+/// The ancestry of a resource among those gathered (`None`, a resource
+/// that does not exist, for any other: fail closed).
+pub fn gathered(known: &Gathered) -> impl Fn(&ResourceRef) -> Option<Vec<ResourceNode>> + '_ {
+    |r| known.get(r).cloned().flatten()
+}
 
 /// Largest `BatchCheck`.
 pub const MAX_BATCH: usize = 5_000;
@@ -94,6 +124,7 @@ impl<S: Store> Authorizer<S> {
         let roles = self.store.roles(tenant).await?;
         let mut subjects: HashMap<&str, Arc<SubjectEntry>> = HashMap::new();
         let mut paths: HashMap<&ResourceRef, Option<Arc<Vec<ResourceNode>>>> = HashMap::new();
+        let mut known = Gathered::new();
         let mut out = Vec::with_capacity(queries.len());
         let mut cooperate = Cooperate::new();
         for q in queries {
@@ -106,18 +137,24 @@ impl<S: Store> Authorizer<S> {
                 paths.insert(&q.resource, self.store.ancestry(tenant, &q.resource).await?);
             }
             let subject = &subjects[q.subject_id.as_str()];
+            let path = paths[&q.resource].as_deref().map(Vec::as_slice);
+            if let Some(p) = path {
+                gather_links(&self.store, tenant, (p, &q.action), &roles, &mut known).await?;
+            }
             let question = Question {
                 rtype: &q.resource.rtype,
                 action: &q.action,
-                path: paths[&q.resource].as_deref().map(Vec::as_slice),
+                path,
                 context,
             };
-            out.push(decide(
+            let resolve = gathered(&known);
+            out.push(decide_linked(
                 Subject::Principal(subject.principal.as_ref()),
-                &subject.bindings,
+                subject.bindings.iter(),
                 &roles,
                 question,
                 now,
+                &Linked::over(&subject.bindings, &resolve),
             ));
         }
         Ok((out, revision))
@@ -200,6 +237,7 @@ impl<S: Store> Authorizer<S> {
             }
         }
         let mut among: Vec<&Binding> = Vec::new();
+        let mut known = Gathered::new();
         // A tenant-wide grant makes the whole tenant the candidate set: read
         // it in id order, a batch at a time, until the page is full (one more
         // id than the page tells whether another page follows).
@@ -232,12 +270,15 @@ impl<S: Store> Authorizer<S> {
                     path: Some(path),
                     context,
                 };
-                if decide_among(
+                gather_links(&self.store, tenant, (path, action), &roles, &mut known).await?;
+                let resolve = gathered(&known);
+                if decide_linked(
                     Subject::Principal(Some(principal)),
                     among.iter().copied(),
                     &roles,
                     q,
                     now,
+                    &Linked::over(bindings, &resolve),
                 )
                 .allowed
                 {
@@ -280,6 +321,9 @@ impl<S: Store> Authorizer<S> {
             return Ok(Page::empty(revision));
         };
         let roles = self.store.roles(tenant).await?;
+        let mut known = Gathered::new();
+        gather_links(&self.store, tenant, (&path, action), &roles, &mut known).await?;
+        let resolve = gathered(&known);
         let mut ids = BTreeSet::new();
         let mut cooperate = Cooperate::new();
         for (principal, bindings) in self.store.holders_on_path(tenant, &path).await? {
@@ -293,12 +337,21 @@ impl<S: Store> Authorizer<S> {
                 path: Some(&path),
                 context,
             };
-            if decide(
+            // The holders' bindings on the path decide the resource; a
+            // link needs all of the principal's (another path).
+            let all = if known.is_empty() {
+                None
+            } else {
+                Some(self.store.subject(tenant, &principal.id).await?)
+            };
+            let linked = Linked::over(all.as_ref().map_or(&bindings, |s| &s.bindings), &resolve);
+            if decide_linked(
                 Subject::Principal(Some(&principal)),
-                &bindings,
+                bindings.iter(),
                 &roles,
                 q,
                 now,
+                &linked,
             )
             .allowed
             {

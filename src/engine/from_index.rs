@@ -8,7 +8,7 @@
 //! resource has since been moved or deleted.
 
 use super::authorizer::{CheckQuery, Page, PageRequest};
-use super::{decide, Binding, Cooperate, Decision, Question, Subject};
+use super::{decide_linked, Binding, Cooperate, Decision, Linked, Question, Subject};
 use crate::error::{Error, Result};
 use crate::index::list::{accessible, ListQuery};
 use crate::index::tenant::TenantIndex;
@@ -39,6 +39,7 @@ pub(super) async fn check_many(
     let mut paths: HashMap<&ResourceRef, Option<Vec<ResourceNode>>> = HashMap::new();
     let mut out = Vec::with_capacity(queries.len());
     let mut cooperate = Cooperate::new();
+    let resolve = |r: &ResourceRef| idx.tree().ancestry(r);
     for q in queries {
         cooperate.tick().await;
         let (principal, bindings) = subjects
@@ -53,12 +54,16 @@ pub(super) async fn check_many(
             path: path.as_deref(),
             context,
         };
-        out.push(decide(
+        out.push(decide_linked(
             Subject::Principal(*principal),
-            bindings,
+            bindings.iter(),
             roles,
             question,
             now,
+            &Linked {
+                bindings,
+                ancestry: &resolve,
+            },
         ));
     }
     out
@@ -117,6 +122,7 @@ pub(super) async fn list_subjects(
     };
     let now = now_millis();
     let mut cooperate = Cooperate::new();
+    let resolve = |r: &ResourceRef| idx.tree().ancestry(r);
     for id in holders.range::<str, _>((from, Bound::Unbounded)) {
         cooperate.tick().await;
         let (principal, bindings) = subject(idx, id);
@@ -126,12 +132,16 @@ pub(super) async fn list_subjects(
             path: Some(&path),
             context,
         };
-        if decide(
+        if decide_linked(
             Subject::Principal(principal),
-            &bindings,
+            bindings.iter(),
             idx.roles(),
             q,
             now,
+            &Linked {
+                bindings: &bindings,
+                ancestry: &resolve,
+            },
         )
         .allowed
         {

@@ -16,7 +16,9 @@
 pub mod authorizer;
 mod cooperate;
 mod from_index;
+pub mod links;
 pub use cooperate::Cooperate;
+pub use links::{decide_linked, links_to_fetch, Linked};
 
 pub use crate::model::{Binding, RoleMatch, RoleTable};
 
@@ -64,6 +66,9 @@ pub enum Reason {
     ConditionContextMissing,
     /// Denied: an explicit deny grant matched.
     ExplicitDeny,
+    /// Denied: the action needs another on a resource this one acts on
+    /// (a link), and that is denied.
+    LinkDenied,
 }
 
 /// Which grant, role, team and scope decided, or why it failed.
@@ -85,6 +90,8 @@ pub struct Explanation {
     pub condition: String,
     /// The `request` fields a condition needs and the request lacked.
     pub missing_context: Vec<String>,
+    /// With a link's denial: the linked resource and the action it needed.
+    pub linked: Option<(crate::model::ResourceRef, String)>,
 }
 
 /// The answer to a question.

@@ -39,6 +39,7 @@ fn on(rtype: &str, id: &str) -> Scope {
 
 fn node(rtype: &str, id: &str, private: bool) -> ResourceNode {
     ResourceNode {
+        links: Default::default(),
         resource: rref(rtype, id),
         private,
         attributes: None,

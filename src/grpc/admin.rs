@@ -7,7 +7,9 @@ use super::fairness::{Share, TenantShares};
 use super::pb;
 use super::pb::admin_service_server::AdminService;
 use crate::admin::reads::Viewer;
-use crate::admin::{grants, members, reads, resources, roles, tenants, Admin, Command, Written};
+use crate::admin::{
+    grants, links, members, reads, resources, roles, tenants, Admin, Command, Written,
+};
 use crate::auth::{caller, ActorTokens, Caller, ACTOR_TOKEN_HEADER};
 use crate::config::KeyScope;
 use crate::error::{Error, Result};
@@ -196,6 +198,7 @@ write_requests!(
     SetResourcePrivateRequest,
     SetResourceAttributesRequest,
     SetResourceRestrictedRequest,
+    SetResourceLinksRequest,
     DeleteResourceRequest,
     TransferOwnershipRequest,
     CreatePrincipalRequest,
@@ -496,6 +499,17 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
             .write::<_, resources::SetResourceRestricted>(req)
             .await?;
         Ok(Response::new(pb::SetResourceRestrictedResponse {
+            resource: Some(w.output.into()),
+            consistency_token: w.revision.to_string(),
+        }))
+    }
+
+    async fn set_resource_links(
+        &self,
+        req: Request<pb::SetResourceLinksRequest>,
+    ) -> Result<Response<pb::SetResourceLinksResponse>, Status> {
+        let w = self.write::<_, links::SetResourceLinks>(req).await?;
+        Ok(Response::new(pb::SetResourceLinksResponse {
             resource: Some(w.output.into()),
             consistency_token: w.revision.to_string(),
         }))

@@ -244,6 +244,7 @@ impl From<Reason> for pb::Reason {
             Reason::ConditionFailed => pb::Reason::ConditionFailed,
             Reason::ConditionContextMissing => pb::Reason::ConditionContextMissing,
             Reason::ExplicitDeny => pb::Reason::ExplicitDeny,
+            Reason::LinkDenied => pb::Reason::LinkDenied,
         }
     }
 }
@@ -259,6 +260,8 @@ impl From<Explanation> for pb::Explanation {
             detail: e.detail,
             condition: e.condition,
             missing_context: e.missing_context,
+            linked_action: e.linked.as_ref().map(|l| l.1.clone()).unwrap_or_default(),
+            linked_resource: e.linked.map(|l| l.0.into()),
         }
     }
 }
@@ -312,8 +315,40 @@ impl From<Resource> for pb::Resource {
             create_time: Some(timestamp(r.created_at)),
             attributes: r.attributes.into_iter().collect(),
             restricted: r.restricted,
+            links: r.links.into_iter().map(Into::into).collect(),
         }
     }
+}
+
+impl From<model::Link> for pb::ResourceLink {
+    fn from(l: model::Link) -> Self {
+        pb::ResourceLink {
+            resource: Some(l.resource.into()),
+            action: l.action,
+            on: l.on,
+        }
+    }
+}
+
+/// A resource's links, validated (see [`model::validate_links`]).
+pub fn links(field: &str, v: Vec<pb::ResourceLink>) -> Result<Vec<model::Link>> {
+    if v.len() > model::MAX_LINKS {
+        return Err(Error::invalid(
+            field,
+            format!("at most {} links", model::MAX_LINKS),
+        ));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for (i, l) in v.into_iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        out.push(model::Link {
+            resource: resource(&format!("{at}.resource"), l.resource)?,
+            action: name(&format!("{at}.action"), l.action)?,
+            on: l.on,
+        });
+    }
+    model::validate_links(field, &mut out)?;
+    Ok(out)
 }
 
 impl From<Principal> for pb::Principal {
@@ -414,7 +449,7 @@ impl From<AuditEvent> for pb::AuditEvent {
 // The write context (tenant, actor, request id) has already been taken out of
 // the request by `grpc::admin`; these convert the rest.
 
-use crate::admin::{grants, members, resources, roles, tenants};
+use crate::admin::{grants, links, members, resources, roles, tenants};
 
 fn retention(days: u32) -> Result<u32> {
     match days {
@@ -543,6 +578,17 @@ impl TryFrom<pb::CreateResourceRequest> for resources::CreateResource {
             private: r.private,
             restricted: r.restricted,
             attributes: attributes("attributes", r.attributes)?,
+            links: links("links", r.links)?,
+        })
+    }
+}
+
+impl TryFrom<pb::SetResourceLinksRequest> for links::SetResourceLinks {
+    type Error = Error;
+    fn try_from(r: pb::SetResourceLinksRequest) -> Result<Self> {
+        Ok(Self {
+            resource: resource("resource", r.resource)?,
+            links: links("links", r.links)?,
         })
     }
 }

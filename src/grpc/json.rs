@@ -469,6 +469,8 @@ fn explanation(e: &Option<pb::Explanation>) -> Option<Value> {
             "detail": e.detail,
             "condition": e.condition,
             "missingContext": e.missing_context,
+            "linkedResource": e.linked_resource.as_ref().map(|s| json!({"type": s.r#type, "id": s.id})),
+            "linkedAction": e.linked_action,
         })
     })
 }

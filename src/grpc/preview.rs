@@ -4,7 +4,7 @@
 
 use super::admin::{write_ctx, AdminApi, WriteRequest};
 use super::pb;
-use crate::admin::{grants, members, resources, roles, tenants, Command, Preview};
+use crate::admin::{grants, links, members, resources, roles, tenants, Command, Preview};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::model::{decode_page_token, encode_page_token, page_size};
@@ -94,6 +94,7 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminApi<S> {
             SetResourcePrivate => resources::SetResourcePrivate, "set_resource_private";
             SetResourceRestricted => resources::SetResourceRestricted, "set_resource_restricted";
             SetResourceAttributes => resources::SetResourceAttributes, "set_resource_attributes";
+            SetResourceLinks => links::SetResourceLinks, "set_resource_links";
             DeleteResource => resources::DeleteResource, "delete_resource";
             TransferOwnership => resources::TransferOwnership, "transfer_ownership";
             CreatePrincipal => members::CreatePrincipal, "create_principal";

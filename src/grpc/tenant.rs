@@ -126,6 +126,7 @@ pub fn add_records(d: &mut TenantDump, r: pb::TenantRecords, now: Millis) -> Res
             private: x.private,
             restricted: x.restricted,
             attributes: super::convert::attributes(&f("attributes"), x.attributes)?,
+            links: super::convert::links(&f("links"), x.links)?,
             created_at: at(time(&f("create_time"), x.create_time)?),
         });
     }

@@ -4,10 +4,10 @@
 //! inside private resources), skips a denied subtree whole, and stops when
 //! the page is full: the work for a page follows the page and the grants,
 //! not the tenant. Every resource listed is confirmed with the engine's
-//! [`decide_among`], so a list is exactly the resources `Check` allows.
+//! [`decide_linked`], so a list is exactly the resources `Check` allows.
 
 use super::tree::{Step, Tree};
-use crate::engine::{decide_among, has_conditions, Question, Subject};
+use crate::engine::{decide_linked, has_conditions, Linked, Question, Subject};
 use crate::model::condition::RequestContext;
 use crate::model::{
     Binding, Effect, Millis, Principal, PrincipalStatus, ResourceNode, ResourceRef, RoleMatch,
@@ -105,6 +105,11 @@ pub fn accessible_within<'t>(
     let mut among: Vec<&Binding> = Vec::new();
     let mut visited = 0usize;
     let full = std::cell::Cell::new(false);
+    let resolve = |r: &ResourceRef| tree.ancestry(r);
+    let linked = Linked {
+        bindings: q.bindings,
+        ancestry: &resolve,
+    };
     let mut judge = |path: &[&'t ResourceNode]| -> Step {
         let Some(node) = path.last() else {
             return Step::Skip;
@@ -146,12 +151,13 @@ pub fn accessible_within<'t>(
                 path: Some(&node_first),
                 context: q.context,
             };
-            let d = decide_among(
+            let d = decide_linked(
                 Subject::Principal(Some(principal)),
                 among.iter().copied(),
                 roles,
                 question,
                 q.now,
+                &linked,
             );
             if d.allowed {
                 found.push(&node.resource);

@@ -111,6 +111,9 @@ impl TenantIndex {
         for (r, attributes) in &rows.attributes {
             index.tree.set_attributes(r, attributes);
         }
+        for (r, links) in &rows.links {
+            index.tree.set_links(r, links);
+        }
         for r in &rows.restricted {
             index.tree.set_restricted(r, true);
         }
@@ -319,6 +322,7 @@ impl TenantIndex {
             | Delta::Private { .. }
             | Delta::Moved { .. }
             | Delta::Attributes { .. }
+            | Delta::Links { .. }
             | Delta::Restricted { .. } => self.tree.apply(d),
             Delta::SubtreeDeleted { resource } => match self.tree.remove_collect(resource) {
                 Some(gone) => {

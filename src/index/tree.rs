@@ -4,7 +4,7 @@
 //! and a walk can resume after any path, even one whose resource has since
 //! been deleted. Pure data: no I/O.
 
-use crate::model::{Attributes, ResourceNode, ResourceRef};
+use crate::model::{Attributes, Link, ResourceNode, ResourceRef};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -210,6 +210,18 @@ impl Tree {
         }
     }
 
+    /// Replaces the links of `r`; false when it is not there.
+    pub fn set_links(&mut self, r: &ResourceRef, links: &[Link]) -> bool {
+        match self.ids.get(r) {
+            Some(&id) => {
+                self.node_mut(id).node.links =
+                    (!links.is_empty()).then(|| Arc::new(links.to_vec()));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Replaces the attributes of `r`; false when it is not there.
     pub fn set_attributes(&mut self, r: &ResourceRef, attributes: &Attributes) -> bool {
         match self.ids.get(r) {
@@ -235,11 +247,14 @@ impl Tree {
                 private,
                 restricted,
                 attributes,
+                links,
             } => {
                 self.insert(resource.clone(), parent.as_ref(), *private)
                     && (!*restricted || self.set_restricted(resource, true))
                     && (attributes.is_empty() || self.set_attributes(resource, attributes))
+                    && (links.is_empty() || self.set_links(resource, links))
             }
+            Delta::Links { resource, links } => self.set_links(resource, links),
             Delta::Restricted {
                 resource,
                 restricted,
@@ -420,6 +435,7 @@ impl Tree {
                 private,
                 restricted: false,
                 attributes: None,
+                links: None,
             },
             parent: None,
             children: Vec::new(),

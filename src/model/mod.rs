@@ -209,7 +209,72 @@ pub struct ResourceNode {
     pub restricted: bool,
     /// Its attributes, for conditions (`None`: none).
     pub attributes: Option<Arc<Attributes>>,
+    /// The resources it acts on (`None`: none).
+    pub links: Option<Arc<Vec<Link>>>,
 }
+
+/// A resource another acts on: doing one of the actions `on` on the
+/// linking resource also needs `action` on `resource` (a workflow that
+/// moves items of a board may be edited only by whoever may view the
+/// board).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Link {
+    /// The linked resource, in the same tenant.
+    pub resource: ResourceRef,
+    /// The action needed on it.
+    pub action: String,
+    /// The actions on the linking resource that need it (at least one).
+    pub on: Vec<String>,
+}
+
+/// Checks a resource's links where they are read (a request, a file):
+/// at most [`MAX_LINKS`], each gating 1 to [`MAX_LINK_ACTIONS`] valid action
+/// names, no resource linked twice for the same action. Sorts each link's
+/// actions and the links (a stable form to compare).
+pub fn validate_links(field: &str, links: &mut [Link]) -> Result<()> {
+    if links.len() > MAX_LINKS {
+        return Err(Error::invalid(field, format!("at most {MAX_LINKS} links")));
+    }
+    for (i, l) in links.iter_mut().enumerate() {
+        let at = format!("{field}[{i}]");
+        validate_name(&format!("{at}.action"), &l.action)?;
+        if l.on.is_empty() || l.on.len() > MAX_LINK_ACTIONS {
+            return Err(Error::invalid(
+                format!("{at}.on"),
+                format!("1 to {MAX_LINK_ACTIONS} actions the link gates"),
+            ));
+        }
+        for (j, a) in l.on.iter().enumerate() {
+            validate_name(&format!("{at}.on[{j}]"), a)?;
+        }
+        l.on.sort();
+        l.on.dedup();
+    }
+    links.sort();
+    if let Some(w) = links
+        .windows(2)
+        .find(|w| w[0].resource == w[1].resource && w[0].action == w[1].action)
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "`{}` is linked twice for `{}`: name every action it gates in one link",
+                w[0].resource, w[0].action
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Most links one resource holds.
+pub const MAX_LINKS: usize = 16;
+/// Most actions one link gates.
+pub const MAX_LINK_ACTIONS: usize = 16;
+/// Longest chain of links followed for one decision (a workflow's link to
+/// a board is one; the board's own links a second).
+pub const MAX_LINK_DEPTH: usize = 4;
+/// Most linked decisions one decision makes.
+pub const MAX_LINKED_DECISIONS: usize = 32;
 
 /// A registered resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +292,9 @@ pub struct Resource {
     /// Attributes conditions may read (`resource.<name>`).
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+    /// The resources it acts on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
     /// Creation time.
     pub created_at: Millis,
 }
@@ -246,6 +314,7 @@ impl Resource {
             private: self.private,
             restricted: self.restricted,
             attributes: (!self.attributes.is_empty()).then(|| Arc::new(self.attributes.clone())),
+            links: (!self.links.is_empty()).then(|| Arc::new(self.links.clone())),
         }
     }
 }

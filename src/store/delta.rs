@@ -7,8 +7,8 @@
 //! all of them.
 
 use crate::model::{
-    Attributes, Grant, Millis, Principal, PrincipalStatus, ResourceRef, Role, SubjectRef, Team,
-    Tenant,
+    Attributes, Grant, Link, Millis, Principal, PrincipalStatus, ResourceRef, Role, SubjectRef,
+    Team, Tenant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,13 @@ pub enum Delta {
         restricted: bool,
         #[serde(default, skip_serializing_if = "Attributes::is_empty")]
         attributes: Attributes,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        links: Vec<Link>,
+    },
+    /// A resource's links were replaced.
+    Links {
+        resource: ResourceRef,
+        links: Vec<Link>,
     },
     /// A resource became restricted or not.
     Restricted {

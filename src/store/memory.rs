@@ -16,8 +16,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    self, Attributes, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource,
-    ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+    self, Attributes, AuditEvent, Binding, Grant, Link, Millis, Principal, PrincipalStatus,
+    Resource, ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -30,7 +30,34 @@ struct Node {
     private: bool,
     restricted: bool,
     attributes: Option<Arc<Attributes>>,
+    links: Option<Arc<Vec<Link>>>,
     created_at: Millis,
+}
+
+impl Node {
+    /// The row as a resource.
+    fn resource(&self, r: &ResourceRef) -> Resource {
+        Resource {
+            resource: r.clone(),
+            parent: self.parent.clone(),
+            private: self.private,
+            restricted: self.restricted,
+            attributes: self.attributes.as_deref().cloned().unwrap_or_default(),
+            links: self.links.as_deref().cloned().unwrap_or_default(),
+            created_at: self.created_at,
+        }
+    }
+
+    /// The row as a node of an ancestry.
+    fn node(&self, r: &ResourceRef) -> ResourceNode {
+        ResourceNode {
+            resource: r.clone(),
+            private: self.private,
+            restricted: self.restricted,
+            attributes: self.attributes.clone(),
+            links: self.links.clone(),
+        }
+    }
 }
 
 /// A remembered request id.
@@ -101,14 +128,7 @@ impl TenantState {
     }
 
     fn resource(&self, r: &ResourceRef) -> Option<Resource> {
-        self.resources.get(r).map(|n| Resource {
-            resource: r.clone(),
-            parent: n.parent.clone(),
-            private: n.private,
-            restricted: n.restricted,
-            attributes: n.attributes.as_deref().cloned().unwrap_or_default(),
-            created_at: n.created_at,
-        })
+        self.resources.get(r).map(|n| n.resource(r))
     }
 
     /// The resource and its ancestors, the resource first.
@@ -116,12 +136,7 @@ impl TenantState {
         let Some(mut node) = self.resources.get(r) else {
             return Ok(None);
         };
-        let mut path = vec![ResourceNode {
-            resource: r.clone(),
-            private: node.private,
-            restricted: node.restricted,
-            attributes: node.attributes.clone(),
-        }];
+        let mut path = vec![node.node(r)];
         while let Some(parent) = &node.parent {
             if path.len() > self.resources.len() {
                 return Err(corrupt("resource cycle"));
@@ -130,12 +145,7 @@ impl TenantState {
                 .resources
                 .get(parent)
                 .ok_or_else(|| corrupt("parent"))?;
-            path.push(ResourceNode {
-                resource: parent.clone(),
-                private: node.private,
-                restricted: node.restricted,
-                attributes: node.attributes.clone(),
-            });
+            path.push(node.node(parent));
         }
         Ok(Some(path))
     }
@@ -158,6 +168,7 @@ impl TenantState {
                         resource: x.clone(),
                         depth,
                         private: node.private,
+                        linked: node.links.is_some(),
                     });
                 }
             }
@@ -380,14 +391,7 @@ impl TenantState {
             .filter(|(_, n)| n.parent.as_ref() == parent)
             .filter(|(r, _)| after_key(&r.rtype, &r.id, page.after))
             .take(page_limit(page.limit))
-            .map(|(r, n)| Resource {
-                resource: r.clone(),
-                parent: n.parent.clone(),
-                private: n.private,
-                restricted: n.restricted,
-                attributes: n.attributes.as_deref().cloned().unwrap_or_default(),
-                created_at: n.created_at,
-            })
+            .map(|(r, n)| n.resource(r))
             .collect())
     }
 
@@ -571,6 +575,11 @@ impl MemStore {
                 .iter()
                 .filter(|(_, n)| n.restricted)
                 .map(|(r, _)| r.clone())
+                .collect(),
+            links: s
+                .resources
+                .iter()
+                .filter_map(|(r, n)| Some((r.clone(), n.links.as_deref()?.clone())))
                 .collect(),
             principals: s.principals.values().cloned().collect(),
             teams: s.teams.values().cloned().collect(),
@@ -1189,6 +1198,7 @@ impl WriteTx for MemTx {
                 private: r.private,
                 restricted: r.restricted,
                 attributes: (!r.attributes.is_empty()).then(|| Arc::new(r.attributes.clone())),
+                links: (!r.links.is_empty()).then(|| Arc::new(r.links.clone())),
                 created_at: r.created_at,
             },
         );
@@ -1198,6 +1208,21 @@ impl WriteTx for MemTx {
             private: r.private,
             restricted: r.restricted,
             attributes: r.attributes.clone(),
+            links: r.links.clone(),
+        });
+        Ok(())
+    }
+
+    async fn set_links(&mut self, r: &ResourceRef, links: &[Link]) -> Result<()> {
+        let node = self
+            .state
+            .resources
+            .get_mut(r)
+            .ok_or_else(|| missing_resource(r))?;
+        node.links = (!links.is_empty()).then(|| Arc::new(links.to_vec()));
+        self.deltas.push(Delta::Links {
+            resource: r.clone(),
+            links: links.to_vec(),
         });
         Ok(())
     }

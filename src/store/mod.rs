@@ -26,8 +26,8 @@ pub mod sql;
 
 use crate::error::Result;
 use crate::model::{
-    Actor, Attributes, AuditEvent, Binding, Grant, Millis, Principal, PrincipalStatus, Resource,
-    ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
+    Actor, Attributes, AuditEvent, Binding, Grant, Link, Millis, Principal, PrincipalStatus,
+    Resource, ResourceNode, ResourceRef, Role, RoleTable, Scope, SubjectRef, Team, Tenant,
 };
 pub use delta::Delta;
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,8 @@ pub struct TenantRows {
     pub attributes: Vec<(ResourceRef, Attributes)>,
     /// Every restricted resource.
     pub restricted: Vec<ResourceRef>,
+    /// The links of every resource that has some.
+    pub links: Vec<(ResourceRef, Vec<Link>)>,
     /// Every principal.
     pub principals: Vec<Principal>,
     /// Every team.
@@ -255,6 +257,7 @@ impl TenantDump {
             resources,
             attributes,
             restricted,
+            links,
             mut principals,
             mut teams,
             mut members,
@@ -267,12 +270,14 @@ impl TenantDump {
         grants.sort_by(|a, b| a.id.cmp(&b.id));
         let mut attributes: HashMap<ResourceRef, Attributes> = attributes.into_iter().collect();
         let restricted: std::collections::HashSet<ResourceRef> = restricted.into_iter().collect();
+        let mut links: HashMap<ResourceRef, Vec<Link>> = links.into_iter().collect();
         let resources = parents_first(resources)
             .into_iter()
             .map(|(r, parent, private)| Resource {
                 created_at: created(&r),
                 attributes: attributes.remove(&r).unwrap_or_default(),
                 restricted: restricted.contains(&r),
+                links: links.remove(&r).unwrap_or_default(),
                 resource: r,
                 parent,
                 private,
@@ -311,6 +316,12 @@ impl TenantDump {
                 .iter()
                 .filter(|r| r.restricted)
                 .map(|r| r.resource.clone())
+                .collect(),
+            links: self
+                .resources
+                .iter()
+                .filter(|r| !r.links.is_empty())
+                .map(|r| (r.resource.clone(), r.links.clone()))
                 .collect(),
             principals: self.principals.clone(),
             teams: self.teams.clone(),
@@ -585,6 +596,8 @@ pub struct Descendant {
     pub depth: usize,
     /// Whether it is a private boundary.
     pub private: bool,
+    /// Whether it acts on other resources (has links).
+    pub linked: bool,
 }
 
 /// One open admin write: reads that see its own changes, and row primitives.
@@ -682,6 +695,12 @@ pub trait WriteTx: Send + Sized {
         &mut self,
         r: &ResourceRef,
         private: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a resource's links.
+    fn set_links(
+        &mut self,
+        r: &ResourceRef,
+        links: &[Link],
     ) -> impl Future<Output = Result<()>> + Send;
     /// Sets a resource's restricted flag.
     fn set_restricted(

@@ -227,9 +227,25 @@ pub struct ResourceEntry {
     /// Attributes conditions read as `resource.<name>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// The resources it acts on: doing one of a link's `on` actions here
+    /// also needs its `action` there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkEntry>,
     /// Creation time, RFC 3339 (exports carry it; default: the import's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+}
+
+/// A resource another acts on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEntry {
+    /// The linked resource, `type:id`.
+    pub resource: String,
+    /// The action needed on it.
+    pub action: String,
+    /// The actions on the linking resource that need it.
+    pub on: Vec<String>,
 }
 
 /// A role granted to a principal or a team on the tenant or a resource.
@@ -431,6 +447,7 @@ impl TenantFile {
         let mut rows = Vec::with_capacity(self.resources.len());
         let mut created = std::collections::HashMap::new();
         let mut attributes = std::collections::HashMap::new();
+        let mut links = std::collections::HashMap::new();
         for (i, r) in self.resources.iter().enumerate() {
             let at = |f: &str| format!("resources[{i}].{f}");
             let me = reference(&at("resource"), &r.resource)?;
@@ -441,6 +458,17 @@ impl TenantFile {
                 .transpose()?;
             created.insert(me.clone(), time(&at("created_at"), &r.created_at)?);
             attributes.insert(me.clone(), (&r.attributes, r.restricted));
+            let mut linked = Vec::with_capacity(r.links.len());
+            for (j, l) in r.links.iter().enumerate() {
+                linked.push(pb::ResourceLink {
+                    resource: Some(
+                        reference(&at(&format!("links[{j}].resource")), &l.resource)?.into(),
+                    ),
+                    action: l.action.clone(),
+                    on: l.on.clone(),
+                });
+            }
+            links.insert(me.clone(), linked);
             rows.push((me, parent, r.private));
         }
         for (r, parent, private) in crate::store::parents_first(rows) {
@@ -451,6 +479,7 @@ impl TenantFile {
                     .map(|(a, _)| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default(),
                 restricted: attributes.get(&r).is_some_and(|(_, x)| *x),
+                links: links.remove(&r).unwrap_or_default(),
                 r#ref: Some(r.into()),
                 parent: parent.map(Into::into),
                 private,
@@ -558,6 +587,15 @@ impl TenantFile {
                     private: x.private,
                     restricted: x.restricted,
                     attributes: x.attributes.into_iter().collect(),
+                    links: x
+                        .links
+                        .into_iter()
+                        .map(|l| LinkEntry {
+                            resource: l.resource.map(shown).unwrap_or_default(),
+                            action: l.action,
+                            on: l.on,
+                        })
+                        .collect(),
                     created_at: x.create_time.map(|t| t.to_string()),
                 }
             }));

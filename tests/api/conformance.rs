@@ -78,6 +78,7 @@ fn r(rtype: &str, id: &str) -> ResourceRef {
 
 fn node(x: &ResourceRef, private: bool) -> ResourceNode {
     ResourceNode {
+        links: Default::default(),
         resource: x.clone(),
         private,
         attributes: Default::default(),
@@ -87,6 +88,7 @@ fn node(x: &ResourceRef, private: bool) -> ResourceNode {
 
 fn resource(x: &ResourceRef, parent: Option<&ResourceRef>, private: bool) -> Resource {
     Resource {
+        links: Default::default(),
         resource: x.clone(),
         parent: parent.cloned(),
         private,
@@ -1227,16 +1229,19 @@ async fn subtree_height_and_descendants_see_the_whole_subtree<S: Ports>(s: &S) {
             d,
             [
                 Descendant {
+                    linked: Default::default(),
                     resource: p1.clone(),
                     depth: 1,
                     private: true
                 },
                 Descendant {
+                    linked: Default::default(),
                     resource: w1.clone(),
                     depth: 2,
                     private: false
                 },
                 Descendant {
+                    linked: Default::default(),
                     resource: w2.clone(),
                     depth: 1,
                     private: false
@@ -1246,6 +1251,7 @@ async fn subtree_height_and_descendants_see_the_whole_subtree<S: Ports>(s: &S) {
         assert_eq!(
             tx.descendants(&p1).await.expect("descendants"),
             [Descendant {
+                linked: false,
                 resource: w1.clone(),
                 depth: 1,
                 private: false

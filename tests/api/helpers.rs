@@ -454,6 +454,7 @@ impl TestApp {
     ) -> Result<String, Status> {
         self.operator()
             .create_resource(pb::CreateResourceRequest {
+                links: Default::default(),
                 request_id: String::new(),
                 tenant_id: TENANT.into(),
                 actor_id: actor.into(),

@@ -19,6 +19,7 @@ fn node(attrs: &[(&str, &str)]) -> ResourceNode {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     ResourceNode {
+        links: Default::default(),
         resource: ResourceRef {
             rtype: "alert_settings".into(),
             id: "s1".into(),

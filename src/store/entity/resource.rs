@@ -19,6 +19,8 @@ pub struct Model {
     pub is_restricted: bool,
     /// JSON object of attribute strings; `None` for none.
     pub attributes: Option<String>,
+    /// JSON array of the resources it acts on; `None` for none.
+    pub links: Option<String>,
     pub created_at: i64,
 }
 

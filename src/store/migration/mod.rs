@@ -15,6 +15,7 @@ mod m20261203_000009_conditions;
 mod m20261203_000010_invitation_expiry;
 mod m20261203_000011_implied_actions;
 mod m20261203_000012_restricted_resources;
+mod m20261203_000013_resource_links;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_invitation_expiry::Migration),
             Box::new(m20261203_000011_implied_actions::Migration),
             Box::new(m20261203_000012_restricted_resources::Migration),
+            Box::new(m20261203_000013_resource_links::Migration),
         ]
     }
 }

@@ -78,6 +78,7 @@ impl SqlStore {
                 is_private: Set(r.private),
                 is_restricted: Set(false),
                 attributes: Set(None),
+                links: Set(None),
                 created_at: Set(now),
             }))
             .exec(&txn)

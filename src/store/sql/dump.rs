@@ -281,6 +281,7 @@ async fn insert_resources<'a, C: ConnectionTrait>(
             is_private: Set(r.private),
             is_restricted: Set(r.restricted),
             attributes: Set(attributes_column(&r.attributes)),
+            links: Set(links_column(&r.links)),
             created_at: Set(r.created_at),
         });
         placed.insert(&r.resource, (pk, ancestors));
@@ -290,10 +291,10 @@ async fn insert_resources<'a, C: ConnectionTrait>(
             let v = |x: &sea_orm::ActiveValue<String>| x.clone().unwrap();
             unnest(
                 c,
-                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, is_restricted, attributes, created_at) \
-                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, restr, NULLIF(attrs, ''), at \
-                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::bool[], $9::text[], $10::bigint[]) \
-                 AS t(pk, rtype, rid, parent, anc, priv, restr, attrs, at)",
+                "INSERT INTO resources (pk, tenant_id, rtype, rid, parent_pk, ancestors, is_private, is_restricted, attributes, links, created_at) \
+                 SELECT pk, $1, rtype, rid, NULLIF(parent, 0), anc, priv, restr, NULLIF(attrs, ''), NULLIF(lnk, ''), at \
+                 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::bool[], $9::text[], $10::text[], $11::bigint[]) \
+                 AS t(pk, rtype, rid, parent, anc, priv, restr, attrs, lnk, at)",
                 vec![
                     t.into(),
                     chunk.iter().map(|m| m.pk.clone().unwrap()).collect::<Vec<i64>>().into(),
@@ -308,6 +309,7 @@ async fn insert_resources<'a, C: ConnectionTrait>(
                     chunk.iter().map(|m| m.is_private.clone().unwrap()).collect::<Vec<bool>>().into(),
                     chunk.iter().map(|m| m.is_restricted.clone().unwrap()).collect::<Vec<bool>>().into(),
                     strings(chunk, |m| m.attributes.clone().unwrap().unwrap_or_default()),
+                    strings(chunk, |m| m.links.clone().unwrap().unwrap_or_default()),
                     chunk.iter().map(|m| m.created_at.clone().unwrap()).collect::<Vec<i64>>().into(),
                 ],
             )

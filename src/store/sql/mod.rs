@@ -396,6 +396,24 @@ fn attributes_from_column(a: Option<&str>) -> Result<model::Attributes> {
     }
 }
 
+/// A resource's links as stored: a JSON array, `NULL` for none.
+fn links_column(l: &[model::Link]) -> Option<String> {
+    (!l.is_empty()).then(|| serde_json::to_string(l).unwrap_or_default())
+}
+
+fn links_from_column(l: Option<&str>) -> Result<Vec<model::Link>> {
+    match l {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(json).map_err(|_| corrupt("resource links")),
+    }
+}
+
+/// As a node of an ancestry carries them.
+fn node_links(l: Option<&str>) -> Result<Option<Arc<Vec<model::Link>>>> {
+    let l = links_from_column(l)?;
+    Ok((!l.is_empty()).then(|| Arc::new(l)))
+}
+
 /// As a node of an ancestry carries them.
 fn node_attributes(a: Option<&str>) -> Result<Option<Arc<model::Attributes>>> {
     let a = attributes_from_column(a)?;

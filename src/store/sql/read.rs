@@ -313,6 +313,7 @@ pub(super) async fn resource_from_row<C: ConnectionTrait>(
         private: row.is_private,
         restricted: row.is_restricted,
         attributes: attributes_from_column(row.attributes.as_deref())?,
+        links: links_from_column(row.links.as_deref())?,
         created_at: row.created_at,
     })
 }
@@ -363,6 +364,7 @@ pub(super) async fn list_children<C: ConnectionTrait>(
                 private: r.is_private,
                 restricted: r.is_restricted,
                 attributes: attributes_from_column(r.attributes.as_deref())?,
+                links: links_from_column(r.links.as_deref())?,
                 created_at: r.created_at,
             })
         })
@@ -379,6 +381,7 @@ fn ancestry_of(
         private: row.is_private,
         restricted: row.is_restricted,
         attributes: node_attributes(row.attributes.as_deref())?,
+        links: node_links(row.links.as_deref())?,
     }];
     for pk in ancestor_pks(&row.ancestors)?.into_iter().rev() {
         let a = by_pk.get(&pk).ok_or_else(|| corrupt("ancestor"))?;
@@ -387,6 +390,7 @@ fn ancestry_of(
             private: a.is_private,
             restricted: a.is_restricted,
             attributes: node_attributes(a.attributes.as_deref())?,
+            links: node_links(a.links.as_deref())?,
         });
     }
     Ok(path)
@@ -632,23 +636,36 @@ pub(super) async fn resource_rows<C: ConnectionTrait>(
     c: &C,
     t: &str,
 ) -> Result<Vec<crate::store::ResourceRow>> {
-    Ok(resource_rows_by_pk(c, t).await?.1)
+    Ok(resource_rows_by_pk(c, t).await?.resources)
 }
 
-/// What [`resource_rows_by_pk`] reads: the resource of each key, every
-/// resource as `(resource, parent, private)`, the attributes of those that
-/// have some and the restricted ones.
-type ResourceRows = (
-    HashMap<i64, ResourceRef>,
-    Vec<crate::store::ResourceRow>,
-    Vec<(ResourceRef, model::Attributes)>,
-    Vec<ResourceRef>,
-);
+/// What [`resource_rows_by_pk`] reads.
+struct ResourceRows {
+    /// The resource of each key.
+    by_pk: HashMap<i64, ResourceRef>,
+    /// Every resource as `(resource, parent, private)`.
+    resources: Vec<crate::store::ResourceRow>,
+    /// The attributes of those that have some.
+    attributes: Vec<(ResourceRef, model::Attributes)>,
+    /// The restricted ones.
+    restricted: Vec<ResourceRef>,
+    /// The links of those that have some.
+    links: Vec<(ResourceRef, Vec<model::Link>)>,
+}
 
 /// Every resource of the tenant as `(resource, parent, private)`, with the
 /// resource of each key.
 async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<ResourceRows> {
-    type Row = (i64, String, String, Option<i64>, bool, Option<String>, bool);
+    type Row = (
+        i64,
+        String,
+        String,
+        Option<i64>,
+        bool,
+        Option<String>,
+        bool,
+        Option<String>,
+    );
     let rows: Vec<Row> = resource::Entity::find()
         .select_only()
         .column(resource::Column::Pk)
@@ -658,6 +675,7 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<Resou
         .column(resource::Column::IsPrivate)
         .column(resource::Column::Attributes)
         .column(resource::Column::IsRestricted)
+        .column(resource::Column::Links)
         .filter(resource::Column::TenantId.eq(t))
         .into_tuple()
         .all(c)
@@ -666,8 +684,12 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<Resou
     let mut parents = Vec::with_capacity(rows.len());
     let mut attributes = Vec::new();
     let mut restricted = Vec::new();
-    for (pk, rtype, id, parent, private, attrs, is_restricted) in rows {
+    let mut links = Vec::new();
+    for (pk, rtype, id, parent, private, attrs, is_restricted, linked) in rows {
         let r = ResourceRef { rtype, id };
+        if linked.is_some() {
+            links.push((r.clone(), links_from_column(linked.as_deref())?));
+        }
         if is_restricted {
             restricted.push(r.clone());
         }
@@ -689,7 +711,13 @@ async fn resource_rows_by_pk<C: ConnectionTrait>(c: &C, t: &str) -> Result<Resou
             Ok((by_pk[&pk].clone(), parent, private))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((by_pk, out, attributes, restricted))
+    Ok(ResourceRows {
+        by_pk,
+        resources: out,
+        attributes,
+        restricted,
+        links,
+    })
 }
 
 /// Every row of the tenant, read through `c` (one statement per table; the
@@ -703,7 +731,13 @@ pub(super) async fn tenant_rows<C: ConnectionTrait>(
     };
     let revision = row.revision;
     let tenant = tenant_from_row(row)?;
-    let (by_pk, resources, attributes, restricted) = resource_rows_by_pk(c, t).await?;
+    let ResourceRows {
+        by_pk,
+        resources,
+        attributes,
+        restricted,
+        links,
+    } = resource_rows_by_pk(c, t).await?;
     let principals = principal::Entity::find()
         .filter(principal::Column::TenantId.eq(t))
         .all(c)
@@ -754,6 +788,7 @@ pub(super) async fn tenant_rows<C: ConnectionTrait>(
         resources,
         attributes,
         restricted,
+        links,
         principals,
         teams,
         members,

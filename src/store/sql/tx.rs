@@ -310,6 +310,7 @@ impl WriteTx for SqlTx {
                 depth: d.ancestors.matches('/').count().saturating_sub(own),
                 resource: resource_ref(&d),
                 private: d.is_private,
+                linked: d.links.is_some(),
             })
             .collect())
     }
@@ -485,6 +486,7 @@ impl WriteTx for SqlTx {
             is_private: Set(r.private),
             is_restricted: Set(r.restricted),
             attributes: Set(attributes_column(&r.attributes)),
+            links: Set(links_column(&r.links)),
             created_at: Set(r.created_at),
         }
         .insert(&self.txn)
@@ -495,6 +497,21 @@ impl WriteTx for SqlTx {
             private: r.private,
             restricted: r.restricted,
             attributes: r.attributes.clone(),
+            links: r.links.clone(),
+        });
+        Ok(())
+    }
+
+    async fn set_links(&mut self, r: &ResourceRef, links: &[model::Link]) -> Result<()> {
+        let row = self.row(r).await?;
+        resource::Entity::update_many()
+            .col_expr(resource::Column::Links, Expr::value(links_column(links)))
+            .filter(resource::Column::Pk.eq(row.pk))
+            .exec(&self.txn)
+            .await?;
+        self.deltas.push(Delta::Links {
+            resource: r.clone(),
+            links: links.to_vec(),
         });
         Ok(())
     }
