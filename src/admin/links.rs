@@ -4,7 +4,7 @@
 //! actor (nobody links what they may not use, nor learns through a link
 //! what they may not see), and an action a link stops gating needs that
 //! action on the resource as it was (nobody lifts a link they could not
-//! pass).
+//! pass), unless the linked resource is gone.
 
 use super::authz::authorize;
 use super::resources::{existing, stored, subtree_change};
@@ -93,6 +93,11 @@ pub(crate) async fn check_links<T: WriteTx>(
         }
     }
     for old in before {
+        // A link to a resource that is gone protects nothing: whoever
+        // manages the resource may lift it (it denies everyone meanwhile).
+        if tx.resource(&old.resource).await?.is_none() {
+            continue;
+        }
         for a in &old.on {
             let kept = after
                 .iter()

@@ -318,6 +318,16 @@ pub fn typed(v: serde_json::Value) -> prost_types::Struct {
 }
 
 /// Parses `type:id` into a resource reference.
+/// A link as a request carries it: `(linked resource, action needed
+/// there, actions it gates)`.
+pub fn link((to, action, on): (&str, &str, &[&str])) -> pb::ResourceLink {
+    pb::ResourceLink {
+        resource: Some(res(to)),
+        action: action.into(),
+        on: on.iter().map(|a| (*a).to_owned()).collect(),
+    }
+}
+
 pub fn res(s: &str) -> pb::ResourceRef {
     let (t, id) = s.split_once(':').expect("`type:id`");
     pb::ResourceRef {
@@ -643,6 +653,27 @@ impl TestApp {
                 actor_id: actor.into(),
                 resource: Some(res(r)),
                 restricted,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().resource.expect("resource"))
+    }
+
+    /// Replaces the resources `r` acts on, acting as `actor` (the super
+    /// user when empty); each link is `(linked resource, action needed
+    /// there, actions here it gates)`.
+    pub async fn set_links(
+        &self,
+        actor: &str,
+        r: &str,
+        links: &[(&str, &str, &[&str])],
+    ) -> Result<pb::Resource, Status> {
+        self.operator()
+            .set_resource_links(pb::SetResourceLinksRequest {
+                tenant_id: TENANT.into(),
+                actor_id: actor.into(),
+                resource: Some(res(r)),
+                links: links.iter().map(|l| link(*l)).collect(),
                 ..Default::default()
             })
             .await

@@ -520,6 +520,34 @@ impl Expect {
             self.bad(field);
         }
     }
+    /// A resource's links: at most 16, each to a resource, needing a named
+    /// action and gating 1 to 16 named actions, no resource linked twice
+    /// for one action.
+    fn links(&mut self, field: &str, v: &[pb::ResourceLink]) {
+        if v.len() > 16 {
+            self.bad(field);
+            return;
+        }
+        let mut pairs = BTreeSet::new();
+        for (i, l) in v.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            self.resource(&format!("{at}.resource"), l.resource.as_ref(), true);
+            self.name(&format!("{at}.action"), &l.action);
+            if l.on.is_empty() || l.on.len() > 16 {
+                self.bad(format!("{at}.on"));
+            }
+            for (j, a) in l.on.iter().enumerate() {
+                self.name(&format!("{at}.on[{j}]"), a);
+            }
+            let key = l
+                .resource
+                .as_ref()
+                .map(|r| (r.r#type.clone(), r.id.clone(), l.action.clone()));
+            if !pairs.insert(key) {
+                self.bad(field);
+            }
+        }
+    }
     /// A resource's attributes: at most 16, names like role names but not
     /// `type` or `id`, values of at most 256 bytes.
     fn attributes(&mut self, field: &str, a: &HashMap<String, String>) {
@@ -1236,6 +1264,39 @@ fn enum_value(max: i32, h: bool) -> BoxedStrategy<i32> {
 
 /// Resource attributes: a valid one, or (hostile) too many, a reserved or
 /// malformed name, an oversized value.
+fn links(p: &Pools, h: bool) -> BoxedStrategy<Vec<pb::ResourceLink>> {
+    let one = |to: Option<pb::ResourceRef>, action: &str, on: &[&str]| pb::ResourceLink {
+        resource: to,
+        action: action.to_owned(),
+        on: on.iter().map(|a| (*a).to_owned()).collect(),
+    };
+    let target = resource_ref(p, 100_000, h);
+    let valid = prop_oneof![
+        2 => Just(Vec::new()),
+        3 => target.clone().prop_map(move |r| vec![one(Some(r), "view", &["edit"])]),
+        1 => (target.clone(), target.clone()).prop_map(move |(a, b)| vec![
+            one(Some(a), "view", &["edit", "execute"]),
+            one(Some(b), "edit", &["execute"]),
+        ]),
+    ];
+    if !h {
+        return valid.boxed();
+    }
+    prop_oneof![
+        6 => valid,
+        1 => Just(vec![one(None, "view", &["edit"])]),
+        1 => target.clone().prop_map(move |r| vec![one(Some(r), "Bad Name", &["edit"])]),
+        1 => target.clone().prop_map(move |r| vec![one(Some(r), "view", &[])]),
+        1 => target.clone().prop_map(move |r| vec![one(Some(r), "view", &["edit", "no way"])]),
+        1 => target.clone().prop_map(move |r| vec![
+            one(Some(r.clone()), "view", &["edit"]),
+            one(Some(r), "view", &["execute"]),
+        ]),
+        1 => target.prop_map(move |r| (0..17).map(|_| one(Some(r.clone()), "view", &["edit"])).collect()),
+    ]
+    .boxed()
+}
+
 fn attributes(h: bool) -> BoxedStrategy<HashMap<String, String>> {
     let one = |k: &str, v: String| HashMap::from([(k.to_owned(), v)]);
     let valid = prop_oneof![
@@ -2427,6 +2488,7 @@ admin_rpcs! {
     SetResourcePrivate(SetResourcePrivateRequest, SetResourcePrivateResponse) = set_resource_private, true;
     SetResourceAttributes(SetResourceAttributesRequest, SetResourceAttributesResponse) = set_resource_attributes, true;
     SetResourceRestricted(SetResourceRestrictedRequest, SetResourceRestrictedResponse) = set_resource_restricted, true;
+    SetResourceLinks(SetResourceLinksRequest, SetResourceLinksResponse) = set_resource_links, true;
     PreviewChange(PreviewChangeRequest, PreviewChangeResponse) = preview_change, false;
     DeleteResource(DeleteResourceRequest, DeleteResourceResponse) = delete_resource, true;
     TransferOwnership(TransferOwnershipRequest, TransferOwnershipResponse) = transfer_ownership, true;
@@ -2586,9 +2648,10 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                 any::<bool>(),
                 pick_opt(&p.principals, h),
                 request_id(h),
+                prop_oneof![3 => Just(Vec::new()), 1 => links(p, h)],
             )
                 .prop_map(
-                    |(tenant_id, actor_id, resource, parent, private, owner_id, request_id)| {
+                    |(tenant_id, actor_id, resource, parent, private, owner_id, request_id, links)| {
                         Req::CreateResource(pb::CreateResourceRequest {
                             tenant_id,
                             actor_id,
@@ -2597,6 +2660,7 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                             private,
                             owner_id,
                             request_id,
+                            links,
                             ..Default::default()
                         })
                     },
@@ -2691,6 +2755,26 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                         actor_id,
                         resource,
                         restricted,
+                        request_id,
+                    })
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (
+                t(),
+                a(),
+                opt_resource(p, false, 100_000, h),
+                links(p, h),
+                request_id(h),
+            )
+                .prop_map(|(tenant_id, actor_id, resource, links, request_id)| {
+                    Req::SetResourceLinks(pb::SetResourceLinksRequest {
+                        tenant_id,
+                        actor_id,
+                        resource,
+                        links,
                         request_id,
                     })
                 })
@@ -3231,6 +3315,7 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
             e.resource("resource", r.resource.as_ref(), true);
             e.resource("parent", r.parent.as_ref(), false);
             e.opt_id("owner_id", &r.owner_id);
+            e.links("links", &r.links);
         }
         Req::GetResource(r) => {
             e.id("tenant_id", &r.tenant_id);
@@ -3253,6 +3338,11 @@ fn expect_admin(req: &Req, key: Key, now_ms: i64) -> Expect {
         Req::SetResourceRestricted(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
             e.resource("resource", r.resource.as_ref(), true);
+        }
+        Req::SetResourceLinks(r) => {
+            e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
+            e.resource("resource", r.resource.as_ref(), true);
+            e.links("links", &r.links);
         }
         Req::SetResourceAttributes(r) => {
             e.write(key, &r.tenant_id, &r.actor_id, &r.request_id);
@@ -4473,6 +4563,18 @@ async fn missing_fields(b: Backend) {
     }, actor: true, {
         "tenant_id" => |r| r.tenant_id.clear(),
         "resource" => |r| r.resource = None,
+    });
+    omit!(set_resource_links, pb::SetResourceLinksRequest {
+        tenant_id: tenant(),
+        resource: Some(res("folder:fresh")),
+        links: vec![link(("workspace:ws1", "view", &["edit"]))],
+        ..Default::default()
+    }, actor: true, {
+        "tenant_id" => |r| r.tenant_id.clear(),
+        "resource" => |r| r.resource = None,
+        "links[0].resource" => |r| r.links[0].resource = None,
+        "links[0].action" => |r| r.links[0].action.clear(),
+        "links[0].on" => |r| r.links[0].on.clear(),
     });
     omit!(set_resource_attributes, pb::SetResourceAttributesRequest {
         tenant_id: tenant(),

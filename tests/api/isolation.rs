@@ -857,6 +857,28 @@ fn every_rpc() -> Vec<Rpc> {
             }),
         ),
         rpc(
+            "AdminService/SetResourceLinks",
+            Admin,
+            Write,
+            call!(|c| {
+                reply(
+                    c.admin()
+                        .set_resource_links(pb::SetResourceLinksRequest {
+                            tenant_id: c.t(),
+                            actor_id: c.a(),
+                            resource: Some(res(&c.n.ws())),
+                            links: vec![pb::ResourceLink {
+                                resource: Some(res(&c.n.folder())),
+                                action: "view".into(),
+                                on: vec!["edit".into()],
+                            }],
+                            ..Default::default()
+                        })
+                        .await,
+                )
+            }),
+        ),
+        rpc(
             "AdminService/SetResourceAttributes",
             Admin,
             SuperUserWrite,
@@ -3360,7 +3382,7 @@ fn the_rpc_table_names_every_rpc_of_the_api() {
     for p in foreign_references() {
         assert!(declared.contains(p.rpc), "probe of unknown RPC {}", p.rpc);
     }
-    assert_eq!(declared.len(), 46);
+    assert_eq!(declared.len(), 47);
 }
 
 // ---- a side channel -----------------------------------------------------------

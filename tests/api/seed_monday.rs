@@ -426,7 +426,112 @@ async fn boards_are_offered_only_from_accessible_workspaces_and_private_boards_t
     assert_eq!(app.list("nina", "view", "board").await, vec!["budget"]);
 }
 
+/// "If there is a workflow configured involving actions from a workspace
+/// that you do not have access to, you will not be able to edit it": the
+/// workflow links to the board it acts on, and editing it needs viewing the
+/// board.
+async fn a_workflow_acting_on_another_workspaces_board_is_edited_only_by_who_may_use_the_board(
+    b: Backend,
+) {
+    let app = spawn_app_on(b).await;
+    marketing(&app).await;
+    app.resource_as("maya", "workflow:launch", Some(WS), false)
+        .await
+        .expect("maya creates the workflow, and owns it");
+    app.grant("olga", "owner", "workflow:launch").await;
+    app.resource("workspace:finance", None).await;
+    app.resource("board:budget", Some("workspace:finance"))
+        .await;
+    app.grant("nina", "member", "workspace:finance").await;
+    let acts_on_budget: &[(&str, &str, &[&str])] = &[("board:budget", "view", &["edit"])];
+
+    // Nobody links what they may not use: maya cannot see the budget board.
+    let r = app.set_links("maya", "workflow:launch", acts_on_budget).await;
+    assert_eq!(code(r), Code::PermissionDenied);
+    assert!(app.check("maya", "edit", "workflow:launch").await);
+    // The platform records what the workflow acts on.
+    app.set_links("", "workflow:launch", acts_on_budget)
+        .await
+        .expect("the super user links the workflow to the board");
+
+    // Now its owners may not edit it, and the answer says why.
+    let d = app.check_full("maya", "edit", "workflow:launch").await;
+    assert!(!d.allowed);
+    assert_eq!(reason_of(&d), pb::Reason::LinkDenied);
+    let e = d.explanation.expect("explanation");
+    assert_eq!(e.linked_resource, Some(res("board:budget")));
+    assert_eq!(e.linked_action, "view");
+    assert!(e.detail.contains("board:budget"), "{}", e.detail);
+    // Viewing the workflow is not gated.
+    assert!(app.check("maya", "view", "workflow:launch").await);
+    assert!(app.check("sam", "view", "workflow:launch").await);
+    // Access to the board alone gives nothing on the workflow.
+    assert_eq!(
+        app.reason("nina", "edit", "workflow:launch").await,
+        pb::Reason::NoGrant
+    );
+    // Lists and subject lists agree.
+    assert!(app.list("maya", "edit", "workflow").await.is_empty());
+    assert!(app.subjects("workflow:launch", "edit").await.is_empty());
+
+    // Once maya may use the finance workspace, she may edit it; olga still
+    // may not.
+    app.grant("maya", "guest", "workspace:finance").await;
+    assert!(app.check("maya", "edit", "workflow:launch").await);
+    assert!(!app.check("olga", "edit", "workflow:launch").await);
+    assert_eq!(app.list("maya", "edit", "workflow").await, vec!["launch"]);
+    assert_eq!(app.subjects("workflow:launch", "edit").await, vec!["maya"]);
+    let batch = app
+        .checker()
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: TENANT.into(),
+            items: ["maya", "olga", "nina", "sam"]
+                .iter()
+                .map(|p| pb::BatchCheckItem {
+                    principal_id: (*p).into(),
+                    action: "edit".into(),
+                    resource: Some(res("workflow:launch")),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("batch")
+        .into_inner();
+    let allowed: Vec<bool> = batch.results.iter().map(|r| r.allowed).collect();
+    assert_eq!(allowed, [true, false, false, false]);
+
+    // Nobody lifts a link they could not pass: olga owns the workflow but
+    // may not see the board; maya may.
+    let r = app.set_links("olga", "workflow:launch", &[]).await;
+    assert_eq!(code(r), Code::PermissionDenied);
+    assert!(!app.check("olga", "edit", "workflow:launch").await);
+
+    // A board that is gone cannot be used: editing is denied until the link
+    // is lifted.
+    app.operator()
+        .delete_resource(pb::DeleteResourceRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res("board:budget")),
+            ..Default::default()
+        })
+        .await
+        .expect("delete the board");
+    let d = app.check_full("maya", "edit", "workflow:launch").await;
+    assert_eq!(reason_of(&d), pb::Reason::LinkDenied);
+    assert!(
+        d.explanation.expect("explanation").detail.contains("does not exist"),
+        "the denial says the board is gone"
+    );
+    // A link to nothing protects nothing: an owner may lift it.
+    app.set_links("olga", "workflow:launch", &[])
+        .await
+        .expect("an owner lifts the link to a deleted board");
+    assert!(app.check("olga", "edit", "workflow:launch").await);
+}
+
 on_every_backend!(
+    a_workflow_acting_on_another_workspaces_board_is_edited_only_by_who_may_use_the_board,
     main_workflow_is_visible_to_every_workspace_member_but_editable_only_by_its_owner,
     main_workflow_in_an_open_workspace_is_visible_to_everyone_in_the_account,
     owner_can_crown_other_members_as_additional_owners,
