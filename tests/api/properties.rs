@@ -53,6 +53,9 @@ struct Res {
     restricted: bool,
     /// The `tier` attribute, when set.
     tier: Option<&'static str>,
+    /// A link to an earlier resource (so links never form a cycle): doing
+    /// the action named here needs `view` there.
+    link: Option<(usize, &'static str)>,
 }
 
 impl Res {
@@ -204,6 +207,14 @@ impl std::fmt::Display for World {
                     r.key()
                 )?;
             }
+            if let Some((to, on)) = r.link {
+                writeln!(
+                    s,
+                    "app.set_links(\"\", {:?}, &[({:?}, \"view\", &[{on:?}])]).await.unwrap();",
+                    r.key(),
+                    self.resources[to].key()
+                )?;
+            }
         }
         for (id, status) in &self.people {
             let initial = if *status == Status::Invited {
@@ -302,6 +313,13 @@ fn world() -> impl Strategy<Value = World> {
             prop::bool::weighted(0.25),
             prop::option::weighted(0.5, prop::sample::select(vec!["gold", "silver"])),
             prop::bool::weighted(0.2),
+            prop::option::weighted(
+                0.25,
+                (
+                    any::<Index>(),
+                    prop::sample::select(vec!["edit", "execute", "view", "delete"]),
+                ),
+            ),
         ),
         5..=25,
     );
@@ -354,7 +372,7 @@ fn world() -> impl Strategy<Value = World> {
                 let resources: Vec<Res> = rs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, stem, n, parent, private, tier, restricted))| {
+                    .map(|(i, (t, stem, n, parent, private, tier, restricted, link))| {
                         let rtype = TYPES[t];
                         let mut id = format!("{}{n}", STEMS[stem]);
                         if !taken.insert((rtype, id.clone())) {
@@ -368,9 +386,22 @@ fn world() -> impl Strategy<Value = World> {
                             private,
                             restricted,
                             tier,
+                            link: link.filter(|_| i > 0).map(|(ix, on)| (ix.index(i), on)),
                         }
                     })
                     .collect();
+                // No chain longer than the server follows (it refuses one).
+                let mut resources = resources;
+                let mut chain = vec![0usize; resources.len()];
+                for i in 0..resources.len() {
+                    if let Some((to, _)) = resources[i].link {
+                        chain[i] = chain[to] + 1;
+                        if chain[i] > 4 {
+                            resources[i].link = None;
+                            chain[i] = 0;
+                        }
+                    }
+                }
                 let people: Vec<(String, Status)> = names
                     .into_iter()
                     .zip(statuses)
@@ -483,6 +514,11 @@ async fn build(b: &Backend, w: &World) -> Result<Built, String> {
                     .tier
                     .map(|t| [("tier".to_owned(), t.to_owned())].into())
                     .unwrap_or_default(),
+                links: r
+                    .link
+                    .map(|(to, on)| link((&w.resources[to].key(), "view", &[on])))
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             })
             .await
@@ -667,14 +703,27 @@ fn role_effective(role: &str, tenant_scope: bool) -> bool {
 /// counts only when nothing on the path is private), allows. No grant here
 /// expires before the test ends.
 fn model_allows(w: &World, built: &Built, principal: &str, action: &str, r: usize) -> bool {
+    model_allows_at(w, built, (principal, action, r), 0)
+}
+
+/// [`model_allows`] `depth` links away from the resource asked about.
+fn model_allows_at(w: &World, built: &Built, (principal, action, r): (&str, &str, usize), depth: usize) -> bool {
     // An implied action must be allowed too.
-    if w.implies_view
-        && matches!(action, "edit" | "execute")
-        && !model_allows(w, built, principal, "view", r)
-    {
+    let implied = w.implies_view && matches!(action, "edit" | "execute");
+    if implied && !model_allows_at(w, built, (principal, "view", r), depth) {
         return false;
     }
-    model_allows_alone(w, built, principal, action, r)
+    if !model_allows_alone(w, built, principal, action, r) {
+        return false;
+    }
+    // A link gating the action (or the view it implies) needs `view` on
+    // the linked resource, by the same rule, at most 4 links deep.
+    match w.resources[r].link {
+        Some((to, on)) if on == action || (implied && on == "view") => {
+            depth < 4 && model_allows_at(w, built, (principal, "view", to), depth + 1)
+        }
+        _ => true,
+    }
 }
 
 /// [`model_allows`] for one action, implications aside.
@@ -920,7 +969,9 @@ fn reason_name(r: i32) -> String {
 
 /// Builds the world on a fresh server and compares every answer; `Ok` holds
 /// how many checks were allowed, of how many; `Err` every mismatch found.
-async fn run_case(b: &Backend, w: &World) -> Result<(usize, usize), String> {
+/// Runs one world: `(allowed, asked, denied by a link)` checks, or the
+/// mismatches.
+async fn run_case(b: &Backend, w: &World) -> Result<(usize, usize, usize), String> {
     let built = build(b, w).await?;
     let app = &built.app;
     let token = if w.with_token {
@@ -1032,7 +1083,11 @@ async fn run_case(b: &Backend, w: &World) -> Result<(usize, usize), String> {
     }
 
     if problems.is_empty() {
-        Ok((answers.iter().filter(|a| a.0).count(), answers.len()))
+        let linked = answers
+            .iter()
+            .filter(|a| a.1 == pb::Reason::LinkDenied as i32)
+            .count();
+        Ok((answers.iter().filter(|a| a.0).count(), answers.len(), linked))
     } else {
         Err(problems.join("\n"))
     }
@@ -1216,15 +1271,17 @@ async fn property(b: Backend, default_cases: u32) {
     let mut runner = TestRunner::new(config);
     let strategy = world();
     let started = std::time::Instant::now();
+    let mut link_denials = 0;
     for case in 0..cases {
         let case_started = std::time::Instant::now();
         let tree = strategy.new_tree(&mut runner).expect("a world");
         let first = match run_case(&b, &tree.current()).await {
-            Ok((allowed, asked)) => {
+            Ok((allowed, asked, linked)) => {
                 eprintln!(
-                    "case {case}: {allowed} of {asked} checks allowed, {:?}",
+                    "case {case}: {allowed} of {asked} checks allowed, {linked} denied by a link, {:?}",
                     case_started.elapsed()
                 );
+                link_denials += linked;
                 continue;
             }
             Err(e) => e,
@@ -1240,6 +1297,13 @@ async fn property(b: Backend, default_cases: u32) {
         "{cases} random worlds agree (PROPTEST_RNG_SEED={seed}) in {:?}",
         started.elapsed()
     );
+    // Links decide in these worlds, not only exist in them.
+    if cases >= 16 {
+        assert!(
+            link_denials > 0,
+            "no check was denied by a link in {cases} worlds (PROPTEST_RNG_SEED={seed})"
+        );
+    }
 }
 
 async fn lists_and_batches_agree_with_check_and_check_follows_the_rule_in_random_worlds(
