@@ -52,11 +52,15 @@ const PEOPLE: &[&str] = &["p1", "p2", "p3"];
 const ROLES: &[&str] = &["viewer", "editor", "admin", "run", "run_more"];
 const ACTIONS: &[&str] = &["view", "edit", "execute", "delete", "share"];
 
+/// A resource's choices: present, parent choice, private, link.
+type ResourceChoice = (bool, usize, bool, Option<(usize, usize)>);
+
 /// One random state's choices.
 #[derive(Debug, Clone)]
 struct Spec {
-    /// Per resource: present, parent choice, private.
-    resources: Vec<(bool, usize, bool)>,
+    /// Per resource: present, parent choice, private, a link to an earlier
+    /// resource (which, the action it gates).
+    resources: Vec<ResourceChoice>,
     /// Per person: present, status (0 active, 1 suspended, 2 invited).
     people: Vec<(bool, u8)>,
     /// Teams t1, t2 present; t2 inside t1; members of t1/t2 by person.
@@ -70,7 +74,12 @@ struct Spec {
 fn spec() -> impl Strategy<Value = Spec> {
     (
         prop::collection::vec(
-            (any::<bool>(), 0usize..3, prop::bool::weighted(0.2)),
+            (
+                any::<bool>(),
+                0usize..3,
+                prop::bool::weighted(0.2),
+                prop::option::weighted(0.3, (0usize..RESOURCES.len(), 0usize..3)),
+            ),
             RESOURCES.len(),
         ),
         prop::collection::vec(
@@ -193,7 +202,9 @@ fn state(s: &Spec) -> TenantDump {
                 .push(("t2".into(), SubjectRef::Principal(PEOPLE[i].into())));
         }
     }
-    for (i, (present, parent, private)) in s.resources.iter().enumerate() {
+    // How many links deep each resource acts (the server follows 4).
+    let mut chain: std::collections::HashMap<ResourceRef, usize> = Default::default();
+    for (i, (present, parent, private, link)) in s.resources.iter().enumerate() {
         let (me, parents) = RESOURCES[i];
         if !present {
             continue;
@@ -202,8 +213,21 @@ fn state(s: &Spec) -> TenantDump {
             .get(*parent)
             .filter(|p| d.resources.iter().any(|x| x.resource == r(p)))
             .map(|p| r(p));
+        let links: Vec<crate::model::Link> = link
+            .filter(|(to, _)| *to < i)
+            .map(|(to, _)| r(RESOURCES[to].0))
+            .filter(|to| chain.get(to).is_some_and(|n| *n < 4))
+            .map(|to| crate::model::Link {
+                resource: to,
+                action: "view".to_owned(),
+                on: vec![["edit", "view", "execute"][link.map_or(0, |l| l.1)].to_owned()],
+            })
+            .into_iter()
+            .collect();
+        let depth = links.first().map_or(0, |l| chain[&l.resource] + 1);
+        chain.insert(r(me), depth);
         d.resources.push(Resource {
-            links: Default::default(),
+            links,
             resource: r(me),
             parent,
             private: *private,
@@ -430,6 +454,9 @@ enum Change {
     Join(usize, bool),
     Private(usize, bool),
     Restricted(usize, bool),
+    /// Set the links of a resource: none, or one to another needing `view`
+    /// for the gated action.
+    Links(usize, Option<(usize, &'static str)>),
     Delete(usize),
     Move(usize, usize),
 }
@@ -444,6 +471,14 @@ fn change() -> impl Strategy<Value = Change> {
         2 => (0usize..PEOPLE.len(), any::<bool>()).prop_map(|(p, j)| Change::Join(p, j)),
         1 => (res.clone(), any::<bool>()).prop_map(|(r, x)| Change::Private(r, x)),
         1 => (res.clone(), any::<bool>()).prop_map(|(r, x)| Change::Restricted(r, x)),
+        2 => (
+            res.clone(),
+            prop::option::weighted(
+                0.8,
+                (res.clone(), prop::sample::select(vec!["edit", "view", "delete"]))
+            )
+        )
+            .prop_map(|(r, l)| Change::Links(r, l)),
         1 => res.clone().prop_map(Change::Delete),
         1 => (res.clone(), 0usize..(RESOURCES.len() + 1)).prop_map(|(r, p)| Change::Move(r, p)),
     ]
@@ -528,6 +563,17 @@ async fn preview_then_write(
         Change::Restricted(x, on) => both!(SetResourceRestricted {
             resource: res(x),
             restricted: on,
+        }),
+        Change::Links(x, l) => both!(super::links::SetResourceLinks {
+            resource: res(x),
+            links: l
+                .map(|(to, on)| crate::model::Link {
+                    resource: res(to),
+                    action: "view".to_owned(),
+                    on: vec![on.to_owned()],
+                })
+                .into_iter()
+                .collect(),
         }),
         Change::Delete(x) => both!(DeleteResource { resource: res(x) }),
         Change::Move(x, p) => both!(MoveResource {

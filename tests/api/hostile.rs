@@ -2651,7 +2651,16 @@ fn admin_requests(w: &World, h: bool) -> BoxedStrategy<Req> {
                 prop_oneof![3 => Just(Vec::new()), 1 => links(p, h)],
             )
                 .prop_map(
-                    |(tenant_id, actor_id, resource, parent, private, owner_id, request_id, links)| {
+                    |(
+                        tenant_id,
+                        actor_id,
+                        resource,
+                        parent,
+                        private,
+                        owner_id,
+                        request_id,
+                        links,
+                    )| {
                         Req::CreateResource(pb::CreateResourceRequest {
                             tenant_id,
                             actor_id,

@@ -372,23 +372,25 @@ fn world() -> impl Strategy<Value = World> {
                 let resources: Vec<Res> = rs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, stem, n, parent, private, tier, restricted, link))| {
-                        let rtype = TYPES[t];
-                        let mut id = format!("{}{n}", STEMS[stem]);
-                        if !taken.insert((rtype, id.clone())) {
-                            id = format!("{id}-{i}");
-                            taken.insert((rtype, id.clone()));
-                        }
-                        Res {
-                            rtype,
-                            id,
-                            parent: parent.filter(|_| i > 0).map(|ix| ix.index(i)),
-                            private,
-                            restricted,
-                            tier,
-                            link: link.filter(|_| i > 0).map(|(ix, on)| (ix.index(i), on)),
-                        }
-                    })
+                    .map(
+                        |(i, (t, stem, n, parent, private, tier, restricted, link))| {
+                            let rtype = TYPES[t];
+                            let mut id = format!("{}{n}", STEMS[stem]);
+                            if !taken.insert((rtype, id.clone())) {
+                                id = format!("{id}-{i}");
+                                taken.insert((rtype, id.clone()));
+                            }
+                            Res {
+                                rtype,
+                                id,
+                                parent: parent.filter(|_| i > 0).map(|ix| ix.index(i)),
+                                private,
+                                restricted,
+                                tier,
+                                link: link.filter(|_| i > 0).map(|(ix, on)| (ix.index(i), on)),
+                            }
+                        },
+                    )
                     .collect();
                 // No chain longer than the server follows (it refuses one).
                 let mut resources = resources;
@@ -707,7 +709,12 @@ fn model_allows(w: &World, built: &Built, principal: &str, action: &str, r: usiz
 }
 
 /// [`model_allows`] `depth` links away from the resource asked about.
-fn model_allows_at(w: &World, built: &Built, (principal, action, r): (&str, &str, usize), depth: usize) -> bool {
+fn model_allows_at(
+    w: &World,
+    built: &Built,
+    (principal, action, r): (&str, &str, usize),
+    depth: usize,
+) -> bool {
     // An implied action must be allowed too.
     let implied = w.implies_view && matches!(action, "edit" | "execute");
     if implied && !model_allows_at(w, built, (principal, "view", r), depth) {
@@ -1087,7 +1094,11 @@ async fn run_case(b: &Backend, w: &World) -> Result<(usize, usize, usize), Strin
             .iter()
             .filter(|a| a.1 == pb::Reason::LinkDenied as i32)
             .count();
-        Ok((answers.iter().filter(|a| a.0).count(), answers.len(), linked))
+        Ok((
+            answers.iter().filter(|a| a.0).count(),
+            answers.len(),
+            linked,
+        ))
     } else {
         Err(problems.join("\n"))
     }

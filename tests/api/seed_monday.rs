@@ -446,7 +446,9 @@ async fn a_workflow_acting_on_another_workspaces_board_is_edited_only_by_who_may
     let acts_on_budget: &[(&str, &str, &[&str])] = &[("board:budget", "view", &["edit"])];
 
     // Nobody links what they may not use: maya cannot see the budget board.
-    let r = app.set_links("maya", "workflow:launch", acts_on_budget).await;
+    let r = app
+        .set_links("maya", "workflow:launch", acts_on_budget)
+        .await;
     assert_eq!(code(r), Code::PermissionDenied);
     assert!(app.check("maya", "edit", "workflow:launch").await);
     // The platform records what the workflow acts on.
@@ -520,7 +522,10 @@ async fn a_workflow_acting_on_another_workspaces_board_is_edited_only_by_who_may
     let d = app.check_full("maya", "edit", "workflow:launch").await;
     assert_eq!(reason_of(&d), pb::Reason::LinkDenied);
     assert!(
-        d.explanation.expect("explanation").detail.contains("does not exist"),
+        d.explanation
+            .expect("explanation")
+            .detail
+            .contains("does not exist"),
         "the denial says the board is gone"
     );
     // A link to nothing protects nothing: an owner may lift it.

@@ -187,7 +187,11 @@ fn a_denial_on_the_linked_resource_is_the_answer_with_its_grant() {
     Arc::make_mut(&mut deny.grant).effect = Effect::Deny;
     let d = ask(
         &w,
-        &[grant("editor", "workspace:w1"), grant("viewer", "workspace:w2"), deny],
+        &[
+            grant("editor", "workspace:w1"),
+            grant("viewer", "workspace:w2"),
+            deny,
+        ],
         "edit",
         "workflow:wf",
     );
@@ -222,7 +226,10 @@ fn a_linked_resource_that_does_not_exist_denies() {
     w.parent.remove(&rref("board:b"));
     let d = ask(
         &w,
-        &[grant("owner", "workspace:w1"), grant("owner", "workspace:w2")],
+        &[
+            grant("owner", "workspace:w1"),
+            grant("owner", "workspace:w2"),
+        ],
         "edit",
         "workflow:wf",
     );
@@ -233,9 +240,16 @@ fn a_linked_resource_that_does_not_exist_denies() {
 #[test]
 fn links_are_followed_through_the_linked_resources_own_links_within_bounds() {
     let mut w = World::monday();
-    let all = [grant("owner", "workspace:w1"), grant("owner", "workspace:w2")];
+    let all = [
+        grant("owner", "workspace:w1"),
+        grant("owner", "workspace:w2"),
+    ];
     // wf → b → c → d → e: four links deep, all passable.
-    for (from, to) in [("board:b", "board:c"), ("board:c", "board:d"), ("board:d", "board:e")] {
+    for (from, to) in [
+        ("board:b", "board:c"),
+        ("board:c", "board:d"),
+        ("board:d", "board:e"),
+    ] {
         w.links
             .insert(rref(from), vec![link(to, "view", &["view"])]);
     }
@@ -248,7 +262,9 @@ fn links_are_followed_through_the_linked_resources_own_links_within_bounds() {
     assert_link_denied(&d, "board:e", "view");
     assert_eq!(d.explanation.grant_id, "viewer@board:e", "{d:?}");
     assert!(
-        d.explanation.detail.starts_with("`edit` on `workflow:wf` needs `view` on `board:b`"),
+        d.explanation
+            .detail
+            .starts_with("`edit` on `workflow:wf` needs `view` on `board:b`"),
         "{d:?}"
     );
     // A fifth link is past the depth bound: denied whatever is held.
@@ -284,7 +300,10 @@ fn the_number_of_linked_decisions_is_bounded() {
         wide.push(link(&b, "view", &["edit"]));
     }
     w.links.insert(rref("workflow:wf"), wide);
-    let all = [grant("owner", "workspace:w1"), grant("owner", "workspace:w2")];
+    let all = [
+        grant("owner", "workspace:w1"),
+        grant("owner", "workspace:w2"),
+    ];
     let d = ask(&w, &all, "edit", "workflow:wf");
     assert_eq!(d.reason, Reason::LinkDenied, "{d:?}");
     assert!(d.explanation.detail.contains("at most"), "{d:?}");
