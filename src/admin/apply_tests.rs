@@ -115,6 +115,46 @@ fn spec() -> impl Strategy<Value = Spec> {
         })
 }
 
+/// The resources of a state: each present one under its chosen parent
+/// when present, with its link to an earlier one when that keeps every
+/// chain within the 4 links the server follows.
+fn add_resources(d: &mut TenantDump, choices: &[ResourceChoice], now: crate::model::Millis) {
+    // How many links deep each resource acts (the server follows 4).
+    let mut chain: std::collections::HashMap<ResourceRef, usize> = Default::default();
+    for (i, (present, parent, private, link)) in choices.iter().enumerate() {
+        let (me, parents) = RESOURCES[i];
+        if !present {
+            continue;
+        }
+        let parent = parents
+            .get(*parent)
+            .filter(|p| d.resources.iter().any(|x| x.resource == r(p)))
+            .map(|p| r(p));
+        let links: Vec<crate::model::Link> = link
+            .filter(|(to, _)| *to < i)
+            .map(|(to, _)| r(RESOURCES[to].0))
+            .filter(|to| chain.get(to).is_some_and(|n| *n < 4))
+            .map(|to| crate::model::Link {
+                resource: to,
+                action: "view".to_owned(),
+                on: vec![["edit", "view", "execute"][link.map_or(0, |l| l.1)].to_owned()],
+            })
+            .into_iter()
+            .collect();
+        let depth = links.first().map_or(0, |l| chain[&l.resource] + 1);
+        chain.insert(r(me), depth);
+        d.resources.push(Resource {
+            links,
+            resource: r(me),
+            parent,
+            private: *private,
+            created_at: now,
+            attributes: Default::default(),
+            restricted: Default::default(),
+        });
+    }
+}
+
 /// The valid tenant a spec describes (choices that would break a rule are
 /// dropped, so that every state can be imported).
 fn state(s: &Spec) -> TenantDump {
@@ -202,40 +242,7 @@ fn state(s: &Spec) -> TenantDump {
                 .push(("t2".into(), SubjectRef::Principal(PEOPLE[i].into())));
         }
     }
-    // How many links deep each resource acts (the server follows 4).
-    let mut chain: std::collections::HashMap<ResourceRef, usize> = Default::default();
-    for (i, (present, parent, private, link)) in s.resources.iter().enumerate() {
-        let (me, parents) = RESOURCES[i];
-        if !present {
-            continue;
-        }
-        let parent = parents
-            .get(*parent)
-            .filter(|p| d.resources.iter().any(|x| x.resource == r(p)))
-            .map(|p| r(p));
-        let links: Vec<crate::model::Link> = link
-            .filter(|(to, _)| *to < i)
-            .map(|(to, _)| r(RESOURCES[to].0))
-            .filter(|to| chain.get(to).is_some_and(|n| *n < 4))
-            .map(|to| crate::model::Link {
-                resource: to,
-                action: "view".to_owned(),
-                on: vec![["edit", "view", "execute"][link.map_or(0, |l| l.1)].to_owned()],
-            })
-            .into_iter()
-            .collect();
-        let depth = links.first().map_or(0, |l| chain[&l.resource] + 1);
-        chain.insert(r(me), depth);
-        d.resources.push(Resource {
-            links,
-            resource: r(me),
-            parent,
-            private: *private,
-            created_at: now,
-            attributes: Default::default(),
-            restricted: Default::default(),
-        });
-    }
+    add_resources(&mut d, &s.resources, now);
     d.grants.push(Grant {
         id: "root-admin".into(),
         subject: SubjectRef::Principal("root".into()),

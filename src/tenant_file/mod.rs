@@ -368,6 +368,53 @@ impl TenantFile {
         })
     }
 
+    /// The file's resources as records, each after its parent.
+    fn resource_records(&self) -> Result<Vec<pb::Resource>, FileError> {
+        let mut rows = Vec::with_capacity(self.resources.len());
+        let mut records = std::collections::HashMap::new();
+        for (i, r) in self.resources.iter().enumerate() {
+            let at = |f: &str| format!("resources[{i}].{f}");
+            let me = reference(&at("resource"), &r.resource)?;
+            let parent = r
+                .parent
+                .as_deref()
+                .map(|p| reference(&at("parent"), p))
+                .transpose()?;
+            let mut links = Vec::with_capacity(r.links.len());
+            for (j, l) in r.links.iter().enumerate() {
+                let to = reference(&at(&format!("links[{j}].resource")), &l.resource)?;
+                links.push(pb::ResourceLink {
+                    resource: Some(to.into()),
+                    action: l.action.clone(),
+                    on: l.on.clone(),
+                });
+            }
+            let record = pb::Resource {
+                create_time: time(&at("created_at"), &r.created_at)?,
+                attributes: r
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                restricted: r.restricted,
+                links,
+                r#ref: Some(me.clone().into()),
+                parent: parent.clone().map(Into::into),
+                private: r.private,
+            };
+            // A resource named twice stays twice: the import refuses it.
+            records
+                .entry(me.clone())
+                .or_insert_with(std::collections::VecDeque::new)
+                .push_back(record);
+            rows.push((me, parent, r.private));
+        }
+        Ok(crate::store::parents_first(rows)
+            .into_iter()
+            .filter_map(|(r, _, _)| records.get_mut(&r).and_then(|q| q.pop_front()))
+            .collect())
+    }
+
     /// Every record, in the order import needs (roles after those they
     /// inherit, resources after their parents).
     pub fn records(&self) -> Result<pb::TenantRecords, FileError> {
@@ -444,47 +491,7 @@ impl TenantFile {
                     .push(member(pb::subject_ref::Kind::TeamId(m.clone())));
             }
         }
-        let mut rows = Vec::with_capacity(self.resources.len());
-        let mut created = std::collections::HashMap::new();
-        let mut attributes = std::collections::HashMap::new();
-        let mut links = std::collections::HashMap::new();
-        for (i, r) in self.resources.iter().enumerate() {
-            let at = |f: &str| format!("resources[{i}].{f}");
-            let me = reference(&at("resource"), &r.resource)?;
-            let parent = r
-                .parent
-                .as_deref()
-                .map(|p| reference(&at("parent"), p))
-                .transpose()?;
-            created.insert(me.clone(), time(&at("created_at"), &r.created_at)?);
-            attributes.insert(me.clone(), (&r.attributes, r.restricted));
-            let mut linked = Vec::with_capacity(r.links.len());
-            for (j, l) in r.links.iter().enumerate() {
-                linked.push(pb::ResourceLink {
-                    resource: Some(
-                        reference(&at(&format!("links[{j}].resource")), &l.resource)?.into(),
-                    ),
-                    action: l.action.clone(),
-                    on: l.on.clone(),
-                });
-            }
-            links.insert(me.clone(), linked);
-            rows.push((me, parent, r.private));
-        }
-        for (r, parent, private) in crate::store::parents_first(rows) {
-            out.resources.push(pb::Resource {
-                create_time: created.get(&r).cloned().flatten(),
-                attributes: attributes
-                    .get(&r)
-                    .map(|(a, _)| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                    .unwrap_or_default(),
-                restricted: attributes.get(&r).is_some_and(|(_, x)| *x),
-                links: links.remove(&r).unwrap_or_default(),
-                r#ref: Some(r.into()),
-                parent: parent.map(Into::into),
-                private,
-            });
-        }
+        out.resources = self.resource_records()?;
         for (i, g) in self.grants.iter().enumerate() {
             let at = |f: &str| format!("grants[{i}].{f}");
             use pb::subject_ref::Kind as K;
