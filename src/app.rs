@@ -200,7 +200,8 @@ impl App {
             self.grpc.max_in_flight_per_tenant,
             self.grpc.max_queued_per_tenant,
         );
-        let decisions = crate::decision_log::DecisionLog::start(&self.decision_log)
+        let dropped = self.metrics.decision_log_dropped();
+        let decisions = crate::decision_log::DecisionLog::start(&self.decision_log, dropped)
             .await
             .map_err(|e| StartupError::config("decision_log.path", e.to_string()))?;
         let check_api =

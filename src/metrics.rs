@@ -7,6 +7,7 @@
 //! | `portcullis_grpc_server_handled_total` | counter | `grpc_service`, `grpc_method`, `grpc_code` |
 //! | `portcullis_grpc_server_handling_seconds` | histogram | `grpc_service`, `grpc_method` |
 //! | `portcullis_decisions_total` | counter | `result` (`allow`/`deny`), `reason` |
+//! | `portcullis_decision_log_dropped_total` | counter | |
 //! | `portcullis_db_query_duration_seconds` | histogram | `outcome` (`ok`/`error`) |
 //! | `portcullis_db_pool_connections` | gauge | `state` (`idle`/`in_use`) |
 //! | `portcullis_db_pool_max_connections` | gauge | |
@@ -136,6 +137,7 @@ pub struct Metrics {
     handling: Family<RpcLabels, Histogram>,
     decisions: Family<DecisionLabels, Counter>,
     queries: Family<QueryLabels, Histogram>,
+    log_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -176,7 +178,14 @@ impl Metrics {
             handling: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             decisions: Family::default(),
             queries: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            log_dropped: Counter::default(),
         }
+    }
+
+    /// The counter of decisions the decision log dropped (its writer was
+    /// behind), for the log to count into.
+    pub fn decision_log_dropped(&self) -> Counter {
+        self.log_dropped.clone()
     }
 
     /// The method of a path (`/package.Service/Method`), or `unknown` for a
@@ -254,6 +263,11 @@ impl Metrics {
             "decisions",
             "Check and BatchCheck decisions, by result and reason",
             self.decisions.clone(),
+        );
+        r.register(
+            "decision_log_dropped",
+            "Decisions the decision log dropped because its writer was behind",
+            self.log_dropped.clone(),
         );
         r.register_with_unit(
             "db_query_duration",

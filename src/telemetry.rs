@@ -97,6 +97,20 @@ impl Extractor for Headers<'_> {
     }
 }
 
+/// The OpenTelemetry trace id of the current span, as 32 hex digits; empty
+/// when there is none (no exporter, or no trace).
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid() {
+        sc.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Makes the caller's span (W3C `traceparent`/`tracestate` headers) the
 /// parent of `span`. Without those headers, or without OpenTelemetry, it
 /// does nothing.

@@ -82,6 +82,7 @@ impl<S: Store> CheckApi<S> {
             missing_context: &d.explanation.missing_context,
             revision,
             request_id,
+            trace_id: crate::telemetry::current_trace_id(),
         });
     }
 

@@ -222,6 +222,11 @@ async fn the_metrics_endpoint_reports_rpcs_decisions_cache_and_database() {
     );
     assert!(sample(&body, "portcullis_cache_sync_age_seconds").is_some());
     assert_eq!(sample(&body, "portcullis_revision_lag"), Some(0.0));
+    // The decision log is off here: nothing to drop, and the counter shows.
+    assert_eq!(
+        sample(&body, "portcullis_decision_log_dropped_total"),
+        Some(0.0)
+    );
     assert!(sample(&body, "portcullis_grpc_in_flight").is_some());
     assert_eq!(
         sample(
