@@ -103,6 +103,7 @@ pub struct App {
     database: String,
     /// Where decisions are logged (off by default).
     decision_log: crate::config::DecisionLogConfig,
+    grant_usage: crate::config::GrantUsageConfig,
 }
 
 impl App {
@@ -161,6 +162,7 @@ impl App {
             metrics_listener,
             health_listener,
             decision_log: config.decision_log.clone(),
+            grant_usage: config.grant_usage.clone(),
             database: config.database.redacted_url(),
         })
     }
@@ -204,8 +206,16 @@ impl App {
         let decisions = crate::decision_log::DecisionLog::start(&self.decision_log, dropped)
             .await
             .map_err(|e| StartupError::config("decision_log.path", e.to_string()))?;
-        let check_api =
-            CheckApi::new(authz, self.metrics.clone(), shares.clone()).with_decision_log(decisions);
+        let uses = crate::grant_use::GrantUse::new();
+        let (uses_stop, uses_stopped) = tokio::sync::oneshot::channel::<()>();
+        let uses_flusher = uses.spawn(
+            self.store.clone(),
+            Duration::from_millis(self.grant_usage.flush_interval_ms),
+            uses_stopped,
+        );
+        let check_api = CheckApi::new(authz, self.metrics.clone(), shares.clone())
+            .with_decision_log(decisions)
+            .with_grant_use(uses);
         let (on_commit, cache_stats) = cache_hooks(&cache);
         let admin_api = AdminApi::new(
             Admin::new(self.store.clone(), on_commit),
@@ -323,6 +333,10 @@ impl App {
         let _ = metrics_stop.send(());
         let _ = poll_stop.send(());
         let _ = health_stop.send(());
+        // The last uses gathered reach the store (bounded: a store that is
+        // down costs them, not the shutdown).
+        let _ = uses_stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), uses_flusher).await;
         if let Some(h) = health_server {
             let _ = h.await;
         }

@@ -493,6 +493,26 @@ pub struct Config {
     /// The decision log.
     #[serde(default)]
     pub decision_log: DecisionLogConfig,
+    /// When grants were last used.
+    #[serde(default)]
+    pub grant_usage: GrantUsageConfig,
+}
+
+/// When each grant last decided a check, gathered in memory and written in
+/// batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantUsageConfig {
+    /// How often the uses gathered are written, 100 to 3,600,000 ms.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for GrantUsageConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 30_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -538,6 +558,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             actor_tokens: ActorTokenConfig::default(),
             decision_log: DecisionLogConfig::default(),
+            grant_usage: GrantUsageConfig::default(),
         }
     }
 }
@@ -707,6 +728,12 @@ impl Config {
             return Err(Error::invalid(
                 "decision_log.buffer",
                 "must be 1 to 1,000,000",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.grant_usage.flush_interval_ms) {
+            return Err(Error::invalid(
+                "grant_usage.flush_interval_ms",
+                "must be 100 to 3,600,000",
             ));
         }
         Ok(())

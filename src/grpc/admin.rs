@@ -832,8 +832,20 @@ impl<S: WriteStore + Catalog + Store + Clone> AdminService for AdminApi<S> {
             .admin
             .visible_grants(&t, viewer.as_ref(), scope.as_ref(), items)
             .await?;
+        let ids: Vec<String> = items.iter().map(|g| g.id.clone()).collect();
+        let used = self.admin.store().grants_last_used(&t, &ids).await?;
+        let grants = items
+            .into_iter()
+            .map(|g| {
+                let last_use_time = used.get(&g.id).map(|at| convert::timestamp(*at));
+                pb::Grant {
+                    last_use_time,
+                    ..g.into()
+                }
+            })
+            .collect();
         Ok(Response::new(pb::ListGrantsResponse {
-            grants: items.into_iter().map(Into::into).collect(),
+            grants,
             next_page_token,
         }))
     }

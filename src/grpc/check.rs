@@ -10,7 +10,9 @@ use crate::auth::{caller, Caller};
 use crate::decision_log::{DecisionLog, Entry};
 use crate::engine::authorizer::{Authorizer, CheckQuery, PageRequest, MAX_BATCH};
 use crate::engine::Decision;
+use crate::engine::Reason;
 use crate::error::{Error, Result};
+use crate::grant_use::GrantUse;
 use crate::metrics::Metrics;
 use crate::model::condition::{self, RequestContext};
 use crate::model::{self, decode_page_token, encode_page_token, page_size, parse_revision_token};
@@ -29,6 +31,7 @@ pub struct CheckApi<S> {
     metrics: Metrics,
     shares: TenantShares,
     decisions: Option<Arc<DecisionLog>>,
+    uses: Option<Arc<GrantUse>>,
 }
 
 impl<S> Clone for CheckApi<S> {
@@ -38,6 +41,7 @@ impl<S> Clone for CheckApi<S> {
             metrics: self.metrics.clone(),
             shares: self.shares.clone(),
             decisions: self.decisions.clone(),
+            uses: self.uses.clone(),
         }
     }
 }
@@ -51,7 +55,14 @@ impl<S: Store> CheckApi<S> {
             metrics,
             shares,
             decisions: None,
+            uses: None,
         }
+    }
+
+    /// Notes in `uses` the grant that decided each answer.
+    pub fn with_grant_use(mut self, uses: Arc<GrantUse>) -> Self {
+        self.uses = Some(uses);
+        self
     }
 
     /// Writes every decision to `log` too.
@@ -60,8 +71,14 @@ impl<S: Store> CheckApi<S> {
         self
     }
 
-    /// Logs one decision, when the decision log is on.
+    /// Notes the grant that decided (an allow's, or the deny that won) and
+    /// logs the decision, when the decision log is on.
     fn log(&self, at: (&Caller, &str, &str, i64), q: &CheckQuery, d: &Decision) {
+        if let Some(uses) = &self.uses {
+            if matches!(d.reason, Reason::Granted | Reason::ExplicitDeny) {
+                uses.record(at.1, &d.explanation.grant_id, model::now_millis());
+            }
+        }
         let Some(log) = &self.decisions else {
             return;
         };

@@ -135,7 +135,8 @@ pub fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<Mil
     Ok(Some(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000))
 }
 
-fn timestamp(ms: Millis) -> prost_types::Timestamp {
+/// A time as a protobuf timestamp.
+pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
@@ -412,6 +413,7 @@ impl From<Grant> for pb::Grant {
             Effect::Deny => pb::Effect::Deny,
         };
         pb::Grant {
+            last_use_time: Default::default(),
             id: g.id,
             subject: Some(g.subject.into()),
             role_id: g.role_id,

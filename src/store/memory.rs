@@ -414,6 +414,8 @@ pub struct MemStore {
     /// Deleted tenants and the revision each reached.
     tombstones: Arc<RwLock<BTreeMap<String, i64>>>,
     write: Arc<Mutex<()>>,
+    /// When grants last decided a check, by `(tenant, grant id)`.
+    used: Arc<std::sync::Mutex<HashMap<(String, String), Millis>>>,
 }
 
 impl MemStore {
@@ -709,6 +711,36 @@ impl Catalog for MemStore {
                 .cloned()
                 .collect())
         })
+    }
+
+    async fn record_grant_use(&self, tenant: &str, uses: &[(String, Millis)]) -> Result<()> {
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| Error::Internal("in-memory store lock poisoned".to_owned()))?;
+        for (id, at) in uses {
+            let t = used.entry((tenant.to_owned(), id.clone())).or_insert(*at);
+            *t = (*t).max(*at);
+        }
+        Ok(())
+    }
+
+    async fn grants_last_used(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Millis>> {
+        let used = self
+            .used
+            .lock()
+            .map_err(|_| Error::Internal("in-memory store lock poisoned".to_owned()))?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let at = used.get(&(tenant.to_owned(), id.clone()))?;
+                Some((id.clone(), *at))
+            })
+            .collect())
     }
 
     async fn list_audit(&self, f: &AuditFilter, limit: u64) -> Result<Vec<AuditEvent>> {

@@ -477,6 +477,20 @@ pub trait Catalog: Send + Sync + 'static {
         scope: Option<&ResourceRef>,
         page: Keyset<'_>,
     ) -> impl Future<Output = Result<Vec<Grant>>> + Send;
+    /// Records when grants last decided a check: each `(grant id, time)`
+    /// moves the grant's last use forward (never back); grants that are
+    /// gone are skipped. Not a write of the tenant: no revision, no audit.
+    fn record_grant_use(
+        &self,
+        tenant: &str,
+        uses: &[(String, Millis)],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// When each of `ids` last decided a check (those never used absent).
+    fn grants_last_used(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Millis>>> + Send;
     /// Audit events, newest first.
     fn list_audit(
         &self,

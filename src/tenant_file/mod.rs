@@ -506,6 +506,7 @@ impl TenantFile {
                 }
             };
             out.grants.push(pb::Grant {
+                last_use_time: Default::default(),
                 id: String::new(),
                 subject: Some(pb::SubjectRef {
                     kind: Some(subject),

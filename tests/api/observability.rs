@@ -640,3 +640,78 @@ async fn decisions_are_logged_as_json_lines_and_sampled() {
         .to_string()
         .contains("decision_log.sink"));
 }
+
+/// Every grant of the tenant with when it last decided a check.
+async fn last_uses(app: &TestApp) -> std::collections::HashMap<String, Option<i64>> {
+    app.operator()
+        .list_grants(pb::ListGrantsRequest {
+            tenant_id: TENANT.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list grants")
+        .into_inner()
+        .grants
+        .into_iter()
+        .map(|g| (g.id, g.last_use_time.map(|t| t.seconds)))
+        .collect()
+}
+
+/// Access reviews: `ListGrants` shows when each grant last decided a
+/// check (the allow that allowed, the deny that denied), written in batches
+/// every `grant_usage.flush_interval_ms`; a grant nobody uses shows none.
+async fn grants_show_when_they_last_decided_a_check(b: Backend) {
+    let app = spawn_configured(b, |cfg, _| {
+        cfg.grant_usage.flush_interval_ms = 100;
+    })
+    .await;
+    create_tenant(&mut app.operator(), TENANT).await;
+    for u in ["alice", "bob"] {
+        app.user(u).await;
+    }
+    app.resource("workspace:ws", None).await;
+    app.resource("workflow:w1", Some("workspace:ws")).await;
+    app.resource("workflow:w2", Some("workspace:ws")).await;
+    let used = app.grant("alice", "viewer", "workspace:ws").await.id;
+    let idle = app.grant("bob", "editor", "workspace:ws").await.id;
+    let deny = app.deny("alice", "editor", "workflow:w1").await.id;
+    let before = last_uses(&app).await;
+    for g in [&used, &idle, &deny] {
+        assert_eq!(before.get(g), Some(&None), "{before:?}");
+    }
+
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(app.check("alice", "view", "workflow:w2").await);
+    assert_eq!(
+        app.reason("alice", "edit", "workflow:w1").await,
+        pb::Reason::ExplicitDeny
+    );
+    // A denial no grant decided marks nothing.
+    assert_eq!(
+        app.reason("alice", "delete", "workflow:w2").await,
+        pb::Reason::NoGrant
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let uses = loop {
+        let uses = last_uses(&app).await;
+        if uses[&used].is_some() && uses[&deny].is_some() {
+            break uses;
+        }
+        assert!(Instant::now() < deadline, "never written: {uses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for g in [&used, &deny] {
+        let at = uses[g].expect("used");
+        assert!(
+            (start - 1..=start + 60).contains(&at),
+            "{g}: {at} vs {start}"
+        );
+    }
+    assert_eq!(uses[&idle], None, "bob's grant decided nothing");
+}
+
+crate::on_every_backend!(grants_show_when_they_last_decided_a_check);

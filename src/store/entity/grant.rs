@@ -20,6 +20,9 @@ pub struct Model {
     /// CEL condition; `None` for none.
     pub condition: Option<String>,
     pub created_at: i64,
+    /// When the grant last decided a check (written in batches); `None`
+    /// for never.
+    pub last_used_at: Option<i64>,
 }
 
 /// No declared relations: joins are written where they are used.

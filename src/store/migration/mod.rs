@@ -16,6 +16,7 @@ mod m20261203_000010_invitation_expiry;
 mod m20261203_000011_implied_actions;
 mod m20261203_000012_restricted_resources;
 mod m20261203_000013_resource_links;
+mod m20261203_000014_grant_last_used;
 
 /// Every migration of the schema.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_implied_actions::Migration),
             Box::new(m20261203_000012_restricted_resources::Migration),
             Box::new(m20261203_000013_resource_links::Migration),
+            Box::new(m20261203_000014_grant_last_used::Migration),
         ]
     }
 }

@@ -126,6 +126,7 @@ impl SqlStore {
         }
         for chunk in b.grants.chunks(BATCH) {
             grant::Entity::insert_many(chunk.iter().map(|(g, scope_pk)| grant::ActiveModel {
+                last_used_at: Default::default(),
                 id: Set(g.id.clone()),
                 tenant_id: Set(t.clone()),
                 subject_kind: Set(g.subject.kind_str().into()),

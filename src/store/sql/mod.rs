@@ -22,6 +22,7 @@ use crate::model::{
 };
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,6 +234,18 @@ impl Catalog for SqlStore {
         page: Keyset<'_>,
     ) -> Result<Vec<Grant>> {
         read::list_grants(&self.db, tenant, subject, scope, page.after, page.limit).await
+    }
+
+    async fn record_grant_use(&self, tenant: &str, uses: &[(String, model::Millis)]) -> Result<()> {
+        tx::record_grant_use(&self.db, tenant, uses).await
+    }
+
+    async fn grants_last_used(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, model::Millis>> {
+        read::grants_last_used(&self.db, tenant, ids).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter, limit: u64) -> Result<Vec<AuditEvent>> {

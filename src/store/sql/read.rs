@@ -839,6 +839,28 @@ pub(super) async fn list_grants<C: ConnectionTrait>(
     grants_with_scopes(c, rows).await
 }
 
+pub(super) async fn grants_last_used<C: ConnectionTrait>(
+    c: &C,
+    t: &str,
+    ids: &[String],
+) -> Result<HashMap<String, model::Millis>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, Option<i64>)> = grant::Entity::find()
+            .select_only()
+            .column(grant::Column::Id)
+            .column(grant::Column::LastUsedAt)
+            .filter(grant::Column::TenantId.eq(t))
+            .filter(grant::Column::Id.is_in(chunk.iter().cloned()))
+            .filter(grant::Column::LastUsedAt.is_not_null())
+            .into_tuple()
+            .all(c)
+            .await?;
+        out.extend(rows.into_iter().filter_map(|(id, at)| Some((id, at?))));
+    }
+    Ok(out)
+}
+
 pub(super) async fn list_audit<C: ConnectionTrait>(
     c: &C,
     f: &AuditFilter,

@@ -870,6 +870,7 @@ pub(super) async fn insert_principal<C: ConnectionTrait>(
 /// the tenant).
 pub(super) fn grant_row(t: &str, g: &Grant, scope_pk: Option<i64>) -> grant::ActiveModel {
     grant::ActiveModel {
+        last_used_at: Default::default(),
         id: Set(g.id.clone()),
         tenant_id: Set(t.to_owned()),
         subject_kind: Set(g.subject.kind_str().to_owned()),
@@ -890,5 +891,31 @@ pub(super) async fn insert_grant<C: ConnectionTrait>(
     scope_pk: Option<i64>,
 ) -> Result<()> {
     grant_row(t, g, scope_pk).insert(c).await?;
+    Ok(())
+}
+
+/// Moves each grant's last use forward, in one transaction (one commit
+/// for the whole batch).
+pub(super) async fn record_grant_use(
+    db: &DatabaseConnection,
+    t: &str,
+    uses: &[(String, Millis)],
+) -> Result<()> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    for (id, at) in uses {
+        grant::Entity::update_many()
+            .col_expr(grant::Column::LastUsedAt, Expr::value(*at))
+            .filter(grant::Column::TenantId.eq(t))
+            .filter(grant::Column::Id.eq(id.as_str()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(grant::Column::LastUsedAt.is_null())
+                    .add(grant::Column::LastUsedAt.lt(*at)),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
     Ok(())
 }
