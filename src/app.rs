@@ -104,6 +104,7 @@ pub struct App {
     /// Where decisions are logged (off by default).
     decision_log: crate::config::DecisionLogConfig,
     grant_usage: crate::config::GrantUsageConfig,
+    tracing_cfg: crate::config::TracingConfig,
 }
 
 impl App {
@@ -163,6 +164,7 @@ impl App {
             health_listener,
             decision_log: config.decision_log.clone(),
             grant_usage: config.grant_usage.clone(),
+            tracing_cfg: config.tracing.clone(),
             database: config.database.redacted_url(),
         })
     }
@@ -203,9 +205,10 @@ impl App {
             self.grpc.max_queued_per_tenant,
         );
         let dropped = self.metrics.decision_log_dropped();
-        let decisions = crate::decision_log::DecisionLog::start(&self.decision_log, dropped)
-            .await
-            .map_err(|e| StartupError::config("decision_log.path", e.to_string()))?;
+        let decisions =
+            crate::decision_log::DecisionLog::start(&self.decision_log, &self.tracing_cfg, dropped)
+                .await
+                .map_err(|e| StartupError::config("decision_log", e.to_string()))?;
         let uses = crate::grant_use::GrantUse::new();
         let (uses_stop, uses_stopped) = tokio::sync::oneshot::channel::<()>();
         let uses_flusher = uses.spawn(

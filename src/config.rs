@@ -437,10 +437,14 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionLogConfig {
-    /// `off`, `stdout` or `file`.
+    /// `off`, `stdout`, `file` or `otlp`.
     pub sink: String,
     /// With `file`: the file decisions are appended to.
     pub path: Option<PathBuf>,
+    /// With `otlp`: the OTLP/gRPC collector the records go to (default:
+    /// `tracing.otlp_endpoint`).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     /// Share of decisions written, 0.0 to 1.0.
     pub sample_rate: f64,
     /// Decisions queued for the writer; past it new ones are dropped (and
@@ -453,6 +457,7 @@ impl Default for DecisionLogConfig {
         Self {
             sink: "off".to_owned(),
             path: None,
+            otlp_endpoint: None,
             sample_rate: 1.0,
             buffer: 10_000,
         }
@@ -706,10 +711,16 @@ impl Config {
     /// tenant lists.
     fn validate_decision_log(&self) -> Result<()> {
         let d = &self.decision_log;
-        if !["off", "stdout", "file"].contains(&d.sink.as_str()) {
+        if !["off", "stdout", "file", "otlp"].contains(&d.sink.as_str()) {
             return Err(Error::invalid(
                 "decision_log.sink",
-                "must be `off`, `stdout` or `file`",
+                "must be `off`, `stdout`, `file` or `otlp`",
+            ));
+        }
+        if d.sink == "otlp" && d.otlp_endpoint.is_none() && self.tracing.otlp_endpoint.is_none() {
+            return Err(Error::invalid(
+                "decision_log.otlp_endpoint",
+                "must be set with sink `otlp` (or `tracing.otlp_endpoint`)",
             ));
         }
         if d.sink == "file" && d.path.is_none() {

@@ -1,12 +1,16 @@
 //! decision_log: every decision of `Check` and `BatchCheck` as a JSON line
-//! (like Cerbos's audit log), off by default. Sampled, and never on the
+//! (like Cerbos's audit log) to a file or stdout, or as an OpenTelemetry
+//! log record exported over OTLP, off by default. Sampled, and never on the
 //! request's path: a bounded queue feeds one writer task, and a decision
 //! that finds the queue full is dropped and counted, not waited for.
 
-use crate::config::DecisionLogConfig;
+use crate::config::{DecisionLogConfig, TracingConfig};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -59,51 +63,73 @@ pub struct DecisionLog {
     dropped: Counter,
 }
 
+/// Where the writer task puts the lines.
+enum Sink {
+    /// A file or stdout.
+    Write(Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+    /// OpenTelemetry log records, exported over OTLP/gRPC in batches.
+    Otlp(SdkLoggerProvider),
+}
+
 impl DecisionLog {
     /// Starts the writer for `cfg`; `None` when the log is off. Must run
-    /// inside the runtime.
-    /// Decisions dropped because the writer was behind count into
-    /// `dropped` (`portcullis_decision_log_dropped_total`).
+    /// inside the runtime. With sink `otlp` the records go to
+    /// `cfg.otlp_endpoint`, or else to `tracing.otlp_endpoint`. Decisions
+    /// dropped because the writer was behind count into `dropped`
+    /// (`portcullis_decision_log_dropped_total`).
     pub async fn start(
         cfg: &DecisionLogConfig,
+        tracing_cfg: &TracingConfig,
         dropped: Counter,
     ) -> std::io::Result<Option<Arc<Self>>> {
-        let out: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match cfg.sink.as_str() {
-            "stdout" => Box::new(tokio::io::stdout()),
+        let sink = match cfg.sink.as_str() {
+            "stdout" => Sink::Write(Box::new(tokio::io::stdout())),
             "file" => {
                 let path = cfg.path.clone().unwrap_or_default();
-                Box::new(
+                Sink::Write(Box::new(
                     tokio::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
                         .open(path)
                         .await?,
+                ))
+            }
+            "otlp" => {
+                let endpoint = cfg
+                    .otlp_endpoint
+                    .clone()
+                    .or_else(|| tracing_cfg.otlp_endpoint.clone())
+                    .unwrap_or_default();
+                let exporter = opentelemetry_otlp::LogExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint)
+                    .with_timeout(Duration::from_millis(tracing_cfg.export_timeout_ms))
+                    .build()
+                    .map_err(std::io::Error::other)?;
+                Sink::Otlp(
+                    SdkLoggerProvider::builder()
+                        .with_batch_exporter(exporter)
+                        .with_resource(
+                            opentelemetry_sdk::Resource::builder()
+                                .with_service_name(tracing_cfg.service_name.clone())
+                                .build(),
+                        )
+                        .build(),
                 )
             }
             _ => return Ok(None),
         };
-        Ok(Some(Self::over(out, cfg.buffer, cfg.sample_rate, dropped)))
+        Ok(Some(Self::over(sink, cfg.buffer, cfg.sample_rate, dropped)))
     }
 
-    /// The log writing to `out` through a queue of `buffer` lines.
-    fn over(
-        mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-        buffer: usize,
-        sample_rate: f64,
-        dropped: Counter,
-    ) -> Arc<Self> {
-        let (queue, mut lines) = mpsc::channel::<String>(buffer.max(1));
+    /// The log writing to `sink` through a queue of `buffer` lines.
+    fn over(sink: Sink, buffer: usize, sample_rate: f64, dropped: Counter) -> Arc<Self> {
+        let (queue, lines) = mpsc::channel::<String>(buffer.max(1));
         tokio::spawn(async move {
-            while let Some(line) = lines.recv().await {
-                if out.write_all(line.as_bytes()).await.is_err() {
-                    continue;
-                }
-                // Flush when caught up: a burst is written in one go.
-                if lines.is_empty() {
-                    let _ = out.flush().await;
-                }
+            match sink {
+                Sink::Write(out) => write_lines(out, lines).await,
+                Sink::Otlp(provider) => export_lines(provider, lines).await,
             }
-            let _ = out.flush().await;
         });
         Arc::new(Self {
             queue,
@@ -130,6 +156,56 @@ impl DecisionLog {
     pub fn dropped(&self) -> u64 {
         self.dropped.get()
     }
+}
+
+/// Writes each line to `out`, flushing when caught up (a burst is written
+/// in one go).
+async fn write_lines(
+    mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    mut lines: mpsc::Receiver<String>,
+) {
+    while let Some(line) = lines.recv().await {
+        if out.write_all(line.as_bytes()).await.is_err() {
+            continue;
+        }
+        if lines.is_empty() {
+            let _ = out.flush().await;
+        }
+    }
+    let _ = out.flush().await;
+}
+
+/// Emits each line as an OpenTelemetry log record: the event
+/// `portcullis.decision`, the line as its body and each field as an
+/// attribute. The SDK exports them in batches from its own thread; the
+/// records left are flushed when the log ends.
+async fn export_lines(provider: SdkLoggerProvider, mut lines: mpsc::Receiver<String>) {
+    use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
+    let logger = provider.logger("portcullis");
+    while let Some(line) = lines.recv().await {
+        let mut r = logger.create_log_record();
+        r.set_event_name("portcullis.decision");
+        r.set_timestamp(std::time::SystemTime::now());
+        r.set_severity_number(Severity::Info);
+        r.set_severity_text("INFO");
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&line) {
+            for (k, v) in fields {
+                let v: AnyValue = match v {
+                    serde_json::Value::String(s) => s.into(),
+                    serde_json::Value::Bool(b) => b.into(),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => i.into(),
+                        None => n.to_string().into(),
+                    },
+                    other => other.to_string().into(),
+                };
+                r.add_attribute(k, v);
+            }
+        }
+        r.set_body(line.trim_end().to_owned().into());
+        logger.emit(r);
+    }
+    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
 }
 
 #[cfg(test)]
@@ -164,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_that_is_behind_costs_dropped_decisions_never_a_wait() {
         let dropped = Counter::default();
-        let log = DecisionLog::over(Box::new(Stuck), 4, 1.0, dropped.clone());
+        let log = DecisionLog::over(Sink::Write(Box::new(Stuck)), 4, 1.0, dropped.clone());
         let started = std::time::Instant::now();
         for i in 0..100 {
             let p = entry(i);

@@ -639,6 +639,15 @@ async fn decisions_are_logged_as_json_lines_and_sampled() {
         .unwrap_err()
         .to_string()
         .contains("decision_log.sink"));
+    // OTLP needs a collector: its own, or the one traces go to.
+    bad.decision_log.sink = "otlp".into();
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("decision_log.otlp_endpoint"), "{e}");
+    bad.tracing.otlp_endpoint = Some("http://127.0.0.1:4317".into());
+    bad.validate().expect("the tracing collector serves");
+    bad.grant_usage.flush_interval_ms = 10;
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("grant_usage.flush_interval_ms"), "{e}");
 }
 
 /// Every grant of the tenant with when it last decided a check.
@@ -715,3 +724,125 @@ async fn grants_show_when_they_last_decided_a_check(b: Backend) {
 }
 
 crate::on_every_backend!(grants_show_when_they_last_decided_a_check);
+
+// ---- decision log over OpenTelemetry logs --------------------------------------
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+
+#[derive(Clone, Default)]
+struct LogReceiver {
+    records: Arc<Mutex<Vec<LogRecord>>>,
+}
+
+#[tonic::async_trait]
+impl LogsService for LogReceiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut records = self.records.lock().unwrap();
+        for rl in req.into_inner().resource_logs {
+            for sl in rl.scope_logs {
+                records.extend(sl.log_records);
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn log_attribute(r: &LogRecord, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    r.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            Value::IntValue(i) => Some(i.to_string()),
+            Value::BoolValue(b) => Some(b.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// With `decision_log.sink = "otlp"`, each decision is an OpenTelemetry
+/// log record (event `portcullis.decision`, the JSON line as its body, each
+/// field an attribute) exported in batches to the collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_are_exported_as_opentelemetry_log_records() {
+    let receiver = LogReceiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let otlp = listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LogsServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let app = spawn_configured(Backend::Sqlite, move |cfg, _| {
+        cfg.decision_log.sink = "otlp".into();
+        cfg.decision_log.otlp_endpoint = Some(format!("http://{otlp}"));
+    })
+    .await;
+    create_tenant(&mut app.operator(), TENANT).await;
+    app.user("alice").await;
+    app.resource("workflow:w1", None).await;
+    let g = app.grant("alice", "viewer", "workflow:w1").await.id;
+    assert!(app.check("alice", "view", "workflow:w1").await);
+    assert!(!app.check("alice", "edit", "workflow:w1").await);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let records = loop {
+        let records = receiver.records.lock().unwrap().clone();
+        if records.len() >= 2 {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} records exported",
+            records.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let allowed = records
+        .iter()
+        .find(|r| log_attribute(r, "action").as_deref() == Some("view"))
+        .expect("the allowed check");
+    assert_eq!(allowed.event_name, "portcullis.decision");
+    assert_eq!(log_attribute(allowed, "tenant").as_deref(), Some(TENANT));
+    assert_eq!(
+        log_attribute(allowed, "principal").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        log_attribute(allowed, "resource").as_deref(),
+        Some("workflow:w1")
+    );
+    assert_eq!(log_attribute(allowed, "allowed").as_deref(), Some("true"));
+    assert_eq!(
+        log_attribute(allowed, "reason").as_deref(),
+        Some("REASON_GRANTED")
+    );
+    assert_eq!(log_attribute(allowed, "grant_id"), Some(g));
+    let body = match allowed.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s.clone(),
+        other => panic!("body {other:?}"),
+    };
+    let line: serde_json::Value = serde_json::from_str(&body).expect("the JSON line");
+    assert_eq!(line["principal"], "alice");
+    let denied = records
+        .iter()
+        .find(|r| log_attribute(r, "action").as_deref() == Some("edit"))
+        .expect("the denied check");
+    assert_eq!(log_attribute(denied, "allowed").as_deref(), Some("false"));
+    assert_eq!(
+        log_attribute(denied, "reason").as_deref(),
+        Some("REASON_NO_GRANT")
+    );
+}
