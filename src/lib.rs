@@ -58,6 +58,7 @@ pub mod decision_log;
 pub mod engine;
 #[cfg(feature = "server")]
 pub mod error;
+#[cfg(feature = "server")]
 pub mod grant_use;
 pub mod grpc;
 #[cfg(feature = "server")]
