@@ -32,12 +32,12 @@ pub(crate) async fn subject<T: WriteTx>(tx: &mut T, id: &str) -> Result<SubjectE
 pub(crate) async fn gather_in<T: WriteTx>(
     tx: &mut T,
     path: &[ResourceNode],
-    action: &str,
+    question: (&str, &str),
     roles: &RoleTable,
 ) -> Result<Gathered> {
     let mut known = Gathered::new();
     loop {
-        let wanted = links_to_fetch(path, action, roles, &known);
+        let wanted = links_to_fetch(path, question, roles, &known);
         if wanted.is_empty() {
             return Ok(known);
         }
@@ -62,7 +62,7 @@ pub async fn authorize<T: WriteTx>(
         return Ok(());
     };
     let actor = Acting::load(tx, id).await?;
-    let known = gather_in(tx, path, action, &actor.roles).await?;
+    let known = gather_in(tx, path, (rtype, action), &actor.roles).await?;
     actor.may(rtype, action, path, &known)
 }
 
@@ -155,7 +155,7 @@ pub async fn authorize_or_tenant_wide<T: WriteTx>(
         return Ok(());
     };
     let actor = Acting::load(tx, id).await?;
-    let known = gather_in(tx, path, action, &actor.roles).await?;
+    let known = gather_in(tx, path, (rtype, action), &actor.roles).await?;
     match actor.may(rtype, action, path, &known) {
         Err(Error::PermissionDenied(why)) if !path.is_empty() => {
             // Nobody recovers with a power it is itself denied there.
@@ -235,7 +235,7 @@ pub async fn authorize_subtree<T: WriteTx>(
             .await?
             .ok_or_else(|| Error::not_found(format!("resource `{}`", d.resource)))?;
         let known = if d.linked {
-            gather_in(tx, &path, action, &roles).await?
+            gather_in(tx, &path, (&d.resource.rtype, action), &roles).await?
         } else {
             Gathered::new()
         };

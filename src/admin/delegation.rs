@@ -16,7 +16,9 @@
 //! and `owner` have it, `admin` does not. A write that used it says so in its
 //! audit record (`"delegated": true`).
 
-use crate::engine::{self, Question, Subject};
+use crate::engine::authorizer::gathered;
+use crate::engine::links::Gathered;
+use crate::engine::{self, Linked, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
     Actor, Binding, Effect, Grant, Principal, ResourceNode, ResourceRef, RoleMatch, RoleTable,
@@ -173,13 +175,33 @@ impl Delegator {
         out
     }
 
+    /// Reads the ancestries the links of the resource `path` starts with
+    /// need for `pairs` (nothing when it has none).
+    async fn gather<T: WriteTx>(
+        &self,
+        tx: &mut T,
+        pairs: &BTreeSet<(String, String)>,
+        path: &[ResourceNode],
+    ) -> Result<Gathered> {
+        let mut known = Gathered::new();
+        let Some(node) = path.first().filter(|n| n.links.is_some()) else {
+            return Ok(known);
+        };
+        for (t, a) in pairs.iter().filter(|(t, _)| *t == node.resource.rtype) {
+            known.extend(super::authz::gather_in(tx, path, (t, a), &self.roles).await?);
+        }
+        Ok(known)
+    }
+
     /// Refuses unless the actor is allowed each of `pairs` on the resource
-    /// whose ancestry is `path` (the tenant when empty). `what` says what
-    /// the actor was doing, for the message.
+    /// whose ancestry is `path` (the tenant when empty), its links followed
+    /// through the ancestries `known`: nobody hands out the use of a
+    /// resource whose links they could not pass themselves. `what` says
+    /// what the actor was doing, for the message.
     pub fn require(
         &self,
         pairs: &BTreeSet<(String, String)>,
-        path: &[ResourceNode],
+        (path, known): (&[ResourceNode], &Gathered),
         what: &dyn Fn() -> String,
     ) -> Result<()> {
         let Some((principal, bindings)) = &self.actor else {
@@ -192,12 +214,14 @@ impl Delegator {
                 path: Some(path),
                 context: crate::model::condition::RequestContext::none(),
             };
-            let d = engine::decide(
+            let resolve = gathered(known);
+            let d = engine::decide_linked(
                 Subject::Principal(Some(principal)),
-                bindings,
+                bindings.iter(),
                 &self.roles,
                 q,
                 self.now,
+                &Linked::over(bindings, &resolve),
             );
             if !d.allowed {
                 let on = path
@@ -263,7 +287,8 @@ impl Delegator {
             return Ok(());
         }
         let path = scope_path(tx, scope).await?;
-        self.require(pairs, &path, what)?;
+        let known = self.gather(tx, pairs, &path).await?;
+        self.require(pairs, (&path, &known), what)?;
         self.require_below(tx, pairs, scope, &path, what).await
     }
 
@@ -298,7 +323,8 @@ impl Delegator {
                 Scope::Resource(s) => deny_path.iter().any(|n| &n.resource == s),
             };
             if inside {
-                self.require(pairs, &deny_path, what)?;
+                let known = self.gather(tx, pairs, &deny_path).await?;
+                self.require(pairs, (&deny_path, &known), what)?;
             }
         }
         Ok(())
@@ -320,7 +346,7 @@ impl Delegator {
                     grant.effect,
                 );
                 let refused = |_| Error::PermissionDenied(why.clone());
-                self.require(&tenant_wide, &[], &String::new)
+                self.require(&tenant_wide, (&[], &Gathered::new()), &String::new)
                     .map_err(refused)?;
                 // Denies of the actor's own on the scope itself count too
                 // (an empty path skips none).
@@ -367,7 +393,8 @@ impl Delegator {
         match self.require_on_scope(tx, &pairs, scope, what).await {
             Err(Error::PermissionDenied(why)) if recovery => {
                 let refused = |_| Error::PermissionDenied(why.clone());
-                self.require(&pairs, &[], &String::new).map_err(refused)?;
+                self.require(&pairs, (&[], &Gathered::new()), &String::new)
+                    .map_err(refused)?;
                 self.require_below(tx, &pairs, scope, &[], &String::new)
                     .await
                     .map_err(refused)

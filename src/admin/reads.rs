@@ -235,7 +235,7 @@ impl<S: Store> Admin<S> {
         gather_links(
             &self.store,
             tenant,
-            (path, action),
+            (path, (rtype, action)),
             &viewer.roles,
             &mut known,
         )

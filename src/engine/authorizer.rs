@@ -14,17 +14,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Reads into `known` the ancestries of the linked resources deciding
-/// `action` on the resource `path` starts with may need (none when it has
+/// `(type, action)` on the resource `path` starts with may need (none when it has
 /// no links).
 pub async fn gather_links<S: Store>(
     store: &S,
     tenant: &str,
-    (path, action): (&[ResourceNode], &str),
+    (path, question): (&[ResourceNode], (&str, &str)),
     roles: &RoleTable,
     known: &mut Gathered,
 ) -> Result<()> {
     loop {
-        let wanted = links_to_fetch(path, action, roles, known);
+        let wanted = links_to_fetch(path, question, roles, known);
         if wanted.is_empty() {
             return Ok(());
         }
@@ -139,7 +139,8 @@ impl<S: Store> Authorizer<S> {
             let subject = &subjects[q.subject_id.as_str()];
             let path = paths[&q.resource].as_deref().map(Vec::as_slice);
             if let Some(p) = path {
-                gather_links(&self.store, tenant, (p, &q.action), &roles, &mut known).await?;
+                let question = (q.resource.rtype.as_str(), q.action.as_str());
+                gather_links(&self.store, tenant, (p, question), &roles, &mut known).await?;
             }
             let question = Question {
                 rtype: &q.resource.rtype,
@@ -270,7 +271,14 @@ impl<S: Store> Authorizer<S> {
                     path: Some(path),
                     context,
                 };
-                gather_links(&self.store, tenant, (path, action), &roles, &mut known).await?;
+                gather_links(
+                    &self.store,
+                    tenant,
+                    (path, (rtype, action)),
+                    &roles,
+                    &mut known,
+                )
+                .await?;
                 let resolve = gathered(&known);
                 if decide_linked(
                     Subject::Principal(Some(principal)),
@@ -322,7 +330,8 @@ impl<S: Store> Authorizer<S> {
         };
         let roles = self.store.roles(tenant).await?;
         let mut known = Gathered::new();
-        gather_links(&self.store, tenant, (&path, action), &roles, &mut known).await?;
+        let question = (resource.rtype.as_str(), action);
+        gather_links(&self.store, tenant, (&path, question), &roles, &mut known).await?;
         let resolve = gathered(&known);
         let mut ids = BTreeSet::new();
         let mut cooperate = Cooperate::new();

@@ -43,13 +43,19 @@ impl<'a> Linked<'a> {
 }
 
 /// The links of the resource `path` starts with that doing `action` there
-/// needs: those naming the action or one it implies.
+/// needs: those naming the action or one it implies. Only a question about
+/// the resource itself (`rtype` its type) follows them: a question of
+/// another type on its path stands for a resource below it, which its links
+/// do not gate.
 fn gating<'p>(
     path: &'p [ResourceNode],
-    action: &'p str,
+    (rtype, action): (&'p str, &'p str),
     roles: &'p RoleTable,
 ) -> impl Iterator<Item = &'p Link> + 'p {
-    let links = path.first().and_then(|n| n.links.as_deref());
+    let links = path
+        .first()
+        .filter(|n| n.resource.rtype == rtype)
+        .and_then(|n| n.links.as_deref());
     links.into_iter().flatten().filter(move |l| {
         l.on.iter()
             .any(|a| a == action || roles.implied(action).iter().any(|i| i == a))
@@ -108,7 +114,7 @@ impl Walk<'_> {
         let Some(node) = path.first() else {
             return Ok(());
         };
-        for link in gating(path, q.action, self.roles) {
+        for link in gating(path, (q.rtype, q.action), self.roles) {
             let refuse = |why: String| Box::new(link_denial(&node.resource, q.action, link, why));
             if self.chain.len() + 1 > MAX_LINK_DEPTH {
                 return Err(refuse(format!(
@@ -188,7 +194,7 @@ fn link_denial(from: &ResourceRef, action: &str, link: &Link, why: String) -> De
 /// (at most [`MAX_LINK_DEPTH`] rounds).
 pub fn links_to_fetch(
     path: &[ResourceNode],
-    action: &str,
+    (rtype, action): (&str, &str),
     roles: &RoleTable,
     known: &Gathered,
 ) -> Vec<ResourceRef> {
@@ -196,7 +202,7 @@ pub fn links_to_fetch(
     let mut budget = MAX_LINKED_DECISIONS;
     let mut level: Vec<(Vec<ResourceNode>, String)> = Vec::new();
     let mut next: Vec<(Vec<ResourceNode>, String)> = Vec::new();
-    let first: Vec<&Link> = gating(path, action, roles).collect();
+    let first: Vec<&Link> = gating(path, (rtype, action), roles).collect();
     for l in first {
         visit(l, known, &mut missing, &mut budget, &mut next);
     }
@@ -204,7 +210,8 @@ pub fn links_to_fetch(
         std::mem::swap(&mut level, &mut next);
         next.clear();
         for (p, a) in &level {
-            for l in gating(p, a, roles) {
+            let t = p.first().map_or("", |n| n.resource.rtype.as_str());
+            for l in gating(p, (t, a), roles) {
                 visit(l, known, &mut missing, &mut budget, &mut next);
             }
         }

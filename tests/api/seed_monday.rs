@@ -503,6 +503,33 @@ async fn a_workflow_acting_on_another_workspaces_board_is_edited_only_by_who_may
     let allowed: Vec<bool> = batch.results.iter().map(|r| r.allowed).collect();
     assert_eq!(allowed, [true, false, false, false]);
 
+    // Nobody hands out what a link keeps from them: olga may not give nina
+    // (who may use the board) editing of the workflow; maya may.
+    let r = app
+        .operator()
+        .create_grant(pb::CreateGrantRequest {
+            tenant_id: TENANT.into(),
+            actor_id: "olga".into(),
+            subject: Some(subj("nina")),
+            role_id: "editor".into(),
+            scope: Some(res("workflow:launch")),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(r), Code::PermissionDenied);
+    app.operator()
+        .create_grant(pb::CreateGrantRequest {
+            tenant_id: TENANT.into(),
+            actor_id: "maya".into(),
+            subject: Some(subj("nina")),
+            role_id: "editor".into(),
+            scope: Some(res("workflow:launch")),
+            ..Default::default()
+        })
+        .await
+        .expect("maya, who passes the link, shares editing");
+    assert!(app.check("nina", "edit", "workflow:launch").await);
+
     // Nobody lifts a link they could not pass: olga owns the workflow but
     // may not see the board; maya may.
     let r = app.set_links("olga", "workflow:launch", &[]).await;

@@ -200,6 +200,35 @@ fn a_denial_on_the_linked_resource_is_the_answer_with_its_grant() {
 }
 
 #[test]
+fn links_gate_the_linking_resource_only_not_what_lies_below_it() {
+    let w = World::monday();
+    let editor = [grant("editor", "workspace:w1")];
+    let p = ana();
+    let path = w.ancestry(&rref("workflow:wf"));
+    let resolve = |x: &ResourceRef| w.ancestry(x);
+    // A question of another type on the workflow's path (what delegation
+    // and lists ask for a resource below it) is not gated by its links.
+    let d = decide_linked(
+        Subject::Principal(Some(&p)),
+        editor.iter(),
+        &RoleTable::new(Vec::new()),
+        Question {
+            rtype: "step",
+            action: "edit",
+            path: path.as_deref(),
+            context: RequestContext::none(),
+        },
+        0,
+        &Linked {
+            bindings: &editor,
+            ancestry: &resolve,
+        },
+    );
+    assert!(d.allowed, "{d:?}");
+    assert_link_denied(&ask(&w, &editor, "edit", "workflow:wf"), "board:b", "view");
+}
+
+#[test]
 fn an_action_that_implies_a_gated_one_is_gated_too() {
     let mut w = World::monday();
     w.links.insert(
@@ -382,11 +411,13 @@ fn links_to_fetch_names_what_a_store_must_read_until_nothing_is_missing() {
     let roles = RoleTable::new(Vec::new());
     let path = w.ancestry(&rref("workflow:wf")).expect("wf");
     let mut known = Gathered::new();
-    // Viewing the workflow needs nothing.
-    assert!(links_to_fetch(&path, "view", &roles, &known).is_empty());
+    // Viewing the workflow needs nothing, nor does editing something of
+    // another type below it (its links gate the workflow itself).
+    assert!(links_to_fetch(&path, ("step", "edit"), &roles, &known).is_empty());
+    assert!(links_to_fetch(&path, ("workflow", "view"), &roles, &known).is_empty());
     let mut rounds = 0;
     loop {
-        let want = links_to_fetch(&path, "edit", &roles, &known);
+        let want = links_to_fetch(&path, ("workflow", "edit"), &roles, &known);
         if want.is_empty() {
             break;
         }
