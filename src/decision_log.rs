@@ -42,6 +42,10 @@ pub struct Entry<'a> {
     /// The condition that decided or failed, if any.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub condition: &'a str,
+    /// What it said: `held`, `failed`, `context_missing`, or `unknown` (a
+    /// deny's condition that could not be told, which counts).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub condition_outcome: &'a str,
     /// The context fields a condition lacked.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub missing_context: &'a [String],
@@ -256,6 +260,7 @@ mod tests {
                 grant_id: "",
                 role_id: "",
                 condition: "",
+                condition_outcome: "",
                 missing_context: &[],
                 revision: 1,
                 request_id: "",

@@ -96,6 +96,7 @@ impl<S: Store> CheckApi<S> {
             grant_id: &d.explanation.grant_id,
             role_id: &d.explanation.role_id,
             condition: &d.explanation.condition,
+            condition_outcome: condition_outcome(d),
             missing_context: &d.explanation.missing_context,
             revision,
             request_id,
@@ -120,6 +121,17 @@ impl<S: Store> CheckApi<S> {
 
     fn count(&self, allowed: bool, reason: i32) {
         self.metrics.decision(allowed, super::reason_name(reason));
+    }
+}
+
+/// What the deciding condition said, for the decision log.
+fn condition_outcome(d: &Decision) -> &'static str {
+    match d.reason {
+        _ if d.explanation.condition.is_empty() => "",
+        Reason::ConditionFailed => "failed",
+        Reason::ConditionContextMissing => "context_missing",
+        _ if !d.explanation.missing_context.is_empty() => "unknown",
+        _ => "held",
     }
 }
 

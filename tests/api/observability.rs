@@ -596,10 +596,17 @@ async fn decisions_are_logged_as_json_lines_and_sampled() {
     assert_eq!(first["reason"], "REASON_GRANTED");
     assert_eq!(first["grant_id"], g.id.as_str());
     assert_eq!(first["condition"], "request.mfa == true");
+    assert_eq!(first["condition_outcome"], "held");
     assert!(first["revision"].as_i64().unwrap() > 0);
     assert!(!first["request_id"].as_str().unwrap_or_default().is_empty());
     assert_eq!(lines[1]["reason"], "REASON_CONDITION_CONTEXT_MISSING");
     assert_eq!(lines[1]["missing_context"], serde_json::json!(["mfa"]));
+    assert_eq!(lines[1]["condition_outcome"], "context_missing");
+    assert_eq!(
+        lines[3].get("condition_outcome"),
+        None,
+        "no condition decided"
+    );
     assert_eq!(lines[2]["allowed"], true);
     assert_eq!(lines[3]["principal"], "nobody");
     assert_eq!(lines[3]["reason"], "REASON_UNKNOWN_PRINCIPAL");

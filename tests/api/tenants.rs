@@ -194,6 +194,15 @@ async fn walkthrough(app: &TestApp, t: &str) {
     op.create_grant(grant("carol", "editor", "workflow:payroll", false))
         .await
         .expect("private grant");
+    // Payroll acts on the bank connection: editing it needs editing that.
+    op.set_resource_links(pb::SetResourceLinksRequest {
+        tenant_id: t.into(),
+        resource: Some(res("workflow:payroll")),
+        links: vec![link(("connection:bank", "edit", &["edit"]))],
+        ..Default::default()
+    })
+    .await
+    .expect("link");
     op.create_grant(grant("bob", "editor", "connection:bank", true))
         .await
         .expect("deny");
@@ -321,6 +330,10 @@ async fn exported_walkthrough_tenant_imported_as_another_answers_the_same(b: Bac
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&file).expect("exported file");
     assert!(text.contains("resource = \"workflow:payroll\"") && text.contains("private = true"));
+    assert!(
+        text.contains("resource = \"connection:bank\"") && text.contains("on = [\"edit\"]"),
+        "{text}"
+    );
 
     let o = cli(
         &app,
