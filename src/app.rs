@@ -204,21 +204,7 @@ impl App {
             self.grpc.max_in_flight_per_tenant,
             self.grpc.max_queued_per_tenant,
         );
-        let dropped = self.metrics.decision_log_dropped();
-        let decisions =
-            crate::decision_log::DecisionLog::start(&self.decision_log, &self.tracing_cfg, dropped)
-                .await
-                .map_err(|e| StartupError::config("decision_log", e.to_string()))?;
-        let uses = crate::grant_use::GrantUse::new();
-        let (uses_stop, uses_stopped) = tokio::sync::oneshot::channel::<()>();
-        let uses_flusher = uses.spawn(
-            self.store.clone(),
-            Duration::from_millis(self.grant_usage.flush_interval_ms),
-            uses_stopped,
-        );
-        let check_api = CheckApi::new(authz, self.metrics.clone(), shares.clone())
-            .with_decision_log(decisions)
-            .with_grant_use(uses);
+        let (check_api, (uses_stop, uses_flusher)) = self.check_api(authz, shares.clone()).await?;
         let (on_commit, cache_stats) = cache_hooks(&cache);
         let admin_api = AdminApi::new(
             Admin::new(self.store.clone(), on_commit),
@@ -349,6 +335,31 @@ impl App {
 }
 
 impl App {
+    /// The check services with what they record on the side: the decision
+    /// log, and the grant uses (with the stop of their flusher and its task).
+    async fn check_api(
+        &self,
+        authz: Arc<Authorizer<CachedStore<SqlStore>>>,
+        shares: TenantShares,
+    ) -> Result<(CheckApi<CachedStore<SqlStore>>, Flusher), StartupError> {
+        let dropped = self.metrics.decision_log_dropped();
+        let decisions =
+            crate::decision_log::DecisionLog::start(&self.decision_log, &self.tracing_cfg, dropped)
+                .await
+                .map_err(|e| StartupError::config("decision_log", e.to_string()))?;
+        let uses = crate::grant_use::GrantUse::new();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let flusher = uses.spawn(
+            self.store.clone(),
+            Duration::from_millis(self.grant_usage.flush_interval_ms),
+            stopped,
+        );
+        let api = CheckApi::new(authz, self.metrics.clone(), shares)
+            .with_decision_log(decisions)
+            .with_grant_use(uses);
+        Ok((api, (stop, flusher)))
+    }
+
     /// What the startup line says (the version, revision, backend, the
     /// database with secrets redacted, every address), to be logged once
     /// the server is about to serve. Tests and tools read the bound address
@@ -502,6 +513,12 @@ fn cache_hooks(cache: &CachedStore<SqlStore>) -> (OnCommit, Gauge<CacheStats>) {
         Arc::new(move || c2.stats()),
     )
 }
+
+/// The grant-use flusher: the sender that stops it and its task.
+type Flusher = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<crate::error::Result<()>>,
+);
 
 /// What the shutdown sequence acts on.
 struct Drain {
