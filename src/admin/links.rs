@@ -92,6 +92,8 @@ pub(crate) async fn check_links<T: WriteTx>(
             authorize(tx, ctx, &l.resource.rtype, &l.action, &target).await?;
         }
     }
+    // Each action a link stops gating, once.
+    let mut lifted = std::collections::BTreeSet::new();
     for old in before {
         // A link to a resource that is gone protects nothing: whoever
         // manages the resource may lift it (it denies everyone meanwhile).
@@ -103,9 +105,12 @@ pub(crate) async fn check_links<T: WriteTx>(
                 .iter()
                 .any(|n| n.resource == old.resource && n.action == old.action && n.on.contains(a));
             if !kept {
-                authorize(tx, ctx, &resource.rtype, a, path).await?;
+                lifted.insert(a.as_str());
             }
         }
+    }
+    for a in lifted {
+        authorize(tx, ctx, &resource.rtype, a, path).await?;
     }
     let added: Vec<&ResourceRef> = after
         .iter()
