@@ -80,11 +80,27 @@ pub fn decide_linked<'b, I>(
 where
     I: Iterator<Item = &'b Binding> + Clone,
 {
+    decide_linked_counted(subject, bindings, roles, q, now, linked).0
+}
+
+/// [`decide_linked`], with how many linked decisions it made (for callers
+/// that bound their work, such as a list's page).
+pub fn decide_linked_counted<'b, I>(
+    subject: Subject<'_>,
+    bindings: I,
+    roles: &RoleTable,
+    q: Question<'_>,
+    now: Millis,
+    linked: &Linked<'_>,
+) -> (Decision, usize)
+where
+    I: Iterator<Item = &'b Binding> + Clone,
+{
     let d = decide_among(subject, bindings, roles, q, now);
     if !d.allowed || matches!(subject, Subject::SuperUser) {
-        return d;
+        return (d, 0);
     }
-    let Some(path) = q.path else { return d };
+    let Some(path) = q.path else { return (d, 0) };
     let mut walk = Walk {
         subject,
         roles,
@@ -93,10 +109,11 @@ where
         chain: Vec::new(),
         budget: MAX_LINKED_DECISIONS,
     };
-    match walk.follow(path, q) {
+    let answer = match walk.follow(path, q) {
         Ok(()) => d,
         Err(denial) => *denial,
-    }
+    };
+    (answer, MAX_LINKED_DECISIONS - walk.budget)
 }
 
 struct Walk<'w> {

@@ -4,10 +4,11 @@
 //! inside private resources), skips a denied subtree whole, and stops when
 //! the page is full: the work for a page follows the page and the grants,
 //! not the tenant. Every resource listed is confirmed with the engine's
-//! [`decide_linked`], so a list is exactly the resources `Check` allows.
+//! [`decide_linked_counted`] (links followed, their decisions counted against the page's budget), so a list is exactly the resources `Check` allows.
 
 use super::tree::{Step, Tree};
-use crate::engine::{decide_linked, has_conditions, Linked, Question, Subject};
+use crate::engine::links::decide_linked_counted;
+use crate::engine::{has_conditions, Linked, Question, Subject};
 use crate::model::condition::RequestContext;
 use crate::model::{
     Binding, Effect, Millis, Principal, PrincipalStatus, ResourceNode, ResourceRef, RoleMatch,
@@ -44,7 +45,8 @@ pub struct ListQuery<'a> {
     pub context: &'a RequestContext,
 }
 
-/// Most resources one page looks at. A page that reaches it ends early, with
+/// Most resources one page looks at (a decision on a linked resource counts
+/// as one more). A page that reaches it ends early, with
 /// fewer resources than asked (or none), and resumes after the last resource
 /// it looked at: the work of any page is bounded, whatever the tenant.
 pub const MAX_VISITS: usize = 100_000;
@@ -105,6 +107,7 @@ pub fn accessible_within<'t>(
     let mut among: Vec<&Binding> = Vec::new();
     let mut visited = 0usize;
     let full = std::cell::Cell::new(false);
+    let linked_spent = std::cell::Cell::new(0usize);
     let resolve = |r: &ResourceRef| tree.ancestry(r);
     let linked = Linked {
         bindings: q.bindings,
@@ -151,7 +154,7 @@ pub fn accessible_within<'t>(
                 path: Some(&node_first),
                 context: q.context,
             };
-            let d = decide_linked(
+            let (d, spent) = decide_linked_counted(
                 Subject::Principal(Some(principal)),
                 among.iter().copied(),
                 roles,
@@ -159,6 +162,8 @@ pub fn accessible_within<'t>(
                 q.now,
                 &linked,
             );
+            // A linked decision costs the page what looking at a resource does.
+            linked_spent.set(linked_spent.get() + spent);
             if d.allowed {
                 found.push(&node.resource);
                 if found.len() > limit {
@@ -172,8 +177,8 @@ pub fn accessible_within<'t>(
     // Where the budget ran out: the next page resumes after it.
     let spent: std::cell::RefCell<Option<Vec<ResourceRef>>> = std::cell::RefCell::new(None);
     let mut visit = |path: &[&'t ResourceNode]| -> Step {
-        visited += 1;
         let step = judge(path);
+        visited += 1 + linked_spent.take();
         if step != Step::Stop && visited >= budget.max(1) {
             *spent.borrow_mut() = Some(path.iter().map(|n| n.resource.clone()).collect());
             return Step::Stop;

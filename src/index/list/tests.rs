@@ -230,3 +230,55 @@ fn a_page_walks_only_the_covered_subtree() {
     assert_eq!(page.visited, 2);
     assert_eq!(page.next, None);
 }
+
+#[test]
+fn a_pages_budget_counts_the_linked_decisions_it_makes() {
+    // Ten workflows, each acting on two boards: deciding each costs the
+    // page three (itself and its two linked decisions).
+    let mut rows = vec![(r("workspace", "ws"), None, false)];
+    for b in ["b1", "b2"] {
+        rows.push((r("board", b), Some(r("workspace", "ws")), false));
+    }
+    for i in 0..10 {
+        rows.push((
+            r("workflow", &format!("w{i}")),
+            Some(r("workspace", "ws")),
+            false,
+        ));
+    }
+    let mut tree = Tree::from_rows(rows).unwrap();
+    let link = |b: &str| crate::model::Link {
+        resource: r("board", b),
+        action: "view".to_owned(),
+        on: vec!["view".to_owned()],
+    };
+    for i in 0..10 {
+        assert!(tree.set_links(&r("workflow", &format!("w{i}")), &[link("b1"), link("b2")]));
+    }
+    let bs = bindings(
+        &[(r("workspace", "ws"), None, false)],
+        &[(Some(0), 0, false, false)],
+        0,
+    );
+    let p = alice(PrincipalStatus::Active);
+    let q = ListQuery {
+        principal: Some(&p),
+        bindings: &bs,
+        rtype: "workflow",
+        action: "view",
+        now: 0,
+        context: RequestContext::none(),
+    };
+    let roles = roles();
+    // Unbounded: every workflow (the viewer passes both links), and the
+    // work counts the linked decisions: the workspace, two boards, and ten
+    // workflows at three each.
+    let all = accessible(&tree, &roles, q, None, 100);
+    assert_eq!(all.resources.len(), 10);
+    assert_eq!(all.visited, 1 + 2 + 10 * 3);
+    // A budget of 12 ends the page after three workflows (1 + 2 + 3 * 3),
+    // resuming after the third.
+    let page = accessible_within(&tree, &roles, q, None, 100, 12);
+    assert_eq!(page.resources.len(), 3, "{page:?}");
+    assert!(page.next.is_some());
+}
