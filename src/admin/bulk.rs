@@ -160,6 +160,20 @@ fn check_dump_links(
                 format!("the links through `{r}` form a cycle"),
             ));
         }
+        // Deeper than any decision follows: refused without going further
+        // (a long chain never deepens the recursion past the limit).
+        if let Some(top) = on_the_way
+            .first()
+            .filter(|_| on_the_way.len() > model::MAX_LINK_DEPTH)
+        {
+            return Err(Error::precondition(
+                "link_depth",
+                format!(
+                    "`{top}` acts on resources more than {} links away",
+                    model::MAX_LINK_DEPTH
+                ),
+            ));
+        }
         on_the_way.push(r);
         let mut n = 0;
         for l in links.get(r).copied().unwrap_or_default() {
@@ -489,5 +503,57 @@ impl Command for ErasePrincipal {
                 ..Invalidation::default()
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file's chain of links as long as an import allows is refused as
+    /// too deep, without recursing down it (no stack overflow).
+    #[test]
+    fn a_long_chain_of_links_is_refused_without_following_it_to_the_end() {
+        let tenant = model::Tenant {
+            id: "acme".into(),
+            display_name: "Acme".into(),
+            single_owner_types: Vec::new(),
+            creator_owner_types: Vec::new(),
+            audit_retention_days: 90,
+            created_at: 0,
+            actions: Vec::new(),
+            implied_actions: Vec::new(),
+        };
+        let mut d = TenantDump::empty(tenant, 0);
+        let at = |i: usize| ResourceRef {
+            rtype: "board".into(),
+            id: format!("b{i}"),
+        };
+        let n = 200_000;
+        for i in 0..n {
+            d.resources.push(model::Resource {
+                resource: at(i),
+                parent: None,
+                private: false,
+                restricted: false,
+                attributes: Default::default(),
+                links: if i + 1 < n {
+                    vec![model::Link {
+                        resource: at(i + 1),
+                        action: "view".into(),
+                        on: vec!["view".into()],
+                    }]
+                } else {
+                    Vec::new()
+                },
+                created_at: 0,
+            });
+        }
+        let e = check_dump(&d, 0).unwrap_err();
+        assert!(e.to_string().contains("links away"), "{e}");
+        // Four links deep is allowed.
+        d.resources.truncate(5);
+        d.resources[4].links.clear();
+        check_dump(&d, 0).expect("a chain of four links");
     }
 }
