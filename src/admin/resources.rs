@@ -88,6 +88,16 @@ impl Command for CreateResource {
                 what: format!("resource `{resource}`"),
             });
         }
+        // A link to a deleted resource still denies; a new resource taking
+        // its name would make it pass for whoever creates it.
+        if let Some(by) = tx.resources_linking_to(&resource).await?.first() {
+            return Err(Error::precondition(
+                "linked_name",
+                format!(
+                    "`{by}` still links to `{resource}`, which was deleted: lift that link before a resource takes the name"
+                ),
+            ));
+        }
         let settings = tenant_settings(tx).await?;
         let single = is_single_owner(&settings, &resource.rtype);
         let creator_owned = single

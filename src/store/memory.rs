@@ -1245,6 +1245,20 @@ impl WriteTx for MemTx {
         Ok(())
     }
 
+    async fn resources_linking_to(&mut self, r: &ResourceRef) -> Result<Vec<ResourceRef>> {
+        Ok(self
+            .state
+            .resources
+            .iter()
+            .filter(|(_, n)| {
+                n.links
+                    .as_deref()
+                    .is_some_and(|l| l.iter().any(|l| &l.resource == r))
+            })
+            .map(|(x, _)| x.clone())
+            .collect())
+    }
+
     async fn set_links(&mut self, r: &ResourceRef, links: &[Link]) -> Result<()> {
         let node = self
             .state

@@ -710,6 +710,11 @@ pub trait WriteTx: Send + Sized {
         r: &ResourceRef,
         private: bool,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The resources whose links name `r` (which may no longer exist).
+    fn resources_linking_to(
+        &mut self,
+        r: &ResourceRef,
+    ) -> impl Future<Output = Result<Vec<ResourceRef>>> + Send;
     /// Replaces a resource's links.
     fn set_links(
         &mut self,

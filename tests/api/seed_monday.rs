@@ -555,11 +555,25 @@ async fn a_workflow_acting_on_another_workspaces_board_is_edited_only_by_who_may
             .contains("does not exist"),
         "the denial says the board is gone"
     );
+    // Nobody takes the deleted board's name while a link still names it:
+    // the new board's owner would pass the link alone.
+    let taken = app
+        .operator()
+        .create_resource(pb::CreateResourceRequest {
+            tenant_id: TENANT.into(),
+            resource: Some(res("board:budget")),
+            parent: Some(res("workspace:finance")),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(taken), Code::FailedPrecondition);
     // A link to nothing protects nothing: an owner may lift it.
     app.set_links("olga", "workflow:launch", &[])
         .await
         .expect("an owner lifts the link to a deleted board");
     assert!(app.check("olga", "edit", "workflow:launch").await);
+    app.resource("board:budget", Some("workspace:finance"))
+        .await;
 }
 
 on_every_backend!(

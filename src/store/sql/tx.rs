@@ -502,6 +502,40 @@ impl WriteTx for SqlTx {
         Ok(())
     }
 
+    async fn resources_linking_to(&mut self, r: &ResourceRef) -> Result<Vec<ResourceRef>> {
+        // The links column is serde_json's: the id appears in it as its JSON
+        // string. Found by plain substring (no LIKE escaping), then parsed.
+        let needle = serde_json::to_string(&r.id).unwrap_or_default();
+        let find = match self.txn.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => "strpos",
+            _ => "instr",
+        };
+        let found = sea_orm::sea_query::Func::cust(sea_orm::sea_query::Alias::new(find))
+            .arg(Expr::col(resource::Column::Links))
+            .arg(Expr::val(needle));
+        let rows: Vec<(String, String, Option<String>)> = resource::Entity::find()
+            .select_only()
+            .column(resource::Column::Rtype)
+            .column(resource::Column::Rid)
+            .column(resource::Column::Links)
+            .filter(resource::Column::TenantId.eq(self.t()))
+            .filter(resource::Column::Links.is_not_null())
+            .filter(Expr::expr(found).gt(0))
+            .into_tuple()
+            .all(&self.txn)
+            .await?;
+        let mut out = Vec::new();
+        for (rtype, id, links) in rows {
+            if links_from_column(links.as_deref())?
+                .iter()
+                .any(|l| &l.resource == r)
+            {
+                out.push(ResourceRef { rtype, id });
+            }
+        }
+        Ok(out)
+    }
+
     async fn set_links(&mut self, r: &ResourceRef, links: &[model::Link]) -> Result<()> {
         let row = self.row(r).await?;
         resource::Entity::update_many()
