@@ -142,12 +142,13 @@ impl DecisionLog {
         })
     }
 
-    /// Queues a decision (when sampled); never waits.
-    pub fn record(&self, e: &Entry<'_>) {
+    /// Queues a decision (when sampled: the entry is built only then);
+    /// never waits.
+    pub fn record<'e>(&self, entry: impl FnOnce() -> Entry<'e>) {
         if self.sample_rate < 1.0 && rand::random::<f64>() >= self.sample_rate {
             return;
         }
-        let Ok(mut line) = serde_json::to_string(e) else {
+        let Ok(mut line) = serde_json::to_string(&entry()) else {
             return;
         };
         line.push('\n');
@@ -248,7 +249,7 @@ mod tests {
         let started = std::time::Instant::now();
         for i in 0..100 {
             let p = entry(i);
-            log.record(&Entry {
+            log.record(|| Entry {
                 time: String::new(),
                 tenant: "t",
                 caller: "c",

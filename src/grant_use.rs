@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::model::Millis;
 use crate::store::Catalog;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -24,9 +23,15 @@ pub const MAX_PENDING: usize = 100_000;
 /// Uses noted since the last flush, by tenant and grant.
 #[derive(Debug, Default)]
 pub struct GrantUse {
-    pending: Mutex<HashMap<String, HashMap<String, Millis>>>,
-    held: AtomicUsize,
+    pending: Mutex<Pending>,
     full: Notify,
+}
+
+/// What the lock guards: the uses, and how many grants they name.
+#[derive(Debug, Default)]
+struct Pending {
+    by_tenant: HashMap<String, HashMap<String, Millis>>,
+    held: usize,
 }
 
 impl GrantUse {
@@ -41,26 +46,30 @@ impl GrantUse {
             return;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = pending.get_mut(tenant).and_then(|g| g.get_mut(grant_id)) {
+        let noted = pending
+            .by_tenant
+            .get_mut(tenant)
+            .and_then(|g| g.get_mut(grant_id));
+        if let Some(t) = noted {
             *t = (*t).max(at);
             return;
         }
-        if self.held.load(Ordering::Relaxed) >= MAX_PENDING {
+        if pending.held >= MAX_PENDING {
             self.full.notify_one();
             return;
         }
         pending
+            .by_tenant
             .entry(tenant.to_owned())
             .or_default()
             .insert(grant_id.to_owned(), at);
-        self.held.fetch_add(1, Ordering::Relaxed);
+        pending.held += 1;
     }
 
     /// Takes what was noted, by tenant.
     fn take(&self) -> HashMap<String, HashMap<String, Millis>> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        self.held.store(0, Ordering::Relaxed);
-        std::mem::take(&mut *pending)
+        std::mem::take(&mut *pending).by_tenant
     }
 
     /// Writes what was noted: one batch per tenant. Returns how many grants

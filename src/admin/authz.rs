@@ -2,9 +2,8 @@
 //! allows its acting principal the write's permission where it applies, by
 //! the same rule as every `Check` (the super user is always allowed).
 
-use crate::engine::authorizer::gathered;
-use crate::engine::links::{links_to_fetch, Gathered};
-use crate::engine::{self, Linked, Question, Subject};
+use crate::engine::links::{decide_gathered, links_to_fetch, Gathered};
+use crate::engine::{Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
     Actor, Effect, Millis, PrincipalStatus, ResourceNode, RoleMatch, RoleTable, Scope,
@@ -100,14 +99,13 @@ impl<'a> Acting<'a> {
             path: Some(path),
             context: crate::model::condition::RequestContext::none(),
         };
-        let resolve = gathered(known);
-        let d = engine::decide_linked(
+        let d = decide_gathered(
             Subject::Principal(self.entry.principal.as_ref()),
-            self.entry.bindings.iter(),
+            &self.entry.bindings,
             &self.roles,
             q,
             self.now,
-            &Linked::over(&self.entry.bindings, &resolve),
+            known,
         );
         if d.allowed {
             return Ok(());
@@ -201,14 +199,13 @@ pub async fn authorize_subtree<T: WriteTx>(
             path: Some(path),
             context: crate::model::condition::RequestContext::none(),
         };
-        let resolve = gathered(known);
-        engine::decide_linked(
+        decide_gathered(
             Subject::Principal(principal.as_ref()),
-            bindings.iter(),
+            &bindings,
             &roles,
             q,
             now,
-            &Linked::over(&bindings, &resolve),
+            known,
         )
         .allowed
     };

@@ -16,9 +16,8 @@
 //! and `owner` have it, `admin` does not. A write that used it says so in its
 //! audit record (`"delegated": true`).
 
-use crate::engine::authorizer::gathered;
-use crate::engine::links::Gathered;
-use crate::engine::{self, Linked, Question, Subject};
+use crate::engine::links::{decide_gathered, Gathered};
+use crate::engine::{self, Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
     Actor, Binding, Effect, Grant, Principal, ResourceNode, ResourceRef, RoleMatch, RoleTable,
@@ -214,14 +213,13 @@ impl Delegator {
                 path: Some(path),
                 context: crate::model::condition::RequestContext::none(),
             };
-            let resolve = gathered(known);
-            let d = engine::decide_linked(
+            let d = decide_gathered(
                 Subject::Principal(Some(principal)),
-                bindings.iter(),
+                bindings,
                 &self.roles,
                 q,
                 self.now,
-                &Linked::over(bindings, &resolve),
+                known,
             );
             if !d.allowed {
                 let on = path

@@ -3,9 +3,9 @@
 
 use super::invariants::account_admins;
 use super::Admin;
-use crate::engine::authorizer::{gather_links, gathered};
-use crate::engine::links::Gathered;
-use crate::engine::{self, Question, Subject};
+use crate::engine::authorizer::gather_links;
+use crate::engine::links::{decide_gathered, Gathered};
+use crate::engine::{Question, Subject};
 use crate::error::{Error, Result};
 use crate::model::{
     now_millis, Binding, Grant, Millis, Principal, PrincipalStatus, Resource, ResourceNode,
@@ -165,14 +165,13 @@ impl Viewer {
             path: Some(path),
             context: crate::model::condition::RequestContext::none(),
         };
-        let resolve = gathered(known);
-        engine::decide_linked(
+        decide_gathered(
             Subject::Principal(Some(&self.principal)),
-            self.bindings.iter(),
+            &self.bindings,
             &self.roles,
             q,
             self.now,
-            &engine::Linked::over(&self.bindings, &resolve),
+            known,
         )
         .allowed
     }

@@ -1,7 +1,7 @@
 //! The decision services: gathers inputs through the [`Store`] trait and asks
 //! [`decide`]. No gRPC and no SQL here.
 
-use super::links::{links_to_fetch, Gathered};
+use super::links::{decide_gathered, gathered, links_to_fetch, Gathered};
 use super::{
     candidate_scopes, decide_linked, Binding, Cooperate, Decision, Linked, Question, Reason,
     RoleTable, Subject,
@@ -33,12 +33,6 @@ pub async fn gather_links<S: Store>(
             known.insert(r, a.map(|a| a.to_vec()));
         }
     }
-}
-
-/// The ancestry of a resource among those gathered (`None`, a resource
-/// that does not exist, for any other: fail closed).
-pub fn gathered(known: &Gathered) -> impl Fn(&ResourceRef) -> Option<Vec<ResourceNode>> + '_ {
-    |r| known.get(r).cloned().flatten()
 }
 
 /// Largest `BatchCheck`.
@@ -148,14 +142,13 @@ impl<S: Store> Authorizer<S> {
                 path,
                 context,
             };
-            let resolve = gathered(&known);
-            out.push(decide_linked(
+            out.push(decide_gathered(
                 Subject::Principal(subject.principal.as_ref()),
-                subject.bindings.iter(),
+                &subject.bindings,
                 &roles,
                 question,
                 now,
-                &Linked::over(&subject.bindings, &resolve),
+                &known,
             ));
         }
         Ok((out, revision))
@@ -286,7 +279,10 @@ impl<S: Store> Authorizer<S> {
                     &roles,
                     q,
                     now,
-                    &Linked::over(bindings, &resolve),
+                    &Linked {
+                        bindings,
+                        ancestry: &resolve,
+                    },
                 )
                 .allowed
                 {
@@ -353,7 +349,10 @@ impl<S: Store> Authorizer<S> {
             } else {
                 Some(self.store.subject(tenant, &principal.id).await?)
             };
-            let linked = Linked::over(all.as_ref().map_or(&bindings, |s| &s.bindings), &resolve);
+            let linked = Linked {
+                bindings: all.as_ref().map_or(&bindings, |s| &s.bindings),
+                ancestry: &resolve,
+            };
             if decide_linked(
                 Subject::Principal(Some(&principal)),
                 bindings.iter(),

@@ -28,18 +28,28 @@ pub struct Linked<'a> {
 /// Ancestries gathered from a store for [`Linked::ancestry`].
 pub type Gathered = HashMap<ResourceRef, Option<Vec<ResourceNode>>>;
 
-impl<'a> Linked<'a> {
-    /// Over ancestries gathered beforehand: one missing from `known` reads
-    /// as a resource that does not exist (fail closed).
-    pub fn over(
-        bindings: &'a [Binding],
-        known: &'a dyn Fn(&ResourceRef) -> Option<Vec<ResourceNode>>,
-    ) -> Self {
-        Linked {
-            bindings,
-            ancestry: known,
-        }
-    }
+/// The ancestry of a resource among those gathered (`None`, a resource
+/// that does not exist, for any other: fail closed).
+pub fn gathered(known: &Gathered) -> impl Fn(&ResourceRef) -> Option<Vec<ResourceNode>> + '_ {
+    |r| known.get(r).cloned().flatten()
+}
+
+/// [`decide_linked`] among all of `bindings`, the linked resources'
+/// ancestries those gathered in `known` (by a caller reading a store).
+pub fn decide_gathered(
+    subject: Subject<'_>,
+    bindings: &[Binding],
+    roles: &RoleTable,
+    q: Question<'_>,
+    now: Millis,
+    known: &Gathered,
+) -> Decision {
+    let resolve = gathered(known);
+    let linked = Linked {
+        bindings,
+        ancestry: &resolve,
+    };
+    decide_linked(subject, bindings.iter(), roles, q, now, &linked)
 }
 
 /// The links of the resource `path` starts with that doing `action` there
@@ -219,8 +229,7 @@ pub fn links_to_fetch(
     let mut budget = MAX_LINKED_DECISIONS;
     let mut level: Vec<(Vec<ResourceNode>, String)> = Vec::new();
     let mut next: Vec<(Vec<ResourceNode>, String)> = Vec::new();
-    let first: Vec<&Link> = gating(path, (rtype, action), roles).collect();
-    for l in first {
+    for l in gating(path, (rtype, action), roles) {
         visit(l, known, &mut missing, &mut budget, &mut next);
     }
     for _ in 1..MAX_LINK_DEPTH {

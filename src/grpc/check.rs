@@ -84,7 +84,7 @@ impl<S: Store> CheckApi<S> {
         };
         let (caller, tenant, request_id, revision) = at;
         let reason = pb::Reason::from(d.reason) as i32;
-        log.record(&Entry {
+        log.record(|| Entry {
             time: model::format_millis(model::now_millis()),
             tenant,
             caller: &caller.name,

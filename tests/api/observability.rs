@@ -350,19 +350,20 @@ impl TraceService for Receiver {
     }
 }
 
-fn attribute(span: &Span, key: &str) -> Option<String> {
+/// The value of attribute `key` (a span's or a log record's) as text.
+fn attribute(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| {
-            kv.value.as_ref().and_then(|v| match &v.value {
-                Some(Value::StringValue(s)) => Some(s.clone()),
-                Some(Value::IntValue(i)) => Some(i.to_string()),
-                Some(Value::BoolValue(b)) => Some(b.to_string()),
-                _ => None,
-            })
-        })
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            Value::IntValue(i) => Some(i.to_string()),
+            Value::BoolValue(b) => Some(b.to_string()),
+            _ => None,
+        }
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -442,18 +443,27 @@ async fn a_callers_trace_continues_into_portcullis() {
         "the caller's span is the parent"
     );
     assert_eq!(span.name, "portcullis.v1.CheckService/Check");
-    assert_eq!(attribute(&span, "tenant").as_deref(), Some(TENANT));
     assert_eq!(
-        attribute(&span, "request_id").as_deref(),
+        attribute(&span.attributes, "tenant").as_deref(),
+        Some(TENANT)
+    );
+    assert_eq!(
+        attribute(&span.attributes, "request_id").as_deref(),
         Some("trace-test-1")
     );
-    assert!(attribute(&span, "decision").is_some(), "{span:?}");
     assert!(
-        matches!(attribute(&span, "cache").as_deref(), Some("hit" | "miss")),
+        attribute(&span.attributes, "decision").is_some(),
+        "{span:?}"
+    );
+    assert!(
+        matches!(
+            attribute(&span.attributes, "cache").as_deref(),
+            Some("hit" | "miss")
+        ),
         "whether the cache answered: {span:?}"
     );
     assert_eq!(
-        attribute(&span, "rpc.grpc.status_code").as_deref(),
+        attribute(&span.attributes, "rpc.grpc.status_code").as_deref(),
         Some("0")
     );
     // The call's log lines carry its request id.
@@ -765,18 +775,6 @@ impl LogsService for LogReceiver {
     }
 }
 
-fn log_attribute(r: &LogRecord, key: &str) -> Option<String> {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    r.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone()),
-            Value::IntValue(i) => Some(i.to_string()),
-            Value::BoolValue(b) => Some(b.to_string()),
-            _ => None,
-        }
-    })
-}
-
 /// With `decision_log.sink = "otlp"`, each decision is an OpenTelemetry
 /// log record (event `portcullis.decision`, the JSON line as its body, each
 /// field an attribute) exported in batches to the collector.
@@ -819,24 +817,30 @@ async fn decisions_are_exported_as_opentelemetry_log_records() {
     };
     let allowed = records
         .iter()
-        .find(|r| log_attribute(r, "action").as_deref() == Some("view"))
+        .find(|r| attribute(&r.attributes, "action").as_deref() == Some("view"))
         .expect("the allowed check");
     assert_eq!(allowed.event_name, "portcullis.decision");
-    assert_eq!(log_attribute(allowed, "tenant").as_deref(), Some(TENANT));
     assert_eq!(
-        log_attribute(allowed, "principal").as_deref(),
+        attribute(&allowed.attributes, "tenant").as_deref(),
+        Some(TENANT)
+    );
+    assert_eq!(
+        attribute(&allowed.attributes, "principal").as_deref(),
         Some("alice")
     );
     assert_eq!(
-        log_attribute(allowed, "resource").as_deref(),
+        attribute(&allowed.attributes, "resource").as_deref(),
         Some("workflow:w1")
     );
-    assert_eq!(log_attribute(allowed, "allowed").as_deref(), Some("true"));
     assert_eq!(
-        log_attribute(allowed, "reason").as_deref(),
+        attribute(&allowed.attributes, "allowed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        attribute(&allowed.attributes, "reason").as_deref(),
         Some("REASON_GRANTED")
     );
-    assert_eq!(log_attribute(allowed, "grant_id"), Some(g));
+    assert_eq!(attribute(&allowed.attributes, "grant_id"), Some(g));
     let body = match allowed.body.as_ref().and_then(|b| b.value.as_ref()) {
         Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s.clone(),
         other => panic!("body {other:?}"),
@@ -845,11 +849,14 @@ async fn decisions_are_exported_as_opentelemetry_log_records() {
     assert_eq!(line["principal"], "alice");
     let denied = records
         .iter()
-        .find(|r| log_attribute(r, "action").as_deref() == Some("edit"))
+        .find(|r| attribute(&r.attributes, "action").as_deref() == Some("edit"))
         .expect("the denied check");
-    assert_eq!(log_attribute(denied, "allowed").as_deref(), Some("false"));
     assert_eq!(
-        log_attribute(denied, "reason").as_deref(),
+        attribute(&denied.attributes, "allowed").as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        attribute(&denied.attributes, "reason").as_deref(),
         Some("REASON_NO_GRANT")
     );
 }

@@ -433,10 +433,9 @@ fn links_to_fetch_names_what_a_store_must_read_until_nothing_is_missing() {
     // Deciding over what was gathered is deciding over the whole world.
     let all = [grant("owner", "workspace:w1"), grant("viewer", "board:b")];
     let p = ana();
-    let over = crate::engine::authorizer::gathered(&known);
-    let d = decide_linked(
+    let d = decide_gathered(
         Subject::Principal(Some(&p)),
-        all.iter(),
+        &all,
         &roles,
         Question {
             rtype: "workflow",
@@ -445,7 +444,7 @@ fn links_to_fetch_names_what_a_store_must_read_until_nothing_is_missing() {
             context: RequestContext::none(),
         },
         0,
-        &Linked::over(&all, &over),
+        &known,
     );
     assert_eq!(d, ask(&w, &all, "edit", "workflow:wf"));
     assert_link_denied(&d, "board:c", "view");
